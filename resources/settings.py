@@ -1,0 +1,412 @@
+"""Project settings: one YAML file per project, one section per environment.
+
+``config/lakehouse.yaml`` is the single source of truth. This module merges its
+``defaults`` with the selected environment, applies ``LAKEHOUSE__SECTION__KEY``
+environment overrides, validates the result and derives everything that follows
+by convention (bronze prefix, warehouse location, catalog file, Dagster home).
+
+Invalid configuration fails here, at load time, with a :class:`ConfigError` that
+names the file, the environment, the key and the problem, instead of surfacing
+later as a traceback from deep inside boto3, librdkafka or Spark.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import date
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "lakehouse.yaml"
+ENVIRONMENTS = ("local", "dev", "prod")
+ENV_OVERRIDE_PREFIX = "LAKEHOUSE__"
+
+_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+_TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class ConfigError(ValueError):
+    """Configuration is invalid; the message names file, environment, key and problem."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageSettings(_Section):
+    bucket: str = Field(description="S3 bucket that holds bronze files and the Iceberg warehouse.")
+    bronze_prefix: str = Field(default="bronze", description="Key prefix of bronze Parquet files.")
+    warehouse_prefix: str = Field(
+        default="warehouse", description="Key prefix of the Iceberg warehouse."
+    )
+
+    @field_validator("bucket")
+    @classmethod
+    def _valid_bucket(cls, value: str) -> str:
+        if not _BUCKET_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a valid S3 bucket name")
+        return value
+
+    @field_validator("bronze_prefix", "warehouse_prefix")
+    @classmethod
+    def _clean_prefix(cls, value: str) -> str:
+        cleaned = value.strip("/")
+        if not cleaned:
+            raise ValueError("must not be empty")
+        return cleaned
+
+
+class S3Settings(_Section):
+    endpoint_url: str | None = Field(
+        default=None, description="S3 API endpoint; null means AWS S3 itself."
+    )
+    region: str = Field(default="us-east-1", description="AWS region of the bucket.")
+    access_key_id_env: str = Field(
+        default="AWS_ACCESS_KEY_ID", description="Environment variable holding the access key id."
+    )
+    secret_access_key_env: str = Field(
+        default="AWS_SECRET_ACCESS_KEY",
+        description="Environment variable holding the secret access key.",
+    )
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _valid_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+
+class CatalogSettings(_Section):
+    name: str = Field(
+        default="lakehouse",
+        description="Iceberg catalog name; identical for pyiceberg and Spark (part of the key).",
+    )
+    type: Literal["sql", "rest", "glue"] = Field(default="sql", description="Catalog kind.")
+    uri: str | None = Field(
+        default=None,
+        description="sql: SQLAlchemy URI (derived from stack.data_dir when null); rest: server URL.",
+    )
+    namespaces: dict[Literal["bronze", "silver", "gold"], str] = Field(
+        default_factory=lambda: {"bronze": "bronze", "silver": "silver", "gold": "gold"},
+        description="Iceberg namespace of each medallion layer.",
+    )
+    properties: dict[str, str] = Field(
+        default_factory=dict, description="Extra catalog properties for pyiceberg and Spark."
+    )
+
+    @model_validator(mode="after")
+    def _uri_where_needed(self) -> CatalogSettings:
+        if self.type == "rest" and not self.uri:
+            raise ValueError(
+                "a rest catalog needs `uri` (set catalog.uri or LAKEHOUSE__CATALOG__URI)"
+            )
+        return self
+
+    @field_validator("namespaces")
+    @classmethod
+    def _all_layers(cls, value: dict[str, str]) -> dict[str, str]:
+        missing = {"bronze", "silver", "gold"} - set(value)
+        if missing:
+            raise ValueError(f"missing layer(s): {', '.join(sorted(missing))}")
+        for layer, namespace in value.items():
+            if not _NAME_PATTERN.match(namespace):
+                raise ValueError(
+                    f"namespace {namespace!r} of {layer} is not a lowercase identifier"
+                )
+        return value
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = Field(description="Comma-separated host:port list of brokers.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username_env: str | None = Field(
+        default=None, description="Environment variable holding the SASL user name."
+    )
+    sasl_password_env: str | None = Field(
+        default=None, description="Environment variable holding the SASL password."
+    )
+    client_id: str = "lakehouse"
+    consumer: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    producer: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server.strip()!r} is not host:port")
+        return value
+
+
+class SparkSettings(_Section):
+    master: str = "local[2]"
+    driver_memory: str = "2g"
+    shuffle_partitions: int = Field(default=4, ge=1)
+    conf: dict[str, str] = Field(default_factory=dict, description="Extra spark.* settings.")
+
+    @field_validator("driver_memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+[kmgt]?", value.lower()):
+            raise ValueError(f"{value!r} is not a JVM memory size such as 2g or 512m")
+        return value
+
+
+class DbtSettings(_Section):
+    project_dir: str = "dbt"
+    target: str = "local"
+
+
+class PartitionSettings(_Section):
+    start_date: date = Field(description="First daily partition (UTC) of every dataset.")
+    late_window_days: int = Field(default=3, ge=0, le=60)
+
+
+class StackSettings(_Section):
+    data_dir: str = Field(default=".lakehouse", description="State of the local services.")
+    kafka_heap: str = "512m"
+
+
+class DatasetSettings(_Section):
+    topic: str = Field(description="Kafka topic the dataset arrives on.")
+    topic_partitions: int = Field(default=3, ge=1, le=1000)
+    description: str = ""
+    start_date: date | None = Field(default=None, description="Overrides partitions.start_date.")
+    late_window_days: int | None = Field(
+        default=None, ge=0, le=60, description="Overrides partitions.late_window_days."
+    )
+
+    @field_validator("topic")
+    @classmethod
+    def _valid_topic(cls, value: str) -> str:
+        if not _TOPIC_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a valid Kafka topic name")
+        return value
+
+
+class LakehouseSettings(_Section):
+    """Validated settings of one environment, with the conventions derived from them."""
+
+    environment: str
+    config_path: Path
+    storage: StorageSettings
+    s3: S3Settings = Field(default_factory=S3Settings)
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    kafka: KafkaSettings
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    dbt: DbtSettings = Field(default_factory=DbtSettings)
+    partitions: PartitionSettings
+    stack: StackSettings = Field(default_factory=StackSettings)
+    datasets: dict[str, DatasetSettings]
+
+    @field_validator("datasets")
+    @classmethod
+    def _dataset_names(cls, value: dict[str, DatasetSettings]) -> dict[str, DatasetSettings]:
+        for name in value:
+            if not _NAME_PATTERN.match(name):
+                raise ValueError(f"dataset name {name!r} is not a lowercase identifier")
+        return value
+
+    # Conventions -------------------------------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        """Absolute directory holding local service state (Kafka logs, catalog, S3 snapshot)."""
+        path = Path(self.stack.data_dir)
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    @property
+    def catalog_uri(self) -> str:
+        """Catalog URI; for the embedded SQLite catalog it lives in the data directory."""
+        if self.catalog.uri is not None:
+            return self.catalog.uri
+        return f"sqlite:///{self.data_dir / 'catalog' / 'catalog.db'}"
+
+    @property
+    def warehouse(self) -> str:
+        return f"s3://{self.storage.bucket}/{self.storage.warehouse_prefix}"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.data_dir / "dagster_home"
+
+    @property
+    def dbt_project_dir(self) -> Path:
+        path = Path(self.dbt.project_dir)
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    def bronze_uri(self, dataset: str) -> str:
+        """``s3://bucket/bronze/<dataset>``: the prefix under which a dataset's partitions land."""
+        self.dataset(dataset)
+        return f"s3://{self.storage.bucket}/{self.storage.bronze_prefix}/{dataset}"
+
+    def namespace(self, layer: Literal["bronze", "silver", "gold"]) -> str:
+        return self.catalog.namespaces[layer]
+
+    def dataset(self, name: str) -> DatasetSettings:
+        try:
+            return self.datasets[name]
+        except KeyError:
+            known = ", ".join(sorted(self.datasets))
+            raise ConfigError(
+                f"{self.config_path}: unknown dataset {name!r} (configured: {known})"
+            ) from None
+
+    def dataset_start_date(self, name: str) -> date:
+        return self.dataset(name).start_date or self.partitions.start_date
+
+    def late_window_days(self, name: str) -> int:
+        configured = self.dataset(name).late_window_days
+        return self.partitions.late_window_days if configured is None else configured
+
+    @property
+    def s3_is_local(self) -> bool:
+        return _is_loopback_url(self.s3.endpoint_url)
+
+    @property
+    def kafka_is_local(self) -> bool:
+        return all(
+            _is_loopback_host(server.strip().rpartition(":")[0])
+            for server in self.kafka.bootstrap_servers.split(",")
+        )
+
+
+def _is_loopback_host(host: str | None) -> bool:
+    return bool(host) and (host == "localhost" or host.startswith("127.") or host == "::1")
+
+
+def _is_loopback_url(url: str | None) -> bool:
+    return url is not None and _is_loopback_host(urlparse(url).hostname)
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS=x`` becomes ``{"kafka": {"bootstrap_servers": "x"}}``."""
+    overrides: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_OVERRIDE_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_OVERRIDE_PREFIX) :].split("__")]
+        if not all(path):
+            raise ConfigError(f"environment variable {name}: empty key segment")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"environment variable {name}: not a YAML value ({exc})") from None
+        # Strings that YAML would turn into dates or numbers stay as the user typed them
+        # unless the schema wants a number; pydantic converts "19092" to int where needed.
+        if not isinstance(value, (dict, list, bool, type(None))):
+            value = raw
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name}: conflicts with another override")
+        node[path[-1]] = value
+    return overrides
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "<root>"
+    if error["type"] == "extra_forbidden":
+        return f"{location}: unknown key"
+    if error["type"] == "missing":
+        return f"{location}: required key is missing"
+    value = error.get("input")
+    if value is None and "input" in error and error["type"].endswith("_type"):
+        variable = ENV_OVERRIDE_PREFIX + "__".join(str(part).upper() for part in error["loc"])
+        return f"{location}: required but null (set it in the file or with {variable})"
+    shown = "" if isinstance(value, Mapping) else f" (got {value!r})"
+    return f"{location}: {error['msg']}{shown}"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: top level must be a mapping with `defaults` and `environments`")
+    unknown = set(document) - {"defaults", "environments"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s): {', '.join(sorted(unknown))}")
+    return document
+
+
+def load_settings(
+    environment: str | None = None,
+    config_path: Path | str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LakehouseSettings:
+    """Load and validate the settings of one environment.
+
+    Args:
+        environment: ``local``, ``dev`` or ``prod``; defaults to ``$LAKEHOUSE_ENV`` or ``local``.
+        config_path: the YAML file; defaults to ``$LAKEHOUSE_CONFIG`` or ``config/lakehouse.yaml``.
+        environ: the environment variables to read overrides from (default: ``os.environ``).
+
+    Raises:
+        ConfigError: naming the file, environment, key and problem.
+    """
+    environ = os.environ if environ is None else environ
+    env_name = environment or environ.get("LAKEHOUSE_ENV") or "local"
+    path = Path(config_path or environ.get("LAKEHOUSE_CONFIG") or DEFAULT_CONFIG_PATH)
+    document = _read_yaml(path)
+    environments = document.get("environments") or {}
+    if env_name not in environments:
+        known = ", ".join(sorted(environments)) or "none"
+        raise ConfigError(f"{path}: unknown environment {env_name!r} (defined: {known})")
+    merged = _deep_merge(document.get("defaults") or {}, environments[env_name] or {})
+    merged = _deep_merge(merged, _env_overrides(environ))
+    merged.update(environment=env_name, config_path=path)
+    try:
+        return LakehouseSettings.model_validate(merged)
+    except ValidationError as exc:
+        problems = "\n  ".join(_describe(error) for error in exc.errors())
+        raise ConfigError(
+            f"{path} (environment {env_name!r}) is invalid:\n  {problems}\n"
+            f"Fix the file or the matching {ENV_OVERRIDE_PREFIX}<SECTION>__<KEY> variable."
+        ) from None
+
+
+@cache
+def get_settings() -> LakehouseSettings:
+    """Settings of the current process's environment, loaded once."""
+    return load_settings()
+
+
+def cache_dir() -> Path:
+    """Downloaded JVM artefacts (Kafka broker jars, Spark packages), shared by checkouts.
+
+    ``$LAKEHOUSE_CACHE_DIR`` or ``~/.cache/lakehouse``: outside the project so that a
+    fresh clone reuses what an earlier one downloaded.
+    """
+    configured = os.environ.get("LAKEHOUSE_CACHE_DIR")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "lakehouse"

@@ -1,0 +1,89 @@
+"""Spark in local mode (by default) on the same Iceberg catalog as pyiceberg."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster_pyspark import LazyPySparkResource
+from dagster_pyspark.resources import spark_session_from_config
+from pydantic import Field
+
+from resources.iceberg import IcebergCatalogResource
+from resources.settings import LakehouseSettings, cache_dir
+from resources.spark_conf import build_spark_conf, redact
+
+_GLUE_CATALOG = "org.apache.iceberg.aws.glue.GlueCatalog"
+
+
+class SparkResource(LazyPySparkResource):
+    """A Spark session whose default catalog is the lakehouse's Iceberg catalog.
+
+    The session is created on first use, so runs that never touch Spark never pay
+    for a JVM. Credentials come from the nested catalog's S3 resource at session
+    creation and are never part of this resource's displayed config.
+    """
+
+    catalog: IcebergCatalogResource = Field(description="The Iceberg catalog Spark shares.")
+    master: str = Field(default="local[2]", description="Spark master URL (`spark.master`).")
+    driver_memory: str = Field(default="2g", description="Driver JVM heap (`spark.driver.memory`).")
+    shuffle_partitions: int = Field(
+        default=4, description="`spark.sql.shuffle.partitions`; keep small for local data."
+    )
+    ivy_dir: str | None = Field(
+        default=None, description="Where Spark caches the JVM packages it resolves."
+    )
+    spark_config: dict[str, Any] = Field(
+        default_factory=dict, description="Extra spark.* settings (`spark.conf`); no secrets."
+    )
+
+    def session_conf(self) -> dict[str, str]:
+        """The full Spark configuration, credentials included: never log it unredacted."""
+        s3 = self.catalog.s3
+        conf = build_spark_conf(
+            catalog_name=self.catalog.name,
+            catalog_uri=self.catalog.uri or "sqlite:////unused",
+            warehouse=self.catalog.warehouse,
+            s3_endpoint=s3.endpoint_url,
+            s3_region=s3.region,
+            access_key_id=s3.access_key_id,
+            secret_access_key=s3.secret_access_key,
+            master=self.master,
+            driver_memory=self.driver_memory,
+            shuffle_partitions=self.shuffle_partitions,
+            ivy_dir=self.ivy_dir,
+            extra={k: str(v) for k, v in self.spark_config.items()},
+        )
+        prefix = f"spark.sql.catalog.{self.catalog.name}"
+        if self.catalog.type != "sql":
+            for key in [k for k in conf if k.startswith(f"{prefix}.jdbc.")]:
+                del conf[key]
+            del conf[f"{prefix}.catalog-impl"]
+            if self.catalog.type == "rest":
+                conf[f"{prefix}.type"] = "rest"
+                conf[f"{prefix}.uri"] = self.catalog.uri or ""
+            else:
+                del conf[f"{prefix}.uri"]
+                conf[f"{prefix}.catalog-impl"] = _GLUE_CATALOG
+        for key, value in self.catalog.properties.items():
+            conf[f"{prefix}.{key}"] = value
+        return conf
+
+    def redacted_conf(self) -> dict[str, str]:
+        """The configuration with secrets masked, for logs and metadata."""
+        return redact(self.session_conf())
+
+    def _init_session(self) -> None:
+        if self._spark_session is None:
+            self._spark_session = spark_session_from_config(self.session_conf())
+
+
+def spark_resource(settings: LakehouseSettings, catalog: IcebergCatalogResource) -> SparkResource:
+    """The Spark resource of an environment, from its settings."""
+    return SparkResource(
+        catalog=catalog,
+        master=settings.spark.master,
+        driver_memory=settings.spark.driver_memory,
+        shuffle_partitions=settings.spark.shuffle_partitions,
+        ivy_dir=str(cache_dir() / "ivy"),
+        spark_config=dict(settings.spark.conf),
+    )
