@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from resources import build_resources
+from resources.environments import build_resources
 
 defs = dg.Definitions(
     resources=build_resources(),

@@ -80,6 +80,10 @@ class ManagedProcess:
                 start_new_session=True,
             )
         self.pid_file.write_text(f"{process.pid}\n")
+        # Until exec completes, /proc shows the parent's command line, not the marker.
+        deadline = time.monotonic() + 10.0
+        while self.pid() is None and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
         return process.pid
 
     def stop(self, timeout: float = 30.0) -> bool:

@@ -13,12 +13,15 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
-from dagster_dbt import DbtCliResource
 
 from resources.settings import LakehouseSettings, cache_dir
 from resources.spark_conf import build_spark_conf
+
+if TYPE_CHECKING:
+    from dagster_dbt import DbtCliResource
 
 PROFILE_NAME = "lakehouse"
 _LOCAL_S3_PLACEHOLDER = "lakehouse-local"
@@ -81,6 +84,9 @@ def write_profiles(settings: LakehouseSettings) -> Path:
 
 def dbt_resource(settings: LakehouseSettings) -> DbtCliResource:
     """The dbt CLI resource of an environment, with its generated profile."""
+    # dagster_dbt takes seconds to import; only code that binds dbt pays for it.
+    from dagster_dbt import DbtCliResource
+
     # The dbt beside this interpreter (the project's venv), even when PATH lacks it.
     beside = Path(sys.executable).parent / "dbt"
     executable = str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")

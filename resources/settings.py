@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import date
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlparse
 
 import yaml
@@ -32,6 +32,9 @@ ENV_OVERRIDE_PREFIX = "LAKEHOUSE__"
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 _TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+Layer = Literal["bronze", "silver", "gold"]
 
 
 class ConfigError(ValueError):
@@ -100,8 +103,8 @@ class CatalogSettings(_Section):
         default=None,
         description="sql: SQLAlchemy URI (derived from stack.data_dir when null); rest: server URL.",
     )
-    namespaces: dict[Literal["bronze", "silver", "gold"], str] = Field(
-        default_factory=lambda: {"bronze": "bronze", "silver": "silver", "gold": "gold"},
+    namespaces: dict[Layer, str] = Field(
+        default_factory=lambda: {layer: layer for layer in get_args(Layer)},
         description="Iceberg namespace of each medallion layer.",
     )
     properties: dict[str, str] = Field(
@@ -118,7 +121,7 @@ class CatalogSettings(_Section):
 
     @field_validator("namespaces")
     @classmethod
-    def _all_layers(cls, value: dict[str, str]) -> dict[str, str]:
+    def _all_layers(cls, value: dict[Layer, str]) -> dict[Layer, str]:
         missing = {"bronze", "silver", "gold"} - set(value)
         if missing:
             raise ValueError(f"missing layer(s): {', '.join(sorted(missing))}")
@@ -256,7 +259,7 @@ class LakehouseSettings(_Section):
         self.dataset(dataset)
         return f"s3://{self.storage.bucket}/{self.storage.bronze_prefix}/{dataset}"
 
-    def namespace(self, layer: Literal["bronze", "silver", "gold"]) -> str:
+    def namespace(self, layer: Layer) -> str:
         return self.catalog.namespaces[layer]
 
     def dataset(self, name: str) -> DatasetSettings:
@@ -288,7 +291,7 @@ class LakehouseSettings(_Section):
 
 
 def _is_loopback_host(host: str | None) -> bool:
-    return bool(host) and (host == "localhost" or host.startswith("127.") or host == "::1")
+    return host is not None and (host == "localhost" or host.startswith("127.") or host == "::1")
 
 
 def _is_loopback_url(url: str | None) -> bool:

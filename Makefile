@@ -1,0 +1,63 @@
+# Two commands set up everything on a fresh machine (Python 3.11 and a JDK 17 given):
+#   make demo   installs into .venv, starts the local stack, generates events, runs the pipeline
+#   make test   installs into .venv and runs lint, type checks and the whole test suite
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+UV_VERSION := 0.13.9
+export DAGSTER_HOME ?= $(CURDIR)/.lakehouse/dagster_home
+
+.PHONY: install demo test lint typecheck check stack-start stack-stop stack-status dev bench lock clean
+
+$(INSTALLED): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]} at {sys.executable}"'
+	@command -v java >/dev/null || { echo "A JDK 17 is required (java not found on PATH)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	@touch $@
+
+install: $(INSTALLED)
+
+demo: install
+	$(BIN)/python -m lakehouse_dev.demo
+
+test: install lint typecheck
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+stack-start: install
+	$(BIN)/lakehouse-stack start
+
+stack-stop: install
+	$(BIN)/lakehouse-stack stop
+
+stack-status: install
+	$(BIN)/lakehouse-stack status
+
+# The Dagster UI on http://127.0.0.1:3000 with the daemon (sensors, automation, backfills).
+dev: install
+	$(BIN)/lakehouse-stack start
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+# Re-resolve the pinned transitive set after changing pyproject.toml's dependencies.
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean:
+	-$(BIN)/lakehouse-stack stop
+	rm -rf .lakehouse dbt/target dbt/logs .mypy_cache .ruff_cache .pytest_cache

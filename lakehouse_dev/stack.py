@@ -1,0 +1,136 @@
+"""The local stack: a Kafka broker, an S3 API server and the Iceberg catalog, on loopback.
+
+``lakehouse-stack start`` starts what is not running yet (a second start is a
+no-op), creates the bucket, the dataset topics and the Iceberg namespaces, and
+prints where everything is. ``lakehouse-stack stop`` stops both services and
+leaves no process behind. Data survives a stop/start: Kafka's log directories,
+the S3 objects (saved at stop) and the catalog file live under ``stack.data_dir``.
+
+Ports and paths derive from the settings (``kafka.bootstrap_servers``,
+``s3.endpoint_url``, ``stack.data_dir``); the stack refuses to run for an
+environment whose endpoints are not on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from urllib.parse import urlparse
+
+from lakehouse_dev.kafka_broker import KafkaBroker
+from lakehouse_dev.s3_server import S3Server
+from resources.environments import iceberg_resource, s3_resource
+from resources.settings import ConfigError, LakehouseSettings, load_settings
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    """The services of one environment's settings."""
+
+    settings: LakehouseSettings
+
+    @classmethod
+    def from_settings(cls, settings: LakehouseSettings) -> LocalStack:
+        problems = []
+        if not settings.kafka_is_local:
+            problems.append(f"kafka.bootstrap_servers={settings.kafka.bootstrap_servers}")
+        if not settings.s3_is_local:
+            problems.append(f"s3.endpoint_url={settings.s3.endpoint_url}")
+        if settings.catalog.type != "sql":
+            problems.append(f"catalog.type={settings.catalog.type}")
+        if problems:
+            raise ConfigError(
+                f"environment {settings.environment!r} does not use local services "
+                f"({'; '.join(problems)}): the local stack runs only for loopback endpoints "
+                "and the embedded catalog"
+            )
+        return cls(settings)
+
+    @cached_property
+    def kafka(self) -> KafkaBroker:
+        first = self.settings.kafka.bootstrap_servers.split(",")[0].strip()
+        host, _, port = first.rpartition(":")
+        return KafkaBroker(
+            data_dir=self.settings.data_dir / "kafka",
+            port=int(port),
+            controller_port=int(port) + 1,
+            host=host,
+            heap=self.settings.stack.kafka_heap,
+        )
+
+    @cached_property
+    def s3(self) -> S3Server:
+        url = urlparse(self.settings.s3.endpoint_url or "")
+        return S3Server(
+            data_dir=self.settings.data_dir / "s3",
+            port=url.port or 80,
+            host=url.hostname or "127.0.0.1",
+            buckets=[self.settings.storage.bucket],
+        )
+
+    def start(self) -> None:
+        """Start what is not running, then create topics and namespaces (all idempotent)."""
+        self.s3.start()
+        broker = self.kafka
+        broker.start()
+        broker.create_topics(
+            {ds.topic: ds.topic_partitions for ds in self.settings.datasets.values()}
+        )
+        catalog = iceberg_resource(self.settings, s3_resource(self.settings))
+        catalog.ensure_namespaces(self.settings.catalog.namespaces.values())
+
+    def stop(self) -> None:
+        """Stop both services; the S3 server saves its objects on the way out."""
+        self.kafka.stop()
+        self.s3.stop()
+
+    def status(self) -> dict[str, bool]:
+        return {"kafka": self.kafka.is_running(), "s3": self.s3.is_running()}
+
+    def describe(self) -> str:
+        settings = self.settings
+        state = self.status()
+        lines = [
+            f"environment      {settings.environment} ({settings.config_path})",
+            f"kafka            {settings.kafka.bootstrap_servers}  "
+            f"[{'running' if state['kafka'] else 'stopped'}]",
+            f"s3               {settings.s3.endpoint_url}  bucket {settings.storage.bucket}  "
+            f"[{'running' if state['s3'] else 'stopped'}]",
+            f"iceberg catalog  {settings.catalog.name}: {settings.catalog_uri}",
+            f"warehouse        {settings.warehouse}",
+            f"topics           {', '.join(d.topic for d in settings.datasets.values())}",
+            f"data dir         {settings.data_dir}",
+        ]
+        return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lakehouse-stack", description="Start, stop or inspect the local lakehouse stack."
+    )
+    parser.add_argument("command", choices=["start", "stop", "status", "restart"])
+    parser.add_argument(
+        "--env", default=None, help="environment (default: $LAKEHOUSE_ENV or local)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        stack = LocalStack.from_settings(load_settings(args.env))
+        started = time.monotonic()
+        if args.command in ("stop", "restart"):
+            stack.stop()
+            print("stack stopped")
+        if args.command in ("start", "restart"):
+            stack.start()
+            print(f"stack ready in {time.monotonic() - started:.1f}s")
+        print(stack.describe())
+    except (ConfigError, RuntimeError, ConnectionError, LookupError) as exc:
+        print(f"lakehouse-stack {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Resources chosen per environment in one place.
+
+:func:`build_resources` turns the validated settings of an environment into the
+resource instances that the Definitions object binds. Asset code asks for a
+resource by key and never knows which environment it runs in.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dagster as dg
+
+from resources.dbt import dbt_resource
+from resources.iceberg import IcebergCatalogResource
+from resources.kafka import KafkaResource
+from resources.s3 import S3Resource
+from resources.settings import LakehouseSettings, get_settings
+from resources.spark import spark_resource
+
+# The local S3 server accepts any credentials; this placeholder is used only when the
+# endpoint is on loopback and no credentials are set, so `dagster dev` works as is.
+_LOCAL_S3_PLACEHOLDER = "lakehouse-local"
+
+
+def _secret(variable: str | None) -> Any:
+    """``dg.EnvVar`` for a set variable (the UI shows its name, not its value), else None."""
+    if variable and os.environ.get(variable):
+        return dg.EnvVar(variable)
+    return None
+
+
+def s3_resource(settings: LakehouseSettings) -> S3Resource:
+    access_key = _secret(settings.s3.access_key_id_env)
+    secret_key = _secret(settings.s3.secret_access_key_env)
+    if settings.s3_is_local and (access_key is None or secret_key is None):
+        access_key = secret_key = _LOCAL_S3_PLACEHOLDER
+    return S3Resource(
+        endpoint_url=settings.s3.endpoint_url,
+        region=settings.s3.region,
+        access_key_id=access_key,
+        secret_access_key=secret_key,
+        bucket=settings.storage.bucket,
+    )
+
+
+def iceberg_resource(settings: LakehouseSettings, s3: S3Resource) -> IcebergCatalogResource:
+    return IcebergCatalogResource(
+        name=settings.catalog.name,
+        type=settings.catalog.type,
+        uri=settings.catalog_uri if settings.catalog.type != "glue" else None,
+        warehouse=settings.warehouse,
+        s3=s3,
+        properties=dict(settings.catalog.properties),
+    )
+
+
+def kafka_resource(settings: LakehouseSettings) -> KafkaResource:
+    kafka = settings.kafka
+    return KafkaResource(
+        bootstrap_servers=kafka.bootstrap_servers,
+        security_protocol=kafka.security_protocol,
+        sasl_mechanism=kafka.sasl_mechanism,
+        sasl_username=_secret(kafka.sasl_username_env),
+        sasl_password=_secret(kafka.sasl_password_env),
+        client_id=kafka.client_id,
+        consumer_config=dict(kafka.consumer),
+        producer_config=dict(kafka.producer),
+    )
+
+
+def build_resources(settings: LakehouseSettings | None = None) -> dict[str, Any]:
+    """Every resource of one environment, keyed as assets and IO managers ask for them."""
+    settings = settings or get_settings()
+    s3 = s3_resource(settings)
+    iceberg = iceberg_resource(settings, s3)
+    return {
+        "s3": s3,
+        "iceberg": iceberg,
+        "kafka": kafka_resource(settings),
+        "spark": spark_resource(settings, iceberg),
+        "dbt": dbt_resource(settings),
+    }

@@ -1,0 +1,365 @@
+"""Spark and pyiceberg settings for one shared Iceberg catalog, derived from one place.
+
+pyiceberg's ``SqlCatalog`` and Spark's Iceberg ``JdbcCatalog`` share a single SQLite
+catalog file and a single warehouse (S3, or a local directory for tests). Both sides
+are configured here from the same inputs, so they cannot drift apart:
+
+* :func:`build_spark_conf` returns the complete ``spark.*`` settings of a session
+  (jars from Maven Central via ``spark.jars.packages``, the Iceberg catalog as Spark's
+  default catalog, Iceberg's ``S3FileIO`` for table data, hadoop-aws for plain
+  ``s3a://`` and ``s3://`` Parquet such as bronze).
+* :func:`pyiceberg_catalog_properties` returns the properties for
+  ``load_catalog(name, **props)`` or ``SqlCatalog(name, **props)``.
+* :func:`bootstrap_sqlite_catalog` creates the catalog file and its tables; call it
+  before the first Spark session (see below).
+
+What makes the two engines agree on one SQLite catalog (verified with pyiceberg 0.12.0,
+Iceberg 1.10.1, Spark 3.5.8, sqlite-jdbc 3.51.3.0):
+
+* The catalog *name* is identical on both sides: it is part of the primary key of
+  ``iceberg_tables`` and ``iceberg_namespace_properties``.
+* Both sides use the V1 table layout (the ``iceberg_type`` column, needed for views):
+  pyiceberg 0.12 creates it on a fresh file (``schema_version=v1`` also migrates an
+  old V0 file), Spark is told with ``jdbc.schema-version=V1``.
+* Spark must not create the catalog tables: ``jdbc.init-catalog-tables=false``. With
+  the default (``true``) Iceberg's ``JdbcCatalog`` probes existing tables through
+  ``DatabaseMetaData.getTables`` and never closes that result set; with sqlite-jdbc
+  the open statement keeps a read transaction on the file for the whole session. In
+  SQLite's default journal mode every pyiceberg commit then fails with "database is
+  locked"; in WAL mode Spark keeps reading a stale catalog and never sees pyiceberg's
+  commits. So the tables come from pyiceberg (:func:`bootstrap_sqlite_catalog`).
+* SQLite takes one writer at a time. Both drivers wait up to
+  :data:`SQLITE_BUSY_TIMEOUT_MS` for the lock, so short catalog commits from both
+  engines serialise; concurrent commits to the *same table* still conflict at the
+  Iceberg level (optimistic concurrency) and must be retried or serialised.
+
+Nothing here logs; the returned dicts hold credentials when they are given, so log
+them only through :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+# Versions -------------------------------------------------------------------------------
+
+SPARK_MINOR_VERSION = "3.5"
+SCALA_BINARY_VERSION = "2.12"
+# The newest 1.10.x whose iceberg-aws-bundle resolves from Maven Central (1.10.2 has a
+# Spark runtime there but no aws-bundle); runtime and bundle must share one version.
+ICEBERG_VERSION = "1.10.1"
+SQLITE_JDBC_VERSION = "3.51.3.0"
+# hadoop-aws must match the Hadoop that pyspark bundles (3.3.4 for pyspark 3.5.x), and
+# the AWS SDK v1 bundle must be the one hadoop-aws 3.3.4 was built against.
+HADOOP_AWS_VERSION = "3.3.4"
+AWS_JAVA_SDK_BUNDLE_VERSION = "1.12.262"
+
+# Maven coordinates ----------------------------------------------------------------------
+
+ICEBERG_SPARK_RUNTIME = (
+    f"org.apache.iceberg:iceberg-spark-runtime-{SPARK_MINOR_VERSION}_{SCALA_BINARY_VERSION}"
+    f":{ICEBERG_VERSION}"
+)
+ICEBERG_AWS_BUNDLE = f"org.apache.iceberg:iceberg-aws-bundle:{ICEBERG_VERSION}"
+SQLITE_JDBC = f"org.xerial:sqlite-jdbc:{SQLITE_JDBC_VERSION}"
+HADOOP_AWS = f"org.apache.hadoop:hadoop-aws:{HADOOP_AWS_VERSION}"
+AWS_JAVA_SDK_BUNDLE = f"com.amazonaws:aws-java-sdk-bundle:{AWS_JAVA_SDK_BUNDLE_VERSION}"
+
+#: Every JVM artefact a session needs, resolved from Maven Central by Spark's own Ivy
+#: (about 400 MB, mostly the AWS SDK v1 bundle that hadoop-aws needs).
+SPARK_PACKAGES: tuple[str, ...] = (
+    ICEBERG_SPARK_RUNTIME,
+    ICEBERG_AWS_BUNDLE,
+    SQLITE_JDBC,
+    HADOOP_AWS,
+    AWS_JAVA_SDK_BUNDLE,
+)
+
+# Class names ----------------------------------------------------------------------------
+
+ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+ICEBERG_SPARK_CATALOG = "org.apache.iceberg.spark.SparkCatalog"
+ICEBERG_JDBC_CATALOG = "org.apache.iceberg.jdbc.JdbcCatalog"
+ICEBERG_S3_FILE_IO = "org.apache.iceberg.aws.s3.S3FileIO"
+S3A_FILE_SYSTEM = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+S3A_SIMPLE_CREDENTIALS = "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+
+#: Milliseconds either engine waits for the other one's SQLite write lock.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_S3_SCHEMES = frozenset({"s3", "s3a", "s3n"})
+_SECRET_MARKERS = ("secret", "password", "access.key", "access-key", "session-token", "token")
+
+
+# Locations ------------------------------------------------------------------------------
+
+
+def sqlite_path(catalog_uri: str) -> Path:
+    """The absolute path of the SQLite file behind a SQLAlchemy ``sqlite://`` URI.
+
+    ``sqlite:////abs/catalog.db`` (four slashes) is absolute; ``sqlite:///rel/catalog.db``
+    is resolved against the current directory, because the JVM and Python must open the
+    very same file. ``jdbc:sqlite:/abs/catalog.db`` is accepted too.
+
+    Raises:
+        ValueError: for in-memory databases (they cannot be shared between processes),
+            query parameters (they mean different things to SQLAlchemy and to the JDBC
+            driver; the busy timeout is set here for both) and non-SQLite URIs.
+    """
+    if catalog_uri.startswith("jdbc:sqlite:"):
+        raw = catalog_uri.removeprefix("jdbc:sqlite:")
+        if raw.startswith("file:"):
+            raw = urlsplit(raw).path
+    else:
+        scheme, sep, rest = catalog_uri.partition("://")
+        if not sep or scheme.split("+", 1)[0] != "sqlite":
+            raise ValueError(f"not a SQLAlchemy sqlite:// URI: {catalog_uri!r}")
+        if not rest.startswith("/"):
+            raise ValueError(f"a SQLite URI needs a file path: {catalog_uri!r}")
+        raw = rest[1:]  # sqlite:///rel -> "rel"; sqlite:////abs -> "/abs"
+    if "?" in raw:
+        raise ValueError(f"query parameters are not supported in the catalog URI: {catalog_uri!r}")
+    if raw in ("", ":memory:"):
+        raise ValueError(f"an in-memory SQLite catalog cannot be shared: {catalog_uri!r}")
+    return Path(os.path.abspath(unquote(raw)))
+
+
+def sqlite_jdbc_url(catalog_uri: str) -> str:
+    """``sqlite:////abs/catalog.db`` -> ``jdbc:sqlite:/abs/catalog.db`` (see :func:`sqlite_path`)."""
+    return f"jdbc:sqlite:{sqlite_path(catalog_uri)}"
+
+
+def _is_s3(location: str) -> bool:
+    return urlsplit(location).scheme in _S3_SCHEMES
+
+
+def normalise_warehouse(warehouse: str) -> str:
+    """``s3://bucket/prefix`` without a trailing slash; a local directory as ``file:///abs``.
+
+    Java writes local locations as ``file:/abs`` and pyiceberg as ``file:///abs``; both
+    read either form, so only the warehouse root is normalised here.
+    """
+    warehouse = warehouse.rstrip("/")
+    parsed = urlsplit(warehouse)
+    if parsed.scheme in _S3_SCHEMES:
+        if not parsed.netloc:
+            raise ValueError(f"warehouse {warehouse!r} has no bucket")
+        return warehouse
+    if parsed.scheme == "file":
+        path = unquote(parsed.path)
+    elif parsed.scheme == "":
+        path = warehouse
+    else:
+        raise ValueError(f"unsupported warehouse scheme {parsed.scheme!r} in {warehouse!r}")
+    return "file://" + os.path.abspath(path)
+
+
+def _check_credentials(access_key_id: str | None, secret_access_key: str | None) -> None:
+    if (access_key_id is None) != (secret_access_key is None):
+        raise ValueError("give both access_key_id and secret_access_key, or neither")
+
+
+# Spark ----------------------------------------------------------------------------------
+
+
+def build_spark_conf(
+    *,
+    catalog_name: str,
+    catalog_uri: str,
+    warehouse: str,
+    s3_endpoint: str | None,
+    s3_region: str,
+    access_key_id: str | None,
+    secret_access_key: str | None,
+    master: str = "local[2]",
+    driver_memory: str = "2g",
+    shuffle_partitions: int = 4,
+    ivy_dir: str | None = None,
+    app_name: str = "lakehouse",
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The complete Spark configuration of a session on the shared Iceberg catalog.
+
+    All of it must be in place before the JVM starts (``spark.jars.packages``,
+    ``spark.driver.memory``): pass it to the first ``SparkSession.builder`` of the
+    process, e.g. ``SparkSession.builder.config(map=conf).getOrCreate()``.
+
+    Args:
+        catalog_name: Iceberg catalog name; must equal the pyiceberg catalog name. It
+            also becomes ``spark.sql.defaultCatalog``, so ``ns.table`` resolves to it.
+        catalog_uri: the SQLAlchemy URI pyiceberg uses (``sqlite:////abs/catalog.db``);
+            converted to ``jdbc:sqlite:/abs/catalog.db`` for Iceberg's ``JdbcCatalog``.
+            The file and its tables must exist (:func:`bootstrap_sqlite_catalog`).
+        warehouse: ``s3://bucket/prefix`` (Iceberg ``S3FileIO``) or a local directory
+            (``/abs/dir`` or ``file:///abs/dir``; Hadoop's local file system).
+        s3_endpoint: S3 API endpoint such as ``http://127.0.0.1:19000``; ``None`` means
+            AWS S3 itself (no endpoint override, virtual-hosted addressing).
+        s3_region: region of the bucket (any region for a local S3 server).
+        access_key_id: static credentials; ``None`` (with ``secret_access_key``) uses
+            the AWS default credential chain (environment, profile, instance role).
+        secret_access_key: see ``access_key_id``.
+        master: Spark master URL.
+        driver_memory: JVM heap of the driver (in local mode: of everything).
+        shuffle_partitions: ``spark.sql.shuffle.partitions``; small for local data.
+        ivy_dir: Spark's Ivy directory for the jars (``spark.jars.ivy``), e.g.
+            ``~/.cache/lakehouse/ivy``; ``None`` keeps Spark's default (``~/.ivy2``).
+        app_name: ``spark.app.name``.
+        extra: further settings; they override the derived ones.
+
+    Returns:
+        ``{"spark.key": "value"}``. It holds the credentials when given: log it only
+        through :func:`redact`.
+    """
+    _check_credentials(access_key_id, secret_access_key)
+    warehouse = normalise_warehouse(warehouse)
+    cat = f"spark.sql.catalog.{catalog_name}"
+
+    conf: dict[str, str] = {
+        "spark.master": master,
+        "spark.app.name": app_name,
+        "spark.driver.memory": driver_memory,
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.jars.packages": ",".join(SPARK_PACKAGES),
+        # Iceberg tables, with the shared catalog as Spark's default catalog (dbt-spark
+        # lists and creates its relations there).
+        "spark.sql.extensions": ICEBERG_EXTENSIONS,
+        "spark.sql.defaultCatalog": catalog_name,
+        cat: ICEBERG_SPARK_CATALOG,
+        f"{cat}.catalog-impl": ICEBERG_JDBC_CATALOG,
+        f"{cat}.uri": sqlite_jdbc_url(catalog_uri),
+        f"{cat}.warehouse": warehouse,
+        f"{cat}.jdbc.schema-version": "V1",
+        # See the module docstring: the tables come from pyiceberg, never from Spark.
+        f"{cat}.jdbc.init-catalog-tables": "false",
+        # Passed on to the SQLite JDBC driver (``jdbc.`` prefix removed).
+        f"{cat}.jdbc.busy_timeout": str(SQLITE_BUSY_TIMEOUT_MS),
+        # INSERT OVERWRITE replaces only the partitions present in the query's output,
+        # as idempotent re-runs of a partition need (Iceberg honours this setting).
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    }
+    if master.startswith("local"):
+        # Keep the driver on loopback; otherwise Spark binds to the first non-loopback
+        # interface when the host name resolves to 127.0.0.1.
+        conf["spark.driver.host"] = "127.0.0.1"
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+    if ivy_dir is not None:
+        conf["spark.jars.ivy"] = os.path.abspath(os.path.expanduser(ivy_dir))
+
+    if _is_s3(warehouse):
+        conf[f"{cat}.io-impl"] = ICEBERG_S3_FILE_IO
+        conf[f"{cat}.client.region"] = s3_region
+        if s3_endpoint is not None:
+            conf[f"{cat}.s3.endpoint"] = s3_endpoint
+            conf[f"{cat}.s3.path-style-access"] = "true"
+        if access_key_id is not None and secret_access_key is not None:
+            conf[f"{cat}.s3.access-key-id"] = access_key_id
+            conf[f"{cat}.s3.secret-access-key"] = secret_access_key
+
+    # Plain files (bronze Parquet) through hadoop-aws: s3a://, and s3:// mapped to S3A.
+    s3a = "spark.hadoop.fs.s3a"
+    conf["spark.hadoop.fs.s3a.impl"] = S3A_FILE_SYSTEM
+    conf["spark.hadoop.fs.s3.impl"] = S3A_FILE_SYSTEM
+    conf[f"{s3a}.endpoint.region"] = s3_region
+    if s3_endpoint is not None:
+        conf[f"{s3a}.endpoint"] = s3_endpoint
+        conf[f"{s3a}.path.style.access"] = "true"
+        https = urlsplit(s3_endpoint).scheme == "https"
+        conf[f"{s3a}.connection.ssl.enabled"] = "true" if https else "false"
+    if access_key_id is not None and secret_access_key is not None:
+        conf[f"{s3a}.aws.credentials.provider"] = S3A_SIMPLE_CREDENTIALS
+        conf[f"{s3a}.access.key"] = access_key_id
+        conf[f"{s3a}.secret.key"] = secret_access_key
+
+    if extra:
+        conf.update(extra)
+    return conf
+
+
+# pyiceberg ------------------------------------------------------------------------------
+
+
+def pyiceberg_catalog_properties(
+    *,
+    catalog_uri: str,
+    warehouse: str,
+    s3_endpoint: str | None,
+    s3_region: str,
+    access_key_id: str | None,
+    secret_access_key: str | None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Properties of pyiceberg's ``SqlCatalog`` on the catalog of :func:`build_spark_conf`.
+
+    Use them with the same catalog name as Spark: ``load_catalog(name, **props)`` or
+    ``SqlCatalog(name, **props)``. Writing to partitioned tables with transforms such as
+    ``day(ts)`` also needs the ``pyiceberg-core`` package (pyiceberg's extra of that name).
+
+    Args:
+        catalog_uri: SQLAlchemy URI of the SQLite file (``sqlite:////abs/catalog.db``).
+        warehouse: ``s3://bucket/prefix`` or a local directory.
+        s3_endpoint: S3 API endpoint, ``None`` for AWS S3 itself.
+        s3_region: region of the bucket; always set, so pyiceberg never asks AWS for it.
+        access_key_id: static credentials, or ``None`` for the AWS default chain.
+        secret_access_key: see ``access_key_id``.
+        extra: further properties; they override the derived ones.
+
+    Returns:
+        ``{"type": "sql", "uri": ..., "warehouse": ..., "s3.*": ...}``. It holds the
+        credentials when given: log it only through :func:`redact`.
+    """
+    _check_credentials(access_key_id, secret_access_key)
+    warehouse = normalise_warehouse(warehouse)
+    timeout_s = SQLITE_BUSY_TIMEOUT_MS / 1000
+    props: dict[str, str] = {
+        "type": "sql",
+        # Absolute path, as Spark sees it; `timeout` is pysqlite's busy timeout.
+        "uri": f"sqlite:///{sqlite_path(catalog_uri)}?timeout={timeout_s:g}",
+        "warehouse": warehouse,
+        # Create, or migrate to, the table layout Spark uses (the iceberg_type column).
+        "schema_version": "v1",
+    }
+    if _is_s3(warehouse):
+        props["s3.region"] = s3_region
+        if s3_endpoint is not None:
+            props["s3.endpoint"] = s3_endpoint
+            # Path-style requests: the bucket in the path, not in the host name.
+            props["s3.force-virtual-addressing"] = "false"
+        if access_key_id is not None and secret_access_key is not None:
+            props["s3.access-key-id"] = access_key_id
+            props["s3.secret-access-key"] = secret_access_key
+    if extra:
+        props.update(extra)
+    return props
+
+
+def bootstrap_sqlite_catalog(catalog_name: str, catalog_uri: str) -> Path:
+    """Create the SQLite catalog file and its (V1) tables if absent; return the file's path.
+
+    Idempotent. Run it before the first Spark session touches the catalog: Spark is
+    configured not to create the catalog tables itself (see the module docstring).
+    """
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    path = sqlite_path(catalog_uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    catalog = SqlCatalog(
+        catalog_name,
+        uri=f"sqlite:///{path}?timeout={SQLITE_BUSY_TIMEOUT_MS / 1000:g}",
+        schema_version="v1",
+    )
+    catalog.engine.dispose()
+    return path
+
+
+def redact(conf: Mapping[str, str]) -> dict[str, str]:
+    """A copy of ``conf`` with credential values masked, safe to log or show."""
+    return {
+        key: "***" if any(marker in key.lower() for marker in _SECRET_MARKERS) else value
+        for key, value in conf.items()
+    }

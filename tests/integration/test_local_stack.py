@@ -1,0 +1,121 @@
+"""The local stack: idempotent start, clean stop, data kept across a restart."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from lakehouse_dev.stack import LocalStack
+from resources.environments import build_resources
+from resources.errors import ServiceUnreachableError
+from resources.kafka import KafkaResource
+from resources.settings import ConfigError, LakehouseSettings, load_settings
+from tests.conftest import _free_port, _free_port_pair
+
+pytestmark = pytest.mark.integration
+
+
+def _own_stack(tmp_path: Path) -> LocalStack:
+    """A second stack with its own ports and data, beside the session's."""
+    environ = dict(os.environ)
+    environ.update(
+        {
+            "LAKEHOUSE__STACK__DATA_DIR": str(tmp_path / "stack"),
+            "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{_free_port_pair()}",
+            "LAKEHOUSE__S3__ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}",
+        }
+    )
+    return LocalStack.from_settings(load_settings("local", environ=environ))
+
+
+def _pids_of(marker: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_start_twice_stop_restart_keeps_data_and_leaves_no_process(tmp_path: Path) -> None:
+    stack = _own_stack(tmp_path)
+    settings = stack.settings
+    data_dir = str(settings.data_dir)
+    try:
+        stack.start()
+        first_pids = (stack.kafka.pid, stack.s3.process.pid())
+        stack.start()  # a second start finds both services and changes nothing
+        assert (stack.kafka.pid, stack.s3.process.pid()) == first_pids
+        assert stack.status() == {"kafka": True, "s3": True}
+
+        resources = build_resources(settings)
+        key = f"survives/{uuid.uuid4().hex}"
+        resources["s3"].client().put_object(Bucket=settings.storage.bucket, Key=key, Body=b"kept")
+        producer = resources["kafka"].producer()
+        producer.produce("plain-events", key=b"k", value=b"kept")
+        assert producer.flush(30) == 0
+
+        stack.stop()
+        assert stack.status() == {"kafka": False, "s3": False}
+        assert _pids_of(data_dir) == [], "a process of the stopped stack is still running"
+
+        stack.start()
+        body = resources["s3"].client().get_object(Bucket=settings.storage.bucket, Key=key)
+        assert body["Body"].read() == b"kept"
+        consumer = resources["kafka"].consumer(group_id=f"restart-{uuid.uuid4().hex}")
+        consumer.subscribe(["plain-events"])
+        values = []
+        for _ in range(30):
+            message = consumer.poll(1)
+            if message is not None and not message.error():
+                values.append(message.value())
+                break
+        consumer.close()
+        assert values == [b"kept"]
+        namespaces = {".".join(ns) for ns in resources["iceberg"].load().list_namespaces()}
+        assert {"bronze", "silver", "gold"} <= namespaces
+    finally:
+        stack.stop()
+    assert _pids_of(data_dir) == []
+
+
+def test_stack_refuses_an_environment_with_remote_endpoints() -> None:
+    settings = load_settings("prod", environ={"LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": "b-1:9098"})
+    with pytest.raises(ConfigError, match="does not use local services"):
+        LocalStack.from_settings(settings)
+
+
+def _unreachable(settings: LakehouseSettings) -> LakehouseSettings:
+    environ = dict(os.environ)
+    environ["LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS"] = f"127.0.0.1:{_free_port()}"
+    environ["LAKEHOUSE__S3__ENDPOINT_URL"] = f"http://127.0.0.1:{_free_port()}"
+    return load_settings("local", environ=environ)
+
+
+def test_unreachable_kafka_is_a_named_error(settings: LakehouseSettings) -> None:
+    closed = _unreachable(settings).kafka.bootstrap_servers
+    kafka = KafkaResource(bootstrap_servers=closed, timeout_seconds=2.0)
+    with pytest.raises(ServiceUnreachableError, match=r"Kafka at 127\.0\.0\.1:\d+ is unreachable"):
+        kafka.check_reachable()
+
+
+def test_unreachable_s3_is_a_named_error(settings: LakehouseSettings) -> None:
+    s3 = build_resources(_unreachable(settings))["s3"]
+    with pytest.raises(
+        ServiceUnreachableError, match=r"S3 at http://127\.0\.0\.1:\d+ is unreachable"
+    ):
+        s3.check_reachable()
+
+
+def test_missing_topic_is_a_named_error(resources: object) -> None:
+    kafka = resources.kafka  # type: ignore[attr-defined]
+    with pytest.raises(LookupError, match="Kafka topic 'no-such-topic' does not exist"):
+        kafka.partitions_of("no-such-topic")
