@@ -25,6 +25,9 @@ from lakehouse_dev.s3_server import S3Server
 from resources.environments import iceberg_resource, s3_resource
 from resources.settings import ConfigError, LakehouseSettings, load_settings
 
+#: Largest record the local broker accepts (Kafka's default is 1 MB).
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class LocalStack:
@@ -59,6 +62,11 @@ class LocalStack:
             controller_port=int(port) + 1,
             host=host,
             heap=self.settings.stack.kafka_heap,
+            # Bronze lands whatever arrives, so the broker must accept large records too.
+            extra_properties={
+                "message.max.bytes": str(MAX_RECORD_BYTES),
+                "replica.fetch.max.bytes": str(MAX_RECORD_BYTES),
+            },
         )
 
     @cached_property

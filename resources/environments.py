@@ -15,6 +15,7 @@ import dagster as dg
 from resources.dbt import dbt_resource
 from resources.iceberg import IcebergCatalogResource
 from resources.kafka import KafkaResource
+from resources.parquet_io_manager import ParquetStore, S3ParquetIOManager
 from resources.s3 import S3Resource
 from resources.settings import LakehouseSettings, get_settings
 from resources.spark import spark_resource
@@ -75,7 +76,10 @@ def build_resources(settings: LakehouseSettings | None = None) -> dict[str, Any]
     settings = settings or get_settings()
     s3 = s3_resource(settings)
     iceberg = iceberg_resource(settings, s3)
+    bronze_store = ParquetStore(s3=s3, prefix=settings.storage.bronze_prefix)
     return {
+        "bronze_store": bronze_store,
+        "bronze_io_manager": S3ParquetIOManager(store=bronze_store),
         "s3": s3,
         "iceberg": iceberg,
         "kafka": kafka_resource(settings),

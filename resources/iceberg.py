@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -11,7 +10,7 @@ from pydantic import Field, PrivateAttr
 
 from resources.errors import ServiceUnreachableError
 from resources.s3 import S3Resource
-from resources.spark_conf import pyiceberg_catalog_properties
+from resources.spark_conf import pyiceberg_catalog_properties, sqlite_path
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -68,8 +67,8 @@ class IcebergCatalogResource(dg.ConfigurableResource):
         if self._catalog is None:
             from pyiceberg.catalog import load_catalog
 
-            if self.type == "sql" and self.uri and self.uri.startswith("sqlite:///"):
-                Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            if self.type == "sql" and self.uri and self.uri.startswith("sqlite:"):
+                sqlite_path(self.uri).parent.mkdir(parents=True, exist_ok=True)
             try:
                 self._catalog = load_catalog(self.name, **self.catalog_properties())
             except OSError as exc:

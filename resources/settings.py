@@ -181,6 +181,18 @@ class PartitionSettings(_Section):
     late_window_days: int = Field(default=3, ge=0, le=60)
 
 
+class LandingSettings(_Section):
+    sensor_interval_seconds: int = Field(
+        default=30, ge=5, description="How often the Kafka arrivals sensor compares offsets."
+    )
+    lookback_days: int = Field(
+        default=7,
+        ge=1,
+        le=366,
+        description="Days the sensor re-checks for offsets not landed yet (failed runs, gaps).",
+    )
+
+
 class StackSettings(_Section):
     data_dir: str = Field(default=".lakehouse", description="State of the local services.")
     kafka_heap: str = "512m"
@@ -215,6 +227,7 @@ class LakehouseSettings(_Section):
     spark: SparkSettings = Field(default_factory=SparkSettings)
     dbt: DbtSettings = Field(default_factory=DbtSettings)
     partitions: PartitionSettings
+    landing: LandingSettings = Field(default_factory=LandingSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     datasets: dict[str, DatasetSettings]
 

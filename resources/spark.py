@@ -10,7 +10,7 @@ from pydantic import Field
 
 from resources.iceberg import IcebergCatalogResource
 from resources.settings import LakehouseSettings, cache_dir
-from resources.spark_conf import build_spark_conf, redact
+from resources.spark_conf import bootstrap_sqlite_catalog, build_spark_conf, redact
 
 _GLUE_CATALOG = "org.apache.iceberg.aws.glue.GlueCatalog"
 
@@ -74,6 +74,10 @@ class SparkResource(LazyPySparkResource):
 
     def _init_session(self) -> None:
         if self._spark_session is None:
+            if self.catalog.type == "sql" and self.catalog.uri:
+                # Spark is configured not to create the catalog tables (it would hold a
+                # lock on the SQLite file for the whole session); pyiceberg creates them.
+                bootstrap_sqlite_catalog(self.catalog.name, self.catalog.uri)
             self._spark_session = spark_session_from_config(self.session_conf())
 
 

@@ -28,6 +28,8 @@ Iceberg 1.10.1, Spark 3.5.8, sqlite-jdbc 3.51.3.0):
   SQLite's default journal mode every pyiceberg commit then fails with "database is
   locked"; in WAL mode Spark keeps reading a stale catalog and never sees pyiceberg's
   commits. So the tables come from pyiceberg (:func:`bootstrap_sqlite_catalog`).
+* Spark's catalog cache is off (``cache-enabled=false``): with it, a Spark session keeps
+  the table snapshot it loaded first and misses pyiceberg's later commits.
 * SQLite takes one writer at a time. Both drivers wait up to
   :data:`SQLITE_BUSY_TIMEOUT_MS` for the lock, so short catalog commits from both
   engines serialise; concurrent commits to the *same table* still conflict at the
@@ -42,7 +44,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 # Versions -------------------------------------------------------------------------------
 
@@ -106,8 +108,9 @@ def sqlite_path(catalog_uri: str) -> Path:
 
     Raises:
         ValueError: for in-memory databases (they cannot be shared between processes),
-            query parameters (they mean different things to SQLAlchemy and to the JDBC
-            driver; the busy timeout is set here for both) and non-SQLite URIs.
+            query parameters other than ``timeout`` (they mean different things to
+            SQLAlchemy and to the JDBC driver; the busy timeout is set here for both)
+            and non-SQLite URIs.
     """
     if catalog_uri.startswith("jdbc:sqlite:"):
         raw = catalog_uri.removeprefix("jdbc:sqlite:")
@@ -120,8 +123,10 @@ def sqlite_path(catalog_uri: str) -> Path:
         if not rest.startswith("/"):
             raise ValueError(f"a SQLite URI needs a file path: {catalog_uri!r}")
         raw = rest[1:]  # sqlite:///rel -> "rel"; sqlite:////abs -> "/abs"
-    if "?" in raw:
-        raise ValueError(f"query parameters are not supported in the catalog URI: {catalog_uri!r}")
+    raw, _, query = raw.partition("?")
+    # Only pysqlite's busy timeout, as pyiceberg_catalog_properties() adds it, is accepted.
+    if set(parse_qs(query, keep_blank_values=True)) - {"timeout"}:
+        raise ValueError(f"unsupported query parameters in the catalog URI: {catalog_uri!r}")
     if raw in ("", ":memory:"):
         raise ValueError(f"an in-memory SQLite catalog cannot be shared: {catalog_uri!r}")
     return Path(os.path.abspath(unquote(raw)))
@@ -237,6 +242,9 @@ def build_spark_conf(
         f"{cat}.jdbc.schema-version": "V1",
         # See the module docstring: the tables come from pyiceberg, never from Spark.
         f"{cat}.jdbc.init-catalog-tables": "false",
+        # No table cache: with it (the default, 30 s) Spark keeps reading the snapshot
+        # it loaded first and misses pyiceberg's commits until REFRESH TABLE.
+        f"{cat}.cache-enabled": "false",
         # Passed on to the SQLite JDBC driver (``jdbc.`` prefix removed).
         f"{cat}.jdbc.busy_timeout": str(SQLITE_BUSY_TIMEOUT_MS),
         # INSERT OVERWRITE replaces only the partitions present in the query's output,

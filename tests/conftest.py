@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,10 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
+
+# pyspark's collect() returns naive datetimes in the process's local zone: make it UTC.
+os.environ["TZ"] = "UTC"
+time.tzset()
 
 TEST_DATA_DIR = Path(tempfile.mkdtemp(prefix="lakehouse-test-"))
 os.environ.update(

@@ -62,6 +62,7 @@ def test_start_twice_stop_restart_keeps_data_and_leaves_no_process(tmp_path: Pat
         producer = resources["kafka"].producer()
         producer.produce("plain-events", key=b"k", value=b"kept")
         assert producer.flush(30) == 0
+        del producer  # its connection must not outlive the broker it talks to
 
         stack.stop()
         assert stack.status() == {"kafka": False, "s3": False}

@@ -1,0 +1,24 @@
+"""Bronze: the immutable landing copy of every Kafka-fed dataset (S3 Parquet)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from lakehouse_assets.bronze.assets import build_bronze_asset
+from lakehouse_assets.bronze.jobs import build_landing_job
+from lakehouse_assets.bronze.schedules import build_compaction_schedule
+from lakehouse_assets.bronze.sensors import build_arrivals_sensor
+from resources.settings import LakehouseSettings
+
+
+def bronze_definitions(settings: LakehouseSettings) -> dg.Definitions:
+    """Asset, landing job, arrivals sensor and daily compaction schedule per dataset."""
+    assets, jobs, sensors, schedules = [], [], [], []
+    for dataset in settings.datasets:
+        asset = build_bronze_asset(settings, dataset)
+        job = build_landing_job(settings, dataset, asset)
+        assets.append(asset)
+        jobs.append(job)
+        sensors.append(build_arrivals_sensor(settings, dataset, job))
+        schedules.append(build_compaction_schedule(dataset, job))
+    return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors, schedules=schedules)

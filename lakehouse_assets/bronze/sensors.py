@@ -1,0 +1,111 @@
+"""The Kafka arrivals sensor: requests bronze runs for the days that have unlanded offsets.
+
+Each tick compares Kafka's offsets with what the bronze store holds, using only
+metadata requests (watermarks and the time index); it never consumes a payload,
+so ticks stay fast and cannot lose data. The store, not the cursor, is the truth:
+a lost cursor, a failed or killed run, or a restarted daemon only means the next
+tick finds the same gap and requests it again. The cursor just lets a tick skip
+work when nothing changed since a tick that found everything landed.
+"""
+
+# No `from __future__ import annotations`: Dagster reads these functions' parameter
+# annotations at definition time to find config and resource types.
+import json
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from lakehouse_assets.bronze.assets import LANDING_TAG, landing_run_config
+from lakehouse_assets.bronze.jobs import LandingJob
+from lakehouse_assets.bronze.landing import RetentionError, day_ranges, plan_files
+from resources.errors import ServiceUnreachableError
+from resources.kafka import KafkaResource, TopicReader
+from resources.parquet_io_manager import ParquetStore
+from resources.settings import LakehouseSettings
+
+_ACTIVE = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def sensor_name(dataset: str) -> str:
+    return f"{dataset}_kafka_arrivals"
+
+
+def lookback_days(settings: LakehouseSettings, dataset: str, today: datetime) -> list[str]:
+    start = max(
+        settings.dataset_start_date(dataset),
+        (today - timedelta(days=settings.landing.lookback_days - 1)).date(),
+    )
+    days = []
+    day = start
+    while day <= today.date():
+        days.append(day.isoformat())
+        day += timedelta(days=1)
+    return days
+
+
+def build_arrivals_sensor(
+    settings: LakehouseSettings, dataset: str, job: LandingJob
+) -> dg.SensorDefinition:
+    topic = settings.dataset(dataset).topic
+
+    @dg.sensor(
+        name=sensor_name(dataset),
+        job=job,
+        minimum_interval_seconds=settings.landing.sensor_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"Requests bronze runs for the days of Kafka topic `{topic}` that have offsets "
+            "not landed yet. Never consumes payloads; the bronze store is the ledger."
+        ),
+    )
+    def _arrivals(
+        context: dg.SensorEvaluationContext,
+        kafka: KafkaResource,
+        bronze_store: ParquetStore,
+    ) -> dg.SensorResult | dg.SkipReason:
+        active = context.instance.get_runs(
+            filters=dg.RunsFilter(statuses=_ACTIVE, tags={LANDING_TAG: dataset}), limit=1
+        )
+        if active:
+            return dg.SkipReason(f"landing run {active[0].run_id} of {dataset} is still in flight")
+        try:
+            with TopicReader(kafka, topic, group_id=f"lakehouse-sensor-{dataset}") as reader:
+                highs = {str(p): high for p, (_, high) in reader.watermarks().items()}
+                previous = json.loads(context.cursor) if context.cursor else {}
+                if previous.get("highs") == highs and previous.get("complete"):
+                    return dg.SkipReason(f"no new records on {topic} since the last tick")
+                requests, skipped = [], []
+                for day in lookback_days(settings, dataset, datetime.now(UTC)):
+                    try:
+                        (ranges,) = day_ranges(reader, [day])
+                    except RetentionError as exc:
+                        skipped.append(str(exc))
+                        continue
+                    planned = plan_files(ranges, topic, "append", bronze_store.landed(dataset, day))
+                    if planned:
+                        target = ",".join(f"{r.partition}:{r.last}" for r in planned)
+                        requests.append(
+                            dg.RunRequest(
+                                run_key=f"{day}|{target}",
+                                partition_key=day,
+                                run_config=landing_run_config(dataset, "append"),
+                                tags={LANDING_TAG: dataset},
+                            )
+                        )
+        except (ServiceUnreachableError, LookupError) as exc:
+            return dg.SkipReason(f"cannot check {topic}: {exc}")
+        for reason in skipped:
+            context.log.warning(reason)
+        cursor = json.dumps({"highs": highs, "complete": not requests})
+        if not requests:
+            return dg.SensorResult(
+                skip_reason=f"every offset of {topic} up to {highs} is landed", cursor=cursor
+            )
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+    return _arrivals

@@ -1,0 +1,246 @@
+"""IO manager for daily-partitioned Parquet on S3: the bronze landing copy.
+
+Layout: ``s3://<bucket>/<prefix>/<dataset>/date=YYYY-MM-DD/<topic>+<p>+<first>-<last>.parquet``
+(ZSTD). The asset hands over a :class:`Landing` (files to write, produced lazily so
+that no day is ever held in memory); this IO manager writes each file atomically
+(an S3 multipart upload is only visible once complete), then removes the files the
+new ones replace. Loads stream Arrow record batches over the files of the
+requested partition(s), reading every offset exactly once (see
+:func:`resources.bronze_layout.resolve`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from resources.bronze_layout import OffsetRange, ReadPlan, redundant, resolve
+from resources.s3 import S3Resource
+
+if TYPE_CHECKING:
+    import s3fs
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """One file to land: the day it belongs to, the offsets it covers, its rows."""
+
+    partition_key: str
+    range: OffsetRange
+    batches: Iterable[pa.RecordBatch]
+
+
+@dataclass
+class Landing:
+    """What a landing run produces for the IO manager.
+
+    ``mode="replace"`` makes each day in ``partition_keys`` exactly the files
+    written by this run; ``mode="append"`` adds files and only removes older files
+    that a new one wholly covers.
+    """
+
+    mode: Literal["replace", "append"]
+    partition_keys: list[str]
+    schema: pa.Schema
+    files: Iterable[LandedFile]
+    source_metadata: dict[str, object] = field(default_factory=dict)
+
+
+def column_schema(schema: pa.Schema) -> dg.TableSchema:
+    """``dagster/column_schema`` for an Arrow schema."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=f.name,
+                type=str(f.type),
+                constraints=dg.TableColumnConstraints(nullable=f.nullable),
+            )
+            for f in schema
+        ]
+    )
+
+
+class ParquetStore(dg.ConfigurableResource):
+    """Daily-partitioned ZSTD Parquet under ``s3://<bucket>/<prefix>/<dataset>/date=YYYY-MM-DD/``.
+
+    The layout and its ledger: where a day's files live, which offsets they hold,
+    how to write one atomically and how to read days back exactly once. The IO
+    manager stores through it; the landing asset and the arrivals sensor ask it
+    what has landed.
+    """
+
+    s3: S3Resource = Field(description="The object store (bucket and endpoint).")
+    prefix: str = Field(
+        default="bronze", description="Key prefix of the layer (`storage.bronze_prefix`)."
+    )
+    compression: str = Field(default="zstd", description="Parquet compression codec.")
+    compression_level: int = Field(default=3, description="Codec level; 3 balances speed and size.")
+
+    def filesystem(self) -> s3fs.S3FileSystem:
+        import s3fs
+
+        # No listing cache: landed offsets are read from the store and must be current.
+        return s3fs.S3FileSystem(
+            **self.s3.storage_options(), use_listings_cache=False, skip_instance_cache=True
+        )
+
+    def partition_dir(self, dataset: str, partition_key: str) -> str:
+        return f"{self.s3.bucket}/{self.prefix}/{dataset}/date={partition_key}"
+
+    def landed(
+        self, dataset: str, partition_key: str, fs: s3fs.S3FileSystem | None = None
+    ) -> list[OffsetRange]:
+        """The offset ranges landed for one day, recovered from the file names."""
+        fs = fs or self.filesystem()
+        directory = self.partition_dir(dataset, partition_key)
+        try:
+            names = [path.rsplit("/", 1)[-1] for path in fs.ls(directory, detail=False)]
+        except FileNotFoundError:
+            return []
+        return [r for r in map(OffsetRange.parse, names) if r is not None]
+
+    def write_file(
+        self, fs: s3fs.S3FileSystem, path: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+    ) -> tuple[int, int]:
+        """Stream batches into one Parquet object; returns (rows, bytes). All or nothing."""
+        rows = 0
+        sink = fs.open(path, "wb", block_size=16 * 1024 * 1024)
+        try:
+            writer = pq.ParquetWriter(
+                sink,
+                schema,
+                compression=self.compression,
+                compression_level=self.compression_level,
+            )
+            for batch in batches:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+            writer.close()
+            sink.close()
+        except BaseException:
+            # Abort the multipart upload: a failed write must never become visible.
+            sink.discard()
+            sink.closed = True
+            raise
+        return rows, int(fs.info(path)["size"])
+
+    # Reading ----------------------------------------------------------------------------
+
+    def read_plan(self, dataset: str, partition_keys: Iterable[str]) -> list[tuple[str, ReadPlan]]:
+        """(directory, plan) for every file to read across the given days."""
+        fs = self.filesystem()
+        plans: list[tuple[str, ReadPlan]] = []
+        for day in partition_keys:
+            directory = self.partition_dir(dataset, day)
+            plans.extend((directory, plan) for plan in resolve(self.landed(dataset, day, fs)))
+        return plans
+
+    def read_batches(
+        self, dataset: str, partition_keys: Iterable[str], batch_size: int = 65_536
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the rows of the given days, one record batch at a time."""
+        fs = self.filesystem()
+        for directory, plan in self.read_plan(dataset, partition_keys):
+            with fs.open(f"{directory}/{plan.range.file_name}", "rb") as source:
+                for stored in pq.ParquetFile(source).iter_batches(batch_size=batch_size):
+                    batch = stored
+                    if plan.read_from > plan.range.first:
+                        # Offsets before read_from were read from an overlapping file.
+                        batch = stored.filter(
+                            pc.greater_equal(stored.column("offset"), plan.read_from)
+                        )
+                    if batch.num_rows:
+                        yield batch
+
+
+class S3ParquetIOManager(dg.ConfigurableIOManager):
+    """Stores daily-partitioned assets as ZSTD Parquet through a :class:`ParquetStore`.
+
+    The dataset is the last component of the asset key; the partition key is the
+    UTC date. Handles single partitions and ranges (single-run backfills); loads
+    return a streaming ``pyarrow.RecordBatchReader``.
+    """
+
+    store: ParquetStore = Field(description="Layout and ledger of the Parquet files.")
+
+    def handle_output(self, context: dg.OutputContext, obj: Landing) -> None:
+        if not isinstance(obj, Landing):
+            raise TypeError(
+                f"{type(self).__name__} stores bronze landings; asset {context.asset_key.to_user_string()} "
+                f"returned {type(obj).__name__}"
+            )
+        store = self.store
+        dataset = context.asset_key.path[-1]
+        fs = store.filesystem()
+        written: dict[str, list[OffsetRange]] = defaultdict(list)
+        rows_by_day: dict[str, int] = defaultdict(int)
+        total_rows = total_bytes = 0
+        for landed_file in obj.files:
+            day = landed_file.partition_key
+            path = f"{store.partition_dir(dataset, day)}/{landed_file.range.file_name}"
+            rows, size = store.write_file(fs, path, obj.schema, landed_file.batches)
+            written[day].append(landed_file.range)
+            rows_by_day[day] += rows
+            total_rows += rows
+            total_bytes += size
+            context.log.debug(f"landed {rows} rows in s3://{path}")
+        removed = 0
+        for day in obj.partition_keys:
+            present = store.landed(dataset, day, fs)
+            if obj.mode == "replace":
+                stale = [r for r in present if r not in set(written[day])]
+            else:
+                stale = redundant(present)
+            for item in stale:
+                fs.rm_file(f"{store.partition_dir(dataset, day)}/{item.file_name}")
+            removed += len(stale)
+        context.add_output_metadata(
+            {
+                "dagster/row_count": total_rows,
+                "dagster/column_schema": column_schema(obj.schema),
+                "dagster/uri": f"s3://{store.s3.bucket}/{store.prefix}/{dataset}/",
+                "bytes_written": total_bytes,
+                "files_written": sum(len(v) for v in written.values()),
+                "files_removed": removed,
+                "mode": obj.mode,
+                "rows_by_partition": dg.MetadataValue.json(dict(sorted(rows_by_day.items()))),
+                "offset_ranges": dg.MetadataValue.json(
+                    {
+                        day: [
+                            f"{r.topic}[{r.partition}] {r.first}-{r.last}" for r in sorted(ranges)
+                        ]
+                        for day, ranges in sorted(written.items())
+                    }
+                ),
+                **{k: _metadata(v) for k, v in obj.source_metadata.items()},
+            }
+        )
+
+    def load_input(self, context: dg.InputContext) -> pa.RecordBatchReader:
+        dataset = context.asset_key.path[-1]
+        keys = context.asset_partition_keys if context.has_asset_partitions else []
+        plans = self.store.read_plan(dataset, keys)
+        if plans:
+            directory, first = plans[0]
+            with self.store.filesystem().open(
+                f"{directory}/{first.range.file_name}", "rb"
+            ) as source:
+                schema = pq.read_schema(source)
+        else:
+            schema = pa.schema([])
+        return pa.RecordBatchReader.from_batches(schema, self.store.read_batches(dataset, keys))
+
+
+def _metadata(value: object) -> Any:
+    if isinstance(value, (dict, list)):
+        return dg.MetadataValue.json(json.loads(json.dumps(value, default=str)))
+    return value
