@@ -16,7 +16,7 @@ def bronze_definitions(settings: LakehouseSettings) -> dg.Definitions:
     assets, jobs, sensors, schedules = [], [], [], []
     for dataset in settings.datasets:
         asset = build_bronze_asset(settings, dataset)
-        job = build_landing_job(settings, dataset, asset)
+        job = build_landing_job(dataset, asset)
         assets.append(asset)
         jobs.append(job)
         sensors.append(build_arrivals_sensor(settings, dataset, job))

@@ -7,9 +7,6 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
 )
 
-from lakehouse_assets.partitions import daily_partitions
-from resources.settings import LakehouseSettings
-
 # define_asset_job returns this type; dagster does not re-export its name.
 LandingJob = UnresolvedAssetJobDefinition
 
@@ -18,13 +15,10 @@ def landing_job_name(dataset: str) -> str:
     return f"land_{dataset}"
 
 
-def build_landing_job(
-    settings: LakehouseSettings, dataset: str, asset: dg.AssetsDefinition
-) -> LandingJob:
+def build_landing_job(dataset: str, asset: dg.AssetsDefinition) -> LandingJob:
     """Lands one dataset's days; launch it from the UI with ``mode: append`` to land now."""
     return dg.define_asset_job(
         name=landing_job_name(dataset),
         selection=[asset.key],
-        partitions_def=daily_partitions(settings, dataset),
         description=f"Land Kafka records of {dataset} into bronze (S3 Parquet).",
     )

@@ -31,6 +31,10 @@ _ACTIVE = [
 ]
 
 
+#: Run tag naming the offsets a sensor-requested run was asked to land.
+TARGET_TAG = "lakehouse/landing_target"
+
+
 def sensor_name(dataset: str) -> str:
     return f"{dataset}_kafka_arrivals"
 
@@ -46,6 +50,26 @@ def lookback_days(settings: LakehouseSettings, dataset: str, today: datetime) ->
         days.append(day.isoformat())
         day += timedelta(days=1)
     return days
+
+
+def _run_request(
+    instance: dg.DagsterInstance, dataset: str, day: str, target: str
+) -> dg.RunRequest:
+    """A run request whose key repeats while the same offsets are wanted, so repeats are no-ops.
+
+    No landing run of the dataset is in flight when this is called, so an earlier
+    run for the same target has ended without landing it (failed or killed): the
+    attempt number in the key lets the sensor request it again.
+    """
+    earlier = instance.get_run_records(
+        filters=dg.RunsFilter(tags={LANDING_TAG: dataset, TARGET_TAG: target})
+    )
+    return dg.RunRequest(
+        run_key=f"{target}#{len(earlier)}",
+        partition_key=day,
+        run_config=landing_run_config(dataset, "append"),
+        tags={LANDING_TAG: dataset, TARGET_TAG: target},
+    )
 
 
 def build_arrivals_sensor(
@@ -88,15 +112,8 @@ def build_arrivals_sensor(
                         continue
                     planned = plan_files(ranges, topic, "append", bronze_store.landed(dataset, day))
                     if planned:
-                        target = ",".join(f"{r.partition}:{r.last}" for r in planned)
-                        requests.append(
-                            dg.RunRequest(
-                                run_key=f"{day}|{target}",
-                                partition_key=day,
-                                run_config=landing_run_config(dataset, "append"),
-                                tags={LANDING_TAG: dataset},
-                            )
-                        )
+                        target = f"{day}|" + ",".join(f"{r.partition}:{r.last}" for r in planned)
+                        requests.append(_run_request(context.instance, dataset, day, target))
         except (ServiceUnreachableError, LookupError) as exc:
             return dg.SkipReason(f"cannot check {topic}: {exc}")
         for reason in skipped:

@@ -1,0 +1,131 @@
+"""A throwaway local stack for a benchmark: own data dir, own loopback ports, no leftovers.
+
+Like the test harness (tests/conftest.py), the stack is configured only through the
+``LAKEHOUSE__...`` overrides a user would set, so every setting derives as in
+production code and a developer's running demo stack (ports 19000/19092) is never
+touched. :class:`IsolatedStack` is a context manager: on exit the services are
+stopped (their processes gone) and the data dir is deleted, also after an error
+or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lakehouse_dev.stack import LocalStack
+    from resources.settings import LakehouseSettings
+
+#: Ports of the developer's own stack (config/lakehouse.yaml) and the broker's controller.
+RESERVED_PORTS = frozenset({19000, 19092, 19093})
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(pair: bool = False) -> int:
+    """A free loopback port (with ``pair``: whose successor is free too, for the controller)."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        taken = {port, port + 1} if pair else {port}
+        if taken & RESERVED_PORTS or port >= 65535:
+            continue
+        if pair and not _bindable(port + 1):
+            continue
+        return port
+    raise RuntimeError("no free loopback port")
+
+
+def dataset_environ(base: Mapping[str, str], name: str, topic: str, start: str) -> dict[str, str]:
+    """``base`` plus the overrides that declare dataset ``name`` on ``topic`` from ``start``."""
+    prefix = f"LAKEHOUSE__DATASETS__{name.upper()}__"
+    return {
+        **base,
+        f"{prefix}TOPIC": topic,
+        f"{prefix}TOPIC_PARTITIONS": "3",
+        f"{prefix}START_DATE": start,
+    }
+
+
+class IsolatedStack:
+    """Kafka broker + S3 server in a temporary data dir on free ports, for one benchmark."""
+
+    def __init__(self) -> None:
+        self.data_dir = Path(tempfile.mkdtemp(prefix="lakehouse-bench-"))
+        broker_port = free_port(pair=True)
+        s3_port = free_port()
+        while s3_port in (broker_port, broker_port + 1):
+            s3_port = free_port()
+        dagster_home = self.data_dir / "dagster_home"
+        dagster_home.mkdir()
+        (dagster_home / "dagster.yaml").touch()
+        #: The environment of every process of the benchmark (this one and the workers).
+        self.environ: dict[str, str] = {
+            **os.environ,
+            "LAKEHOUSE_ENV": "local",
+            "LAKEHOUSE__STACK__DATA_DIR": str(self.data_dir),
+            "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{broker_port}",
+            "LAKEHOUSE__S3__ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+            "DAGSTER_HOME": str(dagster_home),
+            # Dagster's telemetry would write under DAGSTER_HOME and phone home.
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+        }
+        self._stack: LocalStack | None = None
+
+    def settings(self, environ: Mapping[str, str] | None = None) -> LakehouseSettings:
+        """Settings of the isolated environment (``environ`` adds dataset overrides)."""
+        from resources.settings import load_settings
+
+        return load_settings("local", environ=environ or self.environ)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.environ["LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS"]
+
+    def start(self) -> None:
+        from lakehouse_dev.stack import LocalStack
+
+        self._stack = LocalStack.from_settings(self.settings())
+        self._stack.start()
+
+    def close(self) -> None:
+        """Stop both services (always, also after a failed start) and delete the data dir."""
+        try:
+            if self._stack is None:
+                from lakehouse_dev.stack import LocalStack
+
+                self._stack = LocalStack.from_settings(self.settings())
+            self._stack.stop()
+        finally:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> IsolatedStack:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,196 @@
+"""The Kafka arrivals sensor and recovery: no gap and no duplicate, whatever fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+
+from lakehouse_assets.bronze.jobs import build_landing_job
+from lakehouse_assets.bronze.sensors import build_arrivals_sensor
+from resources.kafka import KafkaResource
+from tests.conftest import _free_port
+from tests.integration.conftest import BronzeDataset, Record
+
+pytestmark = pytest.mark.integration
+
+
+def _recent_days() -> tuple[str, str]:
+    """Two days inside the sensor's look-back window (records must not be in the future)."""
+    today = datetime.now(UTC).date()
+    return (today - timedelta(days=2)).isoformat(), (today - timedelta(days=1)).isoformat()
+
+
+def _events(day: str, count: int, start: int = 0, size: int = 0) -> list[Record]:
+    base = datetime.fromisoformat(day).replace(tzinfo=UTC)
+    padding = "x" * size
+    return [
+        (
+            f"k{start + i}".encode(),
+            json.dumps({"id": start + i, "pad": padding}).encode(),
+            base + timedelta(seconds=i * 80_000 / count),
+            None,
+        )
+        for i in range(count)
+    ]
+
+
+def _tick(dataset: BronzeDataset, instance: dg.DagsterInstance, cursor: str | None) -> Any:
+    sensor = build_arrivals_sensor(
+        dataset.settings,
+        dataset.name,
+        build_landing_job(dataset.name, dataset.asset()),
+    )
+    resources = {k: dataset.resources[k] for k in ("kafka", "bronze_store")}
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+        return sensor(context)
+
+
+def _run(dataset: BronzeDataset, instance: dg.DagsterInstance, request: dg.RunRequest) -> bool:
+    """Execute a run request the way the daemon would, in the same instance."""
+    return dg.materialize(
+        [dataset.asset()],
+        instance=instance,
+        resources=dataset.resources,
+        partition_key=request.partition_key,
+        run_config=request.run_config,
+        tags=request.tags,
+    ).success
+
+
+def _unique_count(table: pa.Table) -> tuple[int, int]:
+    coordinates = set(
+        zip(table.column("partition").to_pylist(), table.column("offset").to_pylist(), strict=True)
+    )
+    return table.num_rows, len(coordinates)
+
+
+def test_sensor_requests_each_day_with_new_records_then_rests(
+    bronze_dataset: BronzeDataset,
+) -> None:
+    day1, day2 = _recent_days()
+    bronze_dataset.produce(_events(day1, 300) + _events(day2, 200))
+    instance = dg.DagsterInstance.ephemeral()
+
+    first = _tick(bronze_dataset, instance, cursor=None)
+    assert sorted(r.partition_key for r in first.run_requests) == [day1, day2]
+    assert all(r.run_config["ops"] for r in first.run_requests)  # append mode
+    for request in first.run_requests:
+        assert _run(bronze_dataset, instance, request)
+
+    second = _tick(bronze_dataset, instance, cursor=first.cursor)
+    assert not second.run_requests
+    assert _unique_count(bronze_dataset.read([day1, day2])) == (500, 500)
+
+
+def test_lost_cursor_never_duplicates(bronze_dataset: BronzeDataset) -> None:
+    day1, _ = _recent_days()
+    bronze_dataset.produce(_events(day1, 300))
+    instance = dg.DagsterInstance.ephemeral()
+    for request in _tick(bronze_dataset, instance, cursor=None).run_requests:
+        assert _run(bronze_dataset, instance, request)
+
+    after_reset = _tick(bronze_dataset, instance, cursor=None)  # the cursor was deleted
+
+    assert not after_reset.run_requests
+    bronze_dataset.produce(_events(day1, 100, start=300))
+    more = _tick(bronze_dataset, instance, cursor=None)
+    assert [r.partition_key for r in more.run_requests] == [day1]
+    for request in more.run_requests:
+        assert _run(bronze_dataset, instance, request)
+    assert _unique_count(bronze_dataset.read([day1])) == (400, 400)
+
+
+def test_failed_run_is_requested_again_with_a_new_run_key(bronze_dataset: BronzeDataset) -> None:
+    day1, _ = _recent_days()
+    bronze_dataset.produce(_events(day1, 100))
+    instance = dg.DagsterInstance.ephemeral()
+    (request,) = _tick(bronze_dataset, instance, cursor=None).run_requests
+    broken = dict(bronze_dataset.resources)
+    broken["kafka"] = KafkaResource(
+        bootstrap_servers=f"127.0.0.1:{_free_port()}", timeout_seconds=2.0
+    )
+    failed = dg.materialize(
+        [bronze_dataset.asset()],
+        instance=instance,
+        resources=broken,
+        partition_key=request.partition_key,
+        run_config=request.run_config,
+        tags=request.tags,
+        raise_on_error=False,
+    )
+    assert not failed.success
+
+    (retry,) = _tick(bronze_dataset, instance, cursor=None).run_requests
+
+    assert retry.run_key != request.run_key
+    assert _run(bronze_dataset, instance, retry)
+    assert _unique_count(bronze_dataset.read([day1])) == (100, 100)
+
+
+def test_unreachable_broker_is_a_skipped_tick_with_the_reason(
+    bronze_dataset: BronzeDataset,
+) -> None:
+    resources: dict[str, Any] = {"bronze_store": bronze_dataset.store}
+    resources["kafka"] = KafkaResource(
+        bootstrap_servers=f"127.0.0.1:{_free_port()}", timeout_seconds=2.0
+    )
+    sensor = build_arrivals_sensor(
+        bronze_dataset.settings,
+        bronze_dataset.name,
+        build_landing_job(bronze_dataset.name, bronze_dataset.asset()),
+    )
+    with dg.build_sensor_context(
+        instance=dg.DagsterInstance.ephemeral(), resources=resources
+    ) as context:
+        result = sensor(context)
+
+    assert isinstance(result, dg.SkipReason)
+    assert "Kafka at 127.0.0.1:" in str(result.skip_message)
+    assert "unreachable" in str(result.skip_message)
+
+
+_LAND_IN_CHILD = """
+import sys
+from tests.integration.conftest import BronzeDataset, dataset_settings
+name, topic, day = sys.argv[1:4]
+BronzeDataset(name, topic, dataset_settings(name, topic), 3).land([day], mode="append")
+"""
+
+
+def test_killed_landing_run_leaves_no_gap_and_no_duplicate(
+    bronze_dataset: BronzeDataset,
+) -> None:
+    day1, _ = _recent_days()
+    for partition in range(3):
+        bronze_dataset.produce(
+            _events(day1, 20_000, start=partition * 20_000, size=1500), partition
+        )
+    child = subprocess.Popen(
+        [sys.executable, "-c", _LAND_IN_CHILD, bronze_dataset.name, bronze_dataset.topic, day1],
+        env=dict(os.environ),
+        cwd=os.getcwd(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not bronze_dataset.files(day1) and time.monotonic() < deadline:
+        assert child.poll() is None, "the landing finished before it could be killed"
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait(30)
+    landed_before_kill = len(bronze_dataset.files(day1))
+    assert 1 <= landed_before_kill < 3, "the kill did not happen mid-way"
+
+    bronze_dataset.land([day1], mode="append")
+
+    assert _unique_count(bronze_dataset.read([day1])) == (60_000, 60_000)
