@@ -19,12 +19,16 @@ $(INSTALLED): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
-	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	@touch $@
 
 install: $(INSTALLED)
 
-demo: install
+# The local Dagster instance (run history, schedules, sensor cursors) that the UI and the demo share.
+$(DAGSTER_HOME)/dagster.yaml: config/dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp config/dagster.yaml $@
+
+demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m lakehouse_dev.demo
 
 test: install lint typecheck
@@ -47,7 +51,7 @@ stack-status: install
 	$(BIN)/lakehouse-stack status
 
 # The Dagster UI on http://127.0.0.1:3000 with the daemon (sensors, automation, backfills).
-dev: install
+dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/lakehouse-stack start
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 

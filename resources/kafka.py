@@ -213,7 +213,10 @@ class TopicReader:
         idle_since = time.monotonic()
         try:
             while position <= last:
-                messages = self._consumer.consume(num_messages=batch_size, timeout=1.0)
+                # Never ask for more than the range still holds: consume() waits for a
+                # full batch (up to its timeout) at the end of the log.
+                wanted = max(1, min(batch_size, last - position + 1))
+                messages = self._consumer.consume(num_messages=wanted, timeout=1.0)
                 batch = []
                 for message in messages:
                     error = message.error()
