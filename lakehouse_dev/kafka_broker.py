@@ -36,7 +36,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -48,6 +47,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from lakehouse_dev import jvm
+from lakehouse_dev.processes import command_line, port_in_use, port_is_open, tail
 
 __all__ = [
     "KAFKA_COORDINATES",
@@ -148,66 +148,6 @@ def _new_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
         if not cluster_id.startswith("-"):
             return cluster_id
-
-
-def _command_line(pid: int) -> str | None:
-    """Return the command line of ``pid`` joined with spaces, or None if it does not exist.
-
-    A zombie (exited, not yet reaped) has an empty command line, so it never looks like a
-    live broker.
-    """
-    if Path("/proc/self/cmdline").exists():
-        try:
-            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:  # no such process, or not ours to inspect
-            return None
-        return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    # No procfs (macOS): ask ps; -ww keeps it from truncating the (long) java command.
-    proc = subprocess.run(
-        ["ps", "-ww", "-o", "command=", "-p", str(pid)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return proc.stdout.strip() if proc.returncode == 0 else None
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    """Tell whether something already listens on ``host:port``.
-
-    Binding with ``SO_REUSEADDR`` (as the JVM does for server sockets) succeeds despite
-    TIME_WAIT leftovers of a broker we just stopped, and fails only on a real listener.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def _port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
-    """Tell whether a TCP connection to ``host:port`` succeeds."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _tail_file(path: Path, lines: int) -> str:
-    """Return the last ``lines`` lines of a text file ('' if it does not exist)."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 256 * 1024))
-            data = handle.read().decode("utf-8", "replace")
-    except FileNotFoundError:
-        return ""
-    return "\n".join(data.splitlines()[-lines:])
 
 
 class KafkaBroker:
@@ -393,7 +333,7 @@ class KafkaBroker:
         self._reap()
         if self._proc is not None and self._proc.pid == pid:
             return True
-        cmdline = _command_line(pid)
+        cmdline = command_line(pid)
         if not cmdline:
             return False
         return f" {_MAIN_CLASS} " in f" {cmdline} " and str(self.config_path) in cmdline
@@ -421,7 +361,7 @@ class KafkaBroker:
 
     def is_ready(self, timeout: float = 5.0) -> bool:
         """Tell whether the broker answers a metadata request within ``timeout`` seconds."""
-        if not _port_accepts(self.host, self.port):
+        if not port_is_open(self.host, self.port):
             return False
         return self._answers(self._admin(), timeout)
 
@@ -472,7 +412,7 @@ class KafkaBroker:
                 return
             self.pid_file.unlink(missing_ok=True)
             for port in (self.port, self.controller_port):
-                if _port_in_use(self.host, port):
+                if port_in_use(self.host, port):
                     raise RuntimeError(
                         f"cannot start Kafka: port {port} on {self.host} is already in use "
                         f"by another process (not the broker of {self.data_dir}); stop that "
@@ -587,7 +527,7 @@ class KafkaBroker:
                     f"Kafka broker (pid {pid}) exited during startup.\n{self.log_tail()}"
                 )
             remaining = deadline - time.monotonic()
-            if _port_accepts(self.host, self.port):
+            if port_is_open(self.host, self.port):
                 admin = admin or self._admin()
                 if self._answers(admin, max(0.5, min(5.0, remaining))):
                     return
@@ -645,7 +585,7 @@ class KafkaBroker:
         """Return the end of ``server.log`` and ``broker.out`` (for error messages)."""
         parts = []
         for name in ("server.log", "broker.out"):
-            text = _tail_file(self.logs_dir / name, lines)
+            text = tail(self.logs_dir / name, lines)
             if text:
                 parts.append(f"--- {self.logs_dir / name} (last {lines} lines) ---\n{text}")
         return "\n".join(parts) or f"(no broker logs in {self.logs_dir})"

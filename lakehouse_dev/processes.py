@@ -28,12 +28,54 @@ def port_is_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on ``host:port``.
+
+    Binding with ``SO_REUSEADDR`` (as the JVM does for server sockets) succeeds despite
+    TIME_WAIT leftovers of a service we just stopped, and fails only on a real listener.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def tail(path: Path, lines: int = 30) -> str:
-    """The last lines of a log file, for error messages."""
+    """The last lines of a (possibly large) log file, for error messages; '' if absent."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 256 * 1024))
+            data = handle.read().decode("utf-8", "replace")
     except FileNotFoundError:
-        return f"(no log at {path})"
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def command_line(pid: int) -> str | None:
+    """The command line of ``pid`` joined with spaces, or None if there is no such process.
+
+    A zombie (exited, not yet reaped) has an empty command line, so it never looks
+    like a live service.
+    """
+    if Path("/proc/self/cmdline").exists():
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # no such process, or not ours to inspect
+            return None
+        return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    # No procfs (macOS): ask ps; -ww keeps it from truncating long java command lines.
+    proc = subprocess.run(
+        ["ps", "-ww", "-o", "command=", "-p", str(pid)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 @dataclass(frozen=True)
@@ -51,11 +93,8 @@ class ManagedProcess:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            return None
-        return pid if self.marker in cmdline else None
+        cmdline = command_line(pid)
+        return pid if cmdline and self.marker in cmdline else None
 
     def is_alive(self) -> bool:
         return self.pid() is not None
