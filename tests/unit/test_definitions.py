@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
 from lakehouse_assets.definitions import defs, settings
+from resources.dbt import dbt_resource
 from resources.environments import s3_resource
-from resources.settings import load_settings
+from resources.settings import PROJECT_ROOT, load_settings
 
 
 def test_definitions_load_and_resolve() -> None:
@@ -33,3 +39,34 @@ def test_secrets_are_bound_as_environment_variables(monkeypatch: pytest.MonkeyPa
     assert isinstance(s3.secret_access_key, dg.EnvVar)
     assert s3.secret_access_key.env_var_name == "AWS_SECRET_ACCESS_KEY"
     assert "very-secret" not in repr(s3)
+
+
+def test_dagster_cli_validates_the_workspace(tmp_path: Path) -> None:
+    env = dict(os.environ, DAGSTER_HOME=str(tmp_path))
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-w",
+            "workspace.yaml",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def test_dbt_parses_the_project_with_the_generated_profile() -> None:
+    dbt = dbt_resource(settings)
+    invocation = dbt.cli(["parse"], raise_on_error=False)
+    invocation.wait()
+    assert invocation.is_successful(), str(invocation.get_error())
+    profile = (Path(dbt.profiles_dir or "") / "profiles.yml").read_text()
+    assert "method: session" in profile
+    assert f"spark.sql.defaultCatalog: {settings.catalog.name}" in profile
