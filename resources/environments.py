@@ -14,6 +14,7 @@ import dagster as dg
 
 from resources.dbt import dbt_resource
 from resources.iceberg import IcebergCatalogResource
+from resources.iceberg_io_manager import IcebergIOManager
 from resources.kafka import KafkaResource
 from resources.parquet_io_manager import ParquetStore, S3ParquetIOManager
 from resources.s3 import S3Resource
@@ -82,6 +83,10 @@ def build_resources(settings: LakehouseSettings | None = None) -> dict[str, Any]
         "bronze_io_manager": S3ParquetIOManager(store=bronze_store),
         "s3": s3,
         "iceberg": iceberg,
+        "iceberg_io_manager": IcebergIOManager(
+            catalog=iceberg,
+            namespaces={str(k): v for k, v in settings.catalog.namespaces.items()},
+        ),
         "kafka": kafka_resource(settings),
         "spark": spark_resource(settings, iceberg),
         "dbt": dbt_resource(settings),

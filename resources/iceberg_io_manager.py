@@ -1,0 +1,842 @@
+"""IO manager for Iceberg tables written through pyiceberg (Arrow tables).
+
+An asset key ``["silver", "orders"]`` is the table ``<catalog>.silver.orders``: the
+first key component is a medallion layer mapped to its namespace
+(``catalog.namespaces``), the last one is the table name. Assets never build
+table names.
+
+Partitioning follows Dagster's: an asset's (or output's) metadata
+``partition_expr`` names the column that holds the partition's time (a DATE
+column or a timestamp column). The table is created on the first write with the
+matching Iceberg partitioning (``identity`` on a date column, ``day()``/``hour()``/
+``month()`` on a timestamp column), its namespace too if missing.
+
+Output metadata (definition metadata on the asset, or runtime ``dg.Output``
+metadata, which wins):
+
+``write_mode``
+    ``overwrite`` (default) replaces exactly the partitions of the run (one key or
+    the range of a single-run backfill) in one atomic commit; ``append`` adds
+    rows; ``upsert`` merges by ``primary_key`` and keeps, per key, the row with
+    the highest ``sequence_column`` (an older version arriving later never
+    replaces a newer one).
+``primary_key`` / ``sequence_column``
+    Key columns and version column for ``upsert``.
+``snapshot_properties``
+    Extra properties for the snapshot summary (e.g. source offsets); every
+    commit also carries ``dagster.run_id``, ``dagster.partition_keys``,
+    ``dagster.asset_key`` and ``dagster.write_mode``.
+
+Schema evolution is additive: new columns are added as optional columns, ``int``
+→ ``long``, ``float`` → ``double`` and wider decimal precision widen the table
+column; every other change (narrowing, a changed type, a required column missing
+from the input) fails with an :class:`IcebergSchemaError` naming the table, the
+column and the change. Concurrent commits that conflict are retried from scratch
+(re-loading the table) with exponential backoff and jitter.
+
+Only Arrow tables are handled today. A Spark DataFrame path plugs in at
+:meth:`IcebergIOManager.handle_output` (dispatch on the object's type) and reuses
+:class:`WriteRequest` (table, mode, window, properties) unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field
+
+from resources.iceberg import IcebergCatalogResource
+from resources.parquet_io_manager import column_schema
+
+if TYPE_CHECKING:
+    from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.schema import Schema
+    from pyiceberg.table import Table, Transaction
+    from pyiceberg.transforms import Transform
+    from pyiceberg.types import IcebergType, StructType
+
+WriteMode = Literal["overwrite", "append", "upsert"]
+WRITE_MODES: tuple[str, ...] = get_args(WriteMode)
+
+#: Snapshot properties every commit carries.
+RUN_ID_PROPERTY = "dagster.run_id"
+PARTITION_KEYS_PROPERTY = "dagster.partition_keys"
+ASSET_KEY_PROPERTY = "dagster.asset_key"
+WRITE_MODE_PROPERTY = "dagster.write_mode"
+
+#: Up to this many partition keys are listed one by one; longer runs as ``first...last``.
+_MAX_LISTED_KEYS = 31
+
+_SEQ = "__lakehouse_existing_sequence"
+_POS = "__lakehouse_position"
+
+
+class IcebergSchemaError(ValueError):
+    """The input cannot be written without an incompatible schema change."""
+
+
+class IcebergCommitError(RuntimeError):
+    """Commits kept conflicting with concurrent writers until the attempts ran out."""
+
+
+class IcebergWriteError(ValueError):
+    """The input does not fit the write (rows outside the run's partitions, bad options)."""
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    """Everything a write needs, resolved from the Dagster context (engine-independent)."""
+
+    identifier: tuple[str, str]
+    table_name: str
+    mode: WriteMode = "overwrite"
+    partition_expr: str | None = None
+    time_window: dg.TimeWindow | None = None
+    partition_keys: Sequence[str] = ()
+    partitions_def: dg.PartitionsDefinition | None = None
+    primary_key: Sequence[str] = ()
+    sequence_column: str | None = None
+    snapshot_properties: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class WriteResult:
+    """What a write did, for the materialisation's metadata."""
+
+    snapshot_id: int | None
+    rows: int
+    schema: pa.Schema
+    location: str
+    attempts: int
+    schema_changes: list[str] = field(default_factory=list)
+    details: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class SchemaPlan:
+    """Additive changes that make a table accept an input schema."""
+
+    additions: list[tuple[tuple[str, ...], IcebergType]] = field(default_factory=list)
+    widenings: list[tuple[tuple[str, ...], IcebergType, IcebergType]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> list[str]:
+        added = [f"added column {'.'.join(p)} ({t})" for p, t in self.additions]
+        widened = [f"widened column {'.'.join(p)} from {a} to {b}" for p, a, b in self.widenings]
+        return added + widened
+
+    def __bool__(self) -> bool:
+        return bool(self.additions or self.widenings)
+
+
+class IcebergIOManager(dg.ConfigurableIOManager):
+    """Stores Arrow tables as Iceberg tables through pyiceberg, partition-aware.
+
+    Asset ``["<layer>", ..., "<table>"]`` ↔ table ``<namespace of layer>.<table>``.
+    Asset metadata: ``partition_expr`` (partition time column), ``write_mode``
+    (overwrite | append | upsert), ``primary_key`` and ``sequence_column`` (upsert),
+    ``snapshot_properties`` (extra snapshot summary properties). Loads return a
+    ``pyarrow.Table`` with the rows of the requested partitions.
+    """
+
+    catalog: IcebergCatalogResource = Field(
+        description="The Iceberg catalog holding the tables (`catalog.*` settings)."
+    )
+    namespaces: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Namespace of each layer (`catalog.namespaces`): the first asset key component "
+            "is looked up here; a component that is not listed is used as the namespace as is."
+        ),
+    )
+    default_namespace: str | None = Field(
+        default=None,
+        description="Namespace of assets whose key has a single component (none: such keys fail).",
+    )
+    commit_attempts: int = Field(
+        default=6,
+        ge=1,
+        description="Attempts per write when commits conflict with concurrent writers.",
+    )
+    retry_base_seconds: float = Field(
+        default=0.25, ge=0, description="First backoff between commit attempts (doubles each time)."
+    )
+    retry_max_seconds: float = Field(
+        default=8.0, ge=0, description="Upper bound of one backoff between commit attempts."
+    )
+
+    # Naming --------------------------------------------------------------------------------
+
+    def table_identifier(self, asset_key: dg.AssetKey) -> tuple[str, str]:
+        """(namespace, table) of an asset: layer → namespace, last key component → table."""
+        path = asset_key.path
+        if len(path) == 1:
+            if not self.default_namespace:
+                raise ValueError(
+                    f"asset {asset_key.to_user_string()} has no layer prefix: give it a key like "
+                    "['silver', '<table>'] or set the IO manager's default_namespace"
+                )
+            return self.default_namespace, path[0]
+        return self.namespaces.get(path[0], path[0]), path[-1]
+
+    def table_name(self, asset_key: dg.AssetKey) -> str:
+        """Fully qualified name, e.g. ``lakehouse.silver.orders``."""
+        return ".".join((self.catalog.name, *self.table_identifier(asset_key)))
+
+    # Dagster hooks ------------------------------------------------------------------------
+
+    def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+        if obj is None:
+            return
+        request = self.write_request(context)
+        if isinstance(obj, pa.RecordBatchReader):
+            # A retry needs the rows again: a reader can only be consumed once.
+            obj = obj.read_all()
+        if isinstance(obj, pa.Table):
+            result = self.write_arrow(request, obj, log=context.log)
+        else:
+            raise TypeError(
+                f"{type(self).__name__} stores pyarrow Tables; asset "
+                f"{context.asset_key.to_user_string()} returned {type(obj).__name__}"
+            )
+        metadata: dict[str, Any] = {
+            "dagster/row_count": result.rows,
+            "dagster/column_schema": column_schema(result.schema),
+            "dagster/table_name": request.table_name,
+            "dagster/uri": result.location,
+            "snapshot_id": str(result.snapshot_id) if result.snapshot_id is not None else "",
+            "write_mode": request.mode,
+            "commit_attempts": result.attempts,
+        }
+        if result.schema_changes:
+            metadata["schema_changes"] = dg.MetadataValue.json(result.schema_changes)
+        metadata.update(result.details)
+        context.add_output_metadata(metadata)
+
+    def load_input(self, context: dg.InputContext) -> pa.Table:
+        from pyiceberg.exceptions import NoSuchTableError
+        from pyiceberg.expressions import AlwaysTrue
+
+        asset_key = context.asset_key
+        table_name = self.table_name(asset_key)
+        try:
+            table = self.catalog.load().load_table(self.table_identifier(asset_key))
+        except NoSuchTableError:
+            raise dg.Failure(
+                f"Iceberg table {table_name} (asset {asset_key.to_user_string()}) does not exist "
+                "yet: materialise the asset first"
+            ) from None
+        row_filter: BooleanExpression = AlwaysTrue()
+        if context.has_asset_partitions:
+            upstream = context.upstream_output
+            partition_expr = _metadata_str(context.definition_metadata, "partition_expr") or (
+                _metadata_str(upstream.definition_metadata, "partition_expr") if upstream else None
+            )
+            partition_expr = partition_expr or _partition_source_column(table)
+            if partition_expr is None:
+                raise dg.Failure(
+                    f"Iceberg table {table_name}: the input is partitioned but no partition_expr "
+                    "is set on the asset and the table has no time partitioning to infer it from"
+                )
+            row_filter = window_filter(
+                table.schema(), partition_expr, context.asset_partitions_time_window, table_name
+            )
+        columns = context.definition_metadata.get("columns")
+        selected: tuple[str, ...] = ("*",) if not columns else tuple(columns)
+        return table.scan(row_filter=row_filter, selected_fields=selected).to_arrow()
+
+    # Resolving the request ----------------------------------------------------------------
+
+    def write_request(self, context: dg.OutputContext) -> WriteRequest:
+        """Table, mode, partitions and snapshot properties of one output."""
+        asset_key = context.asset_key
+        table_name = self.table_name(asset_key)
+
+        def option(key: str) -> Any:
+            return _option(context, key)
+
+        mode = option("write_mode") or "overwrite"
+        if mode not in WRITE_MODES:
+            raise IcebergWriteError(
+                f"Iceberg table {table_name}: write_mode {mode!r} is not one of "
+                f"{', '.join(WRITE_MODES)}"
+            )
+        partition_expr = option("partition_expr")
+        time_window: dg.TimeWindow | None = None
+        keys: list[str] = []
+        partitions_def: dg.PartitionsDefinition | None = None
+        if context.has_asset_partitions:
+            partitions_def = context.asset_partitions_def
+            if not isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+                raise IcebergWriteError(
+                    f"Iceberg table {table_name}: only time-window partitions are supported, "
+                    f"asset {asset_key.to_user_string()} has {type(partitions_def).__name__}"
+                )
+            time_window = context.asset_partitions_time_window
+            keys = list(context.asset_partition_keys)
+        primary_key = list(option("primary_key") or [])
+        sequence_column = option("sequence_column")
+        if mode == "upsert" and not (primary_key and sequence_column):
+            raise IcebergWriteError(
+                f"Iceberg table {table_name}: write_mode 'upsert' needs the metadata "
+                "primary_key (list of key columns) and sequence_column"
+            )
+        properties = {
+            str(k): v if isinstance(v, str) else json.dumps(v, default=str, sort_keys=True)
+            for k, v in (option("snapshot_properties") or {}).items()
+        }
+        properties.update(
+            {
+                RUN_ID_PROPERTY: context.run_id,
+                ASSET_KEY_PROPERTY: asset_key.to_user_string(),
+                WRITE_MODE_PROPERTY: mode,
+            }
+        )
+        if keys:
+            properties[PARTITION_KEYS_PROPERTY] = format_partition_keys(keys)
+        return WriteRequest(
+            identifier=self.table_identifier(asset_key),
+            table_name=table_name,
+            mode=cast(WriteMode, mode),
+            partition_expr=partition_expr,
+            time_window=time_window,
+            partition_keys=keys,
+            partitions_def=partitions_def,
+            primary_key=primary_key,
+            sequence_column=sequence_column,
+            snapshot_properties=properties,
+        )
+
+    # Writing ------------------------------------------------------------------------------
+
+    def write_arrow(
+        self, request: WriteRequest, df: pa.Table, log: Any | None = None
+    ) -> WriteResult:
+        """Write an Arrow table as one commit, retrying from scratch on conflicts."""
+        from pyiceberg.exceptions import (
+            CommitFailedException,
+            TableAlreadyExistsError,
+            ValidationException,
+        )
+
+        df = normalize_arrow(df)
+        if request.time_window is not None and request.partition_expr is None:
+            raise IcebergWriteError(
+                f"Iceberg table {request.table_name}: the asset is partitioned; set the metadata "
+                "partition_expr to the column holding the partition's date or time"
+            )
+        if request.mode == "upsert":
+            missing = [
+                c
+                for c in (*request.primary_key, request.sequence_column)
+                if c not in df.schema.names
+            ]
+            if missing:
+                raise IcebergWriteError(
+                    f"Iceberg table {request.table_name}: upsert column(s) "
+                    f"{', '.join(map(str, missing))} are missing from the input"
+                )
+            df, duplicates = dedupe_latest(
+                df, list(request.primary_key), cast(str, request.sequence_column)
+            )
+        else:
+            duplicates = 0
+        if request.mode == "overwrite" and request.time_window is not None:
+            check_rows_in_window(df, cast(str, request.partition_expr), request)
+
+        catalog = self.catalog.load()
+        catalog.create_namespace_if_not_exists(request.identifier[0])
+        last_error: Exception | None = None
+        for attempt in range(1, self.commit_attempts + 1):
+            try:
+                result = self._attempt(request, df)
+            except (CommitFailedException, ValidationException, TableAlreadyExistsError) as exc:
+                # Another writer committed first: start over from its snapshot.
+                last_error = exc
+                if attempt == self.commit_attempts:
+                    break
+                delay = random.uniform(
+                    0, min(self.retry_max_seconds, self.retry_base_seconds * 2 ** (attempt - 1))
+                )
+                if log is not None:
+                    log.warning(
+                        f"Iceberg table {request.table_name}: commit conflict on attempt "
+                        f"{attempt}/{self.commit_attempts} ({type(exc).__name__}: {exc}); "
+                        f"retrying in {delay:.2f}s"
+                    )
+                time.sleep(delay)
+                continue
+            result.attempts = attempt
+            if request.mode == "upsert":
+                result.details["input_duplicates_dropped"] = duplicates
+            return result
+        raise IcebergCommitError(
+            f"Iceberg table {request.table_name}: the commit failed {self.commit_attempts} times "
+            f"because of concurrent writers ({type(last_error).__name__}: {last_error}); "
+            "nothing was written. Re-run the step, or raise commit_attempts."
+        ) from last_error
+
+    def _attempt(self, request: WriteRequest, df: pa.Table) -> WriteResult:
+        """One attempt: (create or evolve) and write in a single catalog commit."""
+        from pyiceberg.exceptions import NoSuchTableError
+        from pyiceberg.expressions import AlwaysTrue
+
+        catalog = self.catalog.load()
+        table: Table | None
+        try:
+            table = catalog.load_table(request.identifier)
+        except NoSuchTableError:
+            table = None
+
+        plan = SchemaPlan()
+        tx: Transaction
+        if table is None:
+            tx = catalog.create_table_transaction(request.identifier, schema=df.schema)
+            if request.partition_expr and request.time_window is not None:
+                transform = partition_transform(
+                    tx.table_metadata.schema(), request.partition_expr, request
+                )
+                with tx.update_spec() as spec:
+                    spec.add_field(
+                        request.partition_expr, transform, _partition_field_name(request, transform)
+                    )
+        else:
+            tx = table.transaction()
+            plan = plan_schema_evolution(request.table_name, table.schema(), df.schema)
+            if plan:
+                with tx.update_schema() as update:
+                    for path, new_type in plan.additions:
+                        update.add_column(path, new_type, required=False)
+                    for path, _, wider in plan.widenings:
+                        update.update_column(path, field_type=wider)
+        df = conform_nullability(df, tx.table_metadata.schema(), request.table_name)
+        props = dict(request.snapshot_properties)
+        details: dict[str, int] = {}
+
+        with warnings.catch_warnings():
+            # "Delete operation did not match any records": normal for a new partition.
+            warnings.filterwarnings("ignore", message="Delete operation did not match")
+            if request.mode == "append" or (table is None and request.mode == "overwrite"):
+                tx.append(df, snapshot_properties=props)
+            elif request.mode == "overwrite":
+                overwrite_filter: BooleanExpression = AlwaysTrue()
+                if request.time_window is not None:
+                    overwrite_filter = window_filter(
+                        tx.table_metadata.schema(),
+                        cast(str, request.partition_expr),
+                        request.time_window,
+                        request.table_name,
+                    )
+                tx.overwrite(df, overwrite_filter=overwrite_filter, snapshot_properties=props)
+            else:
+                df, details = self._stage_upsert(tx, table, df, request, props)
+
+        committed = tx.commit_transaction()
+        snapshot = committed.current_snapshot()
+        return WriteResult(
+            snapshot_id=snapshot.snapshot_id if snapshot else None,
+            rows=df.num_rows,
+            schema=committed.schema().as_arrow(),
+            location=committed.location(),
+            attempts=1,
+            schema_changes=plan.changes,
+            details=details,
+        )
+
+    def _stage_upsert(
+        self,
+        tx: Transaction,
+        table: Table | None,
+        df: pa.Table,
+        request: WriteRequest,
+        props: dict[str, str],
+    ) -> tuple[pa.Table, dict[str, int]]:
+        """Stage the rows that are newer than what the table holds for their key.
+
+        The input is already deduplicated (one row per key, the highest sequence).
+        Rows whose key is stored with an equal or higher sequence are dropped (a late,
+        older version or a replay); the others replace every stored row of their key
+        through an overwrite filtered on the keys. Under Iceberg's default serializable
+        isolation, a concurrent writer adding rows for the same keys makes the commit
+        fail validation, and the whole attempt is recomputed.
+        """
+        from pyiceberg.table.upsert_util import create_match_filter
+
+        keys = list(request.primary_key)
+        sequence = cast(str, request.sequence_column)
+        kept = df
+        updated = 0
+        if table is not None and df.num_rows:
+            match = create_match_filter(df, keys)
+            existing = table.scan(row_filter=match, selected_fields=(*keys, sequence)).to_arrow()
+            if existing.num_rows:
+                # Several stored rows per key can exist (earlier appends): compare with the max.
+                stored = existing.group_by(keys).aggregate([(sequence, "max")])
+                stored = stored.rename_columns([*keys, _SEQ])
+                incoming = df.select([*keys, sequence]).append_column(
+                    _POS, pa.array(range(df.num_rows), pa.int64())
+                )
+                joined = incoming.join(stored, keys=keys, join_type="left outer")
+                newer = pc.or_kleene(
+                    pc.is_null(joined.column(_SEQ)),
+                    pc.greater(joined.column(sequence), joined.column(_SEQ)),
+                )
+                chosen = joined.filter(newer)
+                updated = int(pc.sum(pc.is_valid(chosen.column(_SEQ))).as_py() or 0)
+                kept = df.take(_sorted(chosen.column(_POS)))
+        if table is None:
+            tx.append(kept, snapshot_properties=props)
+        elif kept.num_rows:
+            tx.overwrite(
+                kept, overwrite_filter=create_match_filter(kept, keys), snapshot_properties=props
+            )
+        details = {
+            "rows_inserted": kept.num_rows - updated,
+            "rows_updated": updated,
+            "rows_skipped_not_newer": df.num_rows - kept.num_rows,
+        }
+        return kept, details
+
+
+# Helpers ----------------------------------------------------------------------------------
+
+
+def _option(context: dg.OutputContext, key: str) -> Any:
+    """Runtime output metadata wins over definition metadata; MetadataValues unwrapped."""
+    for source in (context.output_metadata, context.definition_metadata):
+        if source and key in source and source[key] is not None:
+            value = source[key]
+            return value.value if isinstance(value, dg.MetadataValue) else value
+    return None
+
+
+def _metadata_str(metadata: Mapping[str, Any] | None, key: str) -> str | None:
+    if not metadata or metadata.get(key) is None:
+        return None
+    value = metadata[key]
+    return str(value.value if isinstance(value, dg.MetadataValue) else value)
+
+
+def format_partition_keys(keys: Sequence[str]) -> str:
+    """``a,b,c`` for a few keys, ``first...last`` for long ranges."""
+    if len(keys) <= _MAX_LISTED_KEYS:
+        return ",".join(keys)
+    return f"{keys[0]}...{keys[-1]}"
+
+
+def normalize_arrow(df: pa.Table) -> pa.Table:
+    """Top-level ``timestamp[ns]`` → ``timestamp[us]`` (Iceberg v2 stores microseconds)."""
+    fields = []
+    changed = False
+    for f in df.schema:
+        if pa.types.is_timestamp(f.type) and f.type.unit == "ns":
+            fields.append(f.with_type(pa.timestamp("us", tz=f.type.tz)))
+            changed = True
+        else:
+            fields.append(f)
+    if not changed:
+        return df
+    return df.cast(pa.schema(fields, metadata=df.schema.metadata), safe=False)
+
+
+def dedupe_latest(df: pa.Table, keys: list[str], sequence: str) -> tuple[pa.Table, int]:
+    """One row per key, the one with the highest sequence (nulls lowest); returns (rows, dropped).
+
+    pyiceberg's own upsert rejects inputs with duplicate keys; an input that holds
+    several versions of a key keeps its latest.
+    """
+    if df.num_rows == 0:
+        return df, 0
+    order = pc.sort_indices(df, sort_keys=[(sequence, "descending")], null_placement="at_end")
+    ordered = df.take(order)
+    positions = ordered.select(keys).append_column(
+        _POS, pa.array(range(ordered.num_rows), pa.int64())
+    )
+    first = positions.group_by(keys).aggregate([(_POS, "min")]).column(f"{_POS}_min")
+    if len(first) == df.num_rows:
+        return df, 0
+    return ordered.take(_sorted(first)), df.num_rows - len(first)
+
+
+def _sorted(positions: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Row positions in ascending order (keeps the input's row order on ``take``)."""
+    return pc.take(positions, pc.array_sort_indices(positions))
+
+
+def _field_type(schema: Schema, column: str, table_name: str) -> IcebergType:
+    try:
+        return schema.find_field(column).field_type
+    except ValueError:
+        raise IcebergWriteError(
+            f"Iceberg table {table_name}: partition_expr column {column!r} is not in the table "
+            f"(columns: {', '.join(f.name for f in schema.fields)})"
+        ) from None
+
+
+def window_filter(
+    schema: Schema, column: str, window: dg.TimeWindow, table_name: str
+) -> BooleanExpression:
+    """``start <= column < end`` for a time window, typed for a date or timestamp column."""
+    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+    from pyiceberg.types import DateType, TimestampType, TimestamptzType
+
+    field_type = _field_type(schema, column, table_name)
+    start, end = window.start, window.end
+    bounds: tuple[str, str]
+    if isinstance(field_type, DateType):
+        # A date column holds whole days: [start day, first day not covered).
+        end_day = end.date() if end.time() == datetime.min.time() else end.date() + timedelta(1)
+        bounds = (start.date().isoformat(), end_day.isoformat())
+    elif isinstance(field_type, TimestamptzType):
+        bounds = (_utc(start).isoformat(), _utc(end).isoformat())
+    elif isinstance(field_type, TimestampType):
+        # Timestamps without zone are read as UTC.
+        bounds = (
+            _utc(start).replace(tzinfo=None).isoformat(),
+            _utc(end).replace(tzinfo=None).isoformat(),
+        )
+    else:
+        raise IcebergWriteError(
+            f"Iceberg table {table_name}: partition_expr column {column!r} is {field_type}; "
+            "it must be a date or a timestamp"
+        )
+    # pyiceberg's predicates are pydantic models whose __init__ mypy does not see.
+    at_least, below = cast(Any, GreaterThanOrEqual), cast(Any, LessThan)
+    return And(at_least(column, bounds[0]), below(column, bounds[1]))
+
+
+def _utc(moment: datetime) -> datetime:
+    from datetime import UTC
+
+    return moment.astimezone(UTC)
+
+
+def check_rows_in_window(df: pa.Table, column: str, request: WriteRequest) -> None:
+    """Overwrite replaces the run's window only; rows outside it would duplicate on replay."""
+    window = cast(dg.TimeWindow, request.time_window)
+    if column not in df.schema.names:
+        raise IcebergWriteError(
+            f"Iceberg table {request.table_name}: partition_expr column {column!r} is missing "
+            "from the input"
+        )
+    values = df.column(column)
+    value_type = values.type
+    if pa.types.is_date(value_type):
+        start: Any = _utc(window.start).date()
+        end: Any = _utc(window.end).date()
+        if _utc(window.end).time() != datetime.min.time():
+            end = end + timedelta(1)
+    elif pa.types.is_timestamp(value_type):
+        start, end = _utc(window.start), _utc(window.end)
+        if value_type.tz is None:
+            start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+    else:
+        raise IcebergWriteError(
+            f"Iceberg table {request.table_name}: partition_expr column {column!r} is "
+            f"{value_type}; it must be a date or a timestamp"
+        )
+    inside = pc.and_kleene(
+        pc.greater_equal(values, pa.scalar(start, value_type)),
+        pc.less(values, pa.scalar(end, value_type)),
+    )
+    outside = df.num_rows - int(pc.sum(pc.fill_null(inside, False).cast(pa.int64())).as_py() or 0)
+    if outside:
+        keys = format_partition_keys(list(request.partition_keys))
+        raise IcebergWriteError(
+            f"Iceberg table {request.table_name}: {outside} of {df.num_rows} rows have "
+            f"{column} outside the run's partitions ({keys}) or null; overwrite replaces only "
+            "those partitions, so these rows would be duplicated by a re-run. Route them to "
+            "their own partition (or use write_mode 'append'/'upsert')."
+        )
+
+
+def partition_transform(schema: Schema, column: str, request: WriteRequest) -> Transform[Any, Any]:
+    """Iceberg transform matching the Dagster partitioning of the asset."""
+    from dagster._core.definitions.partitions.schedule_type import ScheduleType
+    from pyiceberg.transforms import DayTransform, HourTransform, IdentityTransform, MonthTransform
+    from pyiceberg.types import DateType, TimestampType, TimestamptzType
+
+    field_type = _field_type(schema, column, request.table_name)
+    partitions_def = request.partitions_def
+    cadence = (
+        partitions_def.schedule_type
+        if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
+        else ScheduleType.DAILY
+    )
+    if isinstance(field_type, DateType):
+        if cadence == ScheduleType.MONTHLY:
+            return MonthTransform()
+        if cadence == ScheduleType.HOURLY:
+            raise IcebergWriteError(
+                f"Iceberg table {request.table_name}: hourly partitions need a timestamp "
+                f"partition_expr, {column!r} is a date"
+            )
+        return IdentityTransform()
+    if isinstance(field_type, (TimestampType, TimestamptzType)):
+        if cadence == ScheduleType.HOURLY:
+            return HourTransform()
+        if cadence == ScheduleType.MONTHLY:
+            return MonthTransform()
+        return DayTransform()
+    raise IcebergWriteError(
+        f"Iceberg table {request.table_name}: partition_expr column {column!r} is {field_type}; "
+        "it must be a date or a timestamp"
+    )
+
+
+def _partition_field_name(request: WriteRequest, transform: Transform[Any, Any]) -> str:
+    from pyiceberg.transforms import IdentityTransform
+
+    column = cast(str, request.partition_expr)
+    if isinstance(transform, IdentityTransform):
+        return column
+    return f"{column}_{str(transform).split('(')[0].lower()}"
+
+
+def _partition_source_column(table: Table) -> str | None:
+    """The column of a table's single time partition field (to load without metadata)."""
+    from pyiceberg.transforms import DayTransform, HourTransform, IdentityTransform, MonthTransform
+    from pyiceberg.types import DateType, TimestampType, TimestamptzType
+
+    schema = table.schema()
+    for spec_field in table.spec().fields:
+        if isinstance(spec_field.transform, (DayTransform, HourTransform, MonthTransform)):
+            return schema.find_column_name(spec_field.source_id)
+        if isinstance(spec_field.transform, IdentityTransform) and isinstance(
+            schema.find_field(spec_field.source_id).field_type,
+            (DateType, TimestampType, TimestamptzType),
+        ):
+            return schema.find_column_name(spec_field.source_id)
+    return None
+
+
+# Schema evolution -----------------------------------------------------------------------
+
+
+def _is_widening(current: IcebergType, incoming: IcebergType) -> bool:
+    """Iceberg's type promotions: int → long, float → double, decimal(P, S) → decimal(P', S)."""
+    from pyiceberg.types import DecimalType, DoubleType, FloatType, IntegerType, LongType
+
+    if isinstance(current, IntegerType) and isinstance(incoming, LongType):
+        return True
+    if isinstance(current, FloatType) and isinstance(incoming, DoubleType):
+        return True
+    return (
+        isinstance(current, DecimalType)
+        and isinstance(incoming, DecimalType)
+        and current.scale == incoming.scale
+        and incoming.precision > current.precision
+    )
+
+
+def plan_schema_evolution(table_name: str, current: Schema, incoming: pa.Schema) -> SchemaPlan:
+    """The additive changes that let ``current`` accept ``incoming``, or an error naming them."""
+    from pyiceberg.catalog import Catalog
+
+    plan = SchemaPlan()
+    converted = Catalog._convert_schema_if_needed(incoming)
+    _diff_struct(current.as_struct(), converted.as_struct(), (), plan)
+    if plan.errors:
+        raise IcebergSchemaError(
+            f"Iceberg table {table_name}: the input needs incompatible schema change(s): "
+            + "; ".join(plan.errors)
+            + ". Only additive changes evolve automatically (new optional columns, int → long, "
+            "float → double, wider decimal precision); change the table's schema explicitly "
+            "(or write the column with its table type)."
+        )
+    return plan
+
+
+def _diff_struct(
+    current: StructType, incoming: StructType, path: tuple[str, ...], plan: SchemaPlan
+) -> None:
+    for incoming_field in incoming.fields:
+        existing = current.field_by_name(incoming_field.name)
+        field_path = (*path, incoming_field.name)
+        if existing is None:
+            plan.additions.append((field_path, incoming_field.field_type))
+        else:
+            _diff_type(existing.field_type, incoming_field.field_type, field_path, plan)
+    for existing in current.fields:
+        if existing.required and incoming.field_by_name(existing.name) is None:
+            plan.errors.append(
+                f"column {'.'.join((*path, existing.name))!r} is required "
+                f"({existing.field_type}) but missing from the input"
+            )
+
+
+def _diff_type(
+    current: IcebergType, incoming: IcebergType, path: tuple[str, ...], plan: SchemaPlan
+) -> None:
+    from pyiceberg.exceptions import ResolveError
+    from pyiceberg.schema import promote
+    from pyiceberg.types import ListType, MapType, PrimitiveType, StructType
+
+    name = ".".join(path)
+    if current == incoming:
+        return
+    if isinstance(current, StructType) and isinstance(incoming, StructType):
+        _diff_struct(current, incoming, path, plan)
+    elif isinstance(current, ListType) and isinstance(incoming, ListType):
+        _diff_type(current.element_type, incoming.element_type, (*path, "element"), plan)
+    elif isinstance(current, MapType) and isinstance(incoming, MapType):
+        if current.key_type != incoming.key_type:
+            plan.errors.append(
+                f"column {name!r}: map key type changes from {current.key_type} to "
+                f"{incoming.key_type}"
+            )
+        _diff_type(current.value_type, incoming.value_type, (*path, "value"), plan)
+    elif _is_widening(current, incoming):
+        plan.widenings.append((path, current, incoming))
+    elif isinstance(current, PrimitiveType) and isinstance(incoming, PrimitiveType):
+        try:
+            promote(incoming, current)
+            narrowing = True
+        except ResolveError:
+            narrowing = False
+        kind = "type narrowing" if narrowing else "incompatible type change"
+        plan.errors.append(f"column {name!r}: {kind} from {current} to {incoming}")
+    else:
+        plan.errors.append(
+            f"column {name!r}: incompatible type change from {current} to {incoming}"
+        )
+
+
+def conform_nullability(df: pa.Table, schema: Schema, table_name: str) -> pa.Table:
+    """Mark input columns non-nullable where the table column is required.
+
+    pyiceberg refuses a nullable Arrow field for a required column even when it
+    holds no nulls; a column that does hold nulls fails here, naming it.
+    """
+    fields = list(df.schema)
+    changed = False
+    for i, arrow_field in enumerate(fields):
+        if not arrow_field.nullable:
+            continue
+        try:
+            table_field = schema.find_field(arrow_field.name)
+        except ValueError:
+            continue
+        if table_field.required:
+            nulls = df.column(i).null_count
+            if nulls:
+                raise IcebergSchemaError(
+                    f"Iceberg table {table_name}: column {arrow_field.name!r} is required but "
+                    f"{nulls} input row(s) hold null"
+                )
+            fields[i] = arrow_field.with_nullable(False)
+            changed = True
+    if not changed:
+        return df
+    return df.cast(pa.schema(fields, metadata=df.schema.metadata))
