@@ -145,11 +145,17 @@ class ParquetStore(dg.ConfigurableResource):
         return plans
 
     def read_batches(
-        self, dataset: str, partition_keys: Iterable[str], batch_size: int = 65_536
+        self,
+        dataset: str,
+        partition_keys: Iterable[str],
+        batch_size: int = 65_536,
+        plans: list[tuple[str, ReadPlan]] | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """Stream the rows of the given days, one record batch at a time."""
+        """Stream the rows of the given days (or of ``plans`` already made), batch by batch."""
         fs = self.filesystem()
-        for directory, plan in self.read_plan(dataset, partition_keys):
+        if plans is None:
+            plans = self.read_plan(dataset, partition_keys)
+        for directory, plan in plans:
             with fs.open(f"{directory}/{plan.range.file_name}", "rb") as source:
                 for stored in pq.ParquetFile(source).iter_batches(batch_size=batch_size):
                     batch = stored
@@ -197,7 +203,8 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
         for day in obj.partition_keys:
             present = store.landed(dataset, day, fs)
             if obj.mode == "replace":
-                stale = [r for r in present if r not in set(written[day])]
+                kept = set(written[day])
+                stale = [r for r in present if r not in kept]
             else:
                 stale = redundant(present)
             for item in stale:
@@ -237,7 +244,9 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
                 schema = pq.read_schema(source)
         else:
             schema = pa.schema([])
-        return pa.RecordBatchReader.from_batches(schema, self.store.read_batches(dataset, keys))
+        return pa.RecordBatchReader.from_batches(
+            schema, self.store.read_batches(dataset, keys, plans=plans)
+        )
 
 
 def _metadata(value: object) -> Any:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from confluent_kafka import TopicPartition
 
+from lakehouse_assets.bronze.landing import BRONZE_SCHEMA
+from lakehouse_assets.partitions import daily_partitions
 from tests.integration.conftest import (
     BronzeDataset,
     Record,
@@ -206,3 +209,31 @@ def test_day_whose_start_kafka_no_longer_retains_is_refused(
     assert f"Kafka no longer retains the start of {DAY1}" in failure_message(result)
     assert _content(bronze_dataset.read([DAY1])) == before  # the bronze copy is kept
     assert bronze_dataset.land([DAY2]).success  # later days are unaffected
+
+
+def test_downstream_asset_streams_exactly_the_landed_day(bronze_dataset: BronzeDataset) -> None:
+    bronze_dataset.produce(_events(DAY1, 300) + _events(DAY2, 100))
+    bronze_dataset.land([DAY1, DAY2])
+    bronze = bronze_dataset.asset()
+    seen: dict[str, object] = {}
+
+    @dg.asset(
+        ins={"raw": dg.AssetIn(key=bronze.key)},
+        partitions_def=daily_partitions(bronze_dataset.settings, bronze_dataset.name),
+    )
+    def consumer(raw: pa.RecordBatchReader) -> None:
+        batches = list(raw)
+        seen["batches"] = len(batches)
+        seen["rows"] = sum(b.num_rows for b in batches)
+        seen["schema"] = raw.schema.names
+
+    result = dg.materialize(
+        [bronze, consumer],
+        selection=[consumer.key],
+        partition_key=DAY1,
+        resources=bronze_dataset.resources,
+    )
+
+    assert result.success
+    assert seen["rows"] == 300
+    assert seen["schema"] == BRONZE_SCHEMA.names
