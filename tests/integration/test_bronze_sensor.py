@@ -171,9 +171,11 @@ def test_killed_landing_run_leaves_no_gap_and_no_duplicate(
     bronze_dataset: BronzeDataset,
 ) -> None:
     day1, _ = _recent_days()
-    for partition in range(3):
+    # Partition 0 lands first and fast; 1 and 2 are large, so the kill lands mid-way.
+    sizes = {0: 2_000, 1: 30_000, 2: 30_000}
+    for partition, count in sizes.items():
         bronze_dataset.produce(
-            _events(day1, 20_000, start=partition * 20_000, size=1500), partition
+            _events(day1, count, start=partition * 100_000, size=1500), partition
         )
     child = subprocess.Popen(
         [sys.executable, "-c", _LAND_IN_CHILD, bronze_dataset.name, bronze_dataset.topic, day1],
@@ -193,4 +195,5 @@ def test_killed_landing_run_leaves_no_gap_and_no_duplicate(
 
     bronze_dataset.land([day1], mode="append")
 
-    assert _unique_count(bronze_dataset.read([day1])) == (60_000, 60_000)
+    total = sum(sizes.values())
+    assert _unique_count(bronze_dataset.read([day1])) == (total, total)
