@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import signal
@@ -43,7 +44,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.isolated import IsolatedStack, dataset_environ
+from benchmarks.isolated import IsolatedStack, dataset_environ, process_cpu_seconds
 
 if TYPE_CHECKING:
     from lakehouse_dev.generator import GeneratedRecord
@@ -218,8 +219,12 @@ def produce_topic(stack: IsolatedStack, size: int, options: Options) -> Produced
     """Create a fresh 3-partition topic (and dataset) and produce ``size`` messages into it."""
     from confluent_kafka.admin import NewTopic
 
-    from lakehouse_dev.generator import GeneratorSpec, generate, produce
+    from lakehouse_dev.generator import CLIENT_LOG, GeneratorSpec, generate, produce
     from resources.environments import kafka_resource
+
+    # librdkafka logs transient retries (a fresh broker's coordinator loading) as
+    # warnings; produce() raises ProduceError with what matters, as the CLI relies on.
+    CLIENT_LOG.setLevel(logging.CRITICAL)
 
     suffix = uuid.uuid4().hex[:8]
     dataset, topic = f"bench_{size}_{suffix}", f"bench-{size}-{suffix}"
@@ -274,12 +279,24 @@ def drop_topic(stack: IsolatedStack, produced: ProducedTopic) -> None:
 # --------------------------------------------------------------------------- workers
 
 
+def _services_cpu(stack: IsolatedStack) -> dict[str, float]:
+    pids = stack.service_pids()
+    seconds = {name: process_cpu_seconds(pid) for name, pid in pids.items()}
+    return {name: value for name, value in seconds.items() if value is not None}
+
+
 def run_worker(
-    name: str, arguments: Sequence[str], environ: dict[str, str], work_dir: Path
+    stack: IsolatedStack, name: str, arguments: Sequence[str], environ: dict[str, str]
 ) -> dict[str, Any]:
-    """Run one ``benchmarks.workers`` process to completion; its JSON result plus total time."""
-    result_file = work_dir / f"{name}.json"
-    log_file = work_dir / f"{name}.log"
+    """Run one ``benchmarks.workers`` process to completion.
+
+    Returns the worker's JSON result plus the process's total wall time and the CPU
+    seconds the services (broker, S3 server) spent meanwhile: on a small machine they
+    compete with the worker for the same cores.
+    """
+    result_file = stack.data_dir / f"{name}.json"
+    log_file = stack.data_dir / f"{name}.log"
+    services_before = _services_cpu(stack)
     command = [sys.executable, "-m", "benchmarks.workers", *arguments, "--result", str(result_file)]
     started = time.perf_counter()
     with log_file.open("wb") as log:
@@ -299,30 +316,38 @@ def run_worker(
             process.wait()
             raise
     total = time.perf_counter() - started
+    services_after = _services_cpu(stack)
     if code != 0 or not result_file.exists():
         tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-40:])
         raise BenchmarkError(f"worker {name} exited with status {code}:\n{tail}")
     outcome: dict[str, Any] = json.loads(result_file.read_text())
     outcome["total_seconds"] = total
+    outcome["services_cpu_seconds"] = {
+        name: round(services_after[name] - before, 2)
+        for name, before in services_before.items()
+        if name in services_after
+    }
     return outcome
 
 
 def consume_run(stack: IsolatedStack, produced: ProducedTopic, run: int) -> dict[str, Any]:
     outcome = run_worker(
+        stack,
         f"consume-{produced.size}-{run}",
-        ["consume", "--bootstrap-servers", stack.bootstrap_servers, "--topic", produced.topic],
+        ["consume", "--topic", produced.topic],
         produced.environ,
-        stack.data_dir,
     )
     if outcome["messages"] != produced.messages:
         raise BenchmarkError(
             f"consume loop read {outcome['messages']} of {produced.messages} messages"
         )
+    outcome["rss_samples"] = _downsample(outcome.get("rss_samples", []), 120)
     return outcome
 
 
 def landing_run(stack: IsolatedStack, produced: ProducedTopic, run: int) -> dict[str, Any]:
     outcome = run_worker(
+        stack,
         f"land-{produced.size}-{run}",
         [
             "land",
@@ -334,7 +359,6 @@ def landing_run(stack: IsolatedStack, produced: ProducedTopic, run: int) -> dict
             produced.days[-1],
         ],
         produced.environ,
-        stack.data_dir,
     )
     outcome["rss_samples"] = _downsample(outcome.get("rss_samples", []), 120)
     return outcome
@@ -379,8 +403,8 @@ class Verification:
 def verify(stack: IsolatedStack, produced: ProducedTopic) -> Verification:
     """Stream the landed rows back and count each (partition, offset) of the topic.
 
-    Memory: one byte counter per offset (a few MB for millions of records), never
-    the rows themselves. ``foreign`` counts rows of another topic or outside the
+    Memory: one 32-bit counter per offset (16 MB for 4 million records), never the
+    rows themselves. ``foreign`` counts rows of another topic or outside the
     topic's watermarks.
     """
     import numpy as np
@@ -401,7 +425,7 @@ def verify(stack: IsolatedStack, produced: ProducedTopic) -> Verification:
         }
     finally:
         consumer.close()
-    counts = {p: np.zeros(high - low, dtype=np.uint8) for p, (low, high) in bounds.items()}
+    counts = {p: np.zeros(high - low, dtype=np.int32) for p, (low, high) in bounds.items()}
     rows = foreign = 0
     for batch in resources["bronze_store"].read_batches(produced.dataset, produced.days):
         rows += batch.num_rows
@@ -418,9 +442,8 @@ def verify(stack: IsolatedStack, produced: ProducedTopic) -> Verification:
             mine = offsets[partitions == partition]
             inside = (mine >= low) & (mine < high)
             foreign += int(np.count_nonzero(~inside))
-            # Saturating would hide nothing here: any count above 1 is already a duplicate.
             np.add.at(counts[p], mine[inside] - low, 1)
-    duplicates = sum(int(np.maximum(c.astype(np.int64) - 1, 0).sum()) for c in counts.values())
+    duplicates = sum(int(np.maximum(c - 1, 0).sum()) for c in counts.values())
     gaps = sum(int(np.count_nonzero(c == 0)) for c in counts.values())
     expected = sum(high - low for low, high in bounds.values())
     if expected != produced.messages:
@@ -433,6 +456,14 @@ def verify(stack: IsolatedStack, produced: ProducedTopic) -> Verification:
 
 def _rate(amount: float, seconds: float) -> float:
     return amount / seconds if seconds > 0 else float("nan")
+
+
+def _median_services_cpu(runs: list[dict[str, Any]]) -> dict[str, float]:
+    names = sorted({name for run in runs for name in run.get("services_cpu_seconds", {})})
+    return {
+        name: statistics.median(run["services_cpu_seconds"].get(name, 0.0) for run in runs)
+        for name in names
+    }
 
 
 def summarise_size(
@@ -456,6 +487,8 @@ def summarise_size(
             "median_seconds": consume_s,
             "msgs_per_s": _rate(produced.messages, consume_s),
             "mb_per_s": _rate(produced.value_bytes / MB, consume_s),
+            "median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in consumes),
+            "median_services_cpu_seconds": _median_services_cpu(consumes),
             "peak_rss_bytes": max(r["peak_rss_bytes"] for r in consumes),
             "runs": consumes,
         },
@@ -464,6 +497,8 @@ def summarise_size(
             "median_total_seconds": statistics.median(r["total_seconds"] for r in landings),
             "msgs_per_s": _rate(produced.messages, land_s),
             "mb_per_s": _rate(produced.value_bytes / MB, land_s),
+            "median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in landings),
+            "median_services_cpu_seconds": _median_services_cpu(landings),
             "peak_rss_bytes": peak_rss,
             "peak_rss_mib": peak_rss / MIB,
             "rss_before_bytes": max(r["rss_before_bytes"] for r in landings),
@@ -526,6 +561,8 @@ def machine_info() -> dict[str, Any]:
         "librdkafka": confluent_kafka.libversion()[0],
         "pyarrow": pyarrow.__version__,
         "dagster": dagster.__version__,
+        # Other work on the machine skews every figure; this says how busy it was.
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -575,6 +612,12 @@ def render_table(results: dict[str, Any]) -> str:
         row("landing msgs/s", each(lambda s: f"{s['landing']['msgs_per_s']:,.0f}")),
         row("landing MB/s", each(lambda s: f"{s['landing']['mb_per_s']:.1f}")),
         row("landing / consume", each(lambda s: f"{s['ratio_landing_to_consume']:.2f}")),
+        row("consume loop CPU s", each(lambda s: f"{s['consume']['median_cpu_seconds']:.1f}")),
+        row("landing CPU s", each(lambda s: f"{s['landing']['median_cpu_seconds']:.1f}")),
+        row(
+            "broker + S3 CPU s during landing",
+            each(lambda s: f"{sum(s['landing']['median_services_cpu_seconds'].values()):.1f}"),
+        ),
         row(
             "landing RSS before run MiB",
             each(lambda s: f"{s['landing']['rss_before_bytes'] / MIB:,.0f}"),
@@ -655,6 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     started = datetime.now(UTC)
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     _log(
         f"sizes {', '.join(f'{s:,}' for s in options.sizes)}; {options.repeat} run(s) each; "
         "starting an isolated local stack ..."
@@ -676,7 +720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dataset": "purchase_orders",
         "timestamp": started.isoformat(timespec="seconds"),
         "duration_seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
-        "machine": machine_info(),
+        "machine": {**machine_info(), "load_average_at_start": load_at_start},
         "config": {
             **{k: v for k, v in asdict(options).items() if k != "output"},
             "end_date": options.end_date.isoformat(),

@@ -23,6 +23,18 @@ if TYPE_CHECKING:
     from lakehouse_dev.stack import LocalStack
     from resources.settings import LakehouseSettings
 
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process (all its threads) has used, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the command name "(...)": state is [0], utime [11], stime [12].
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 #: Ports of the developer's own stack (config/lakehouse.yaml) and the broker's controller.
 RESERVED_PORTS = frozenset({19000, 19092, 19093})
 
@@ -96,6 +108,18 @@ class IsolatedStack:
     @property
     def bootstrap_servers(self) -> str:
         return self.environ["LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS"]
+
+    def service_pids(self) -> dict[str, int]:
+        """Pids of the running services (``kafka``, ``s3``), for CPU accounting."""
+        pids: dict[str, int] = {}
+        if self._stack is not None:
+            broker = self._stack.kafka.pid
+            server = self._stack.s3.process.pid()
+            if broker is not None:
+                pids["kafka"] = broker
+            if server is not None:
+                pids["s3"] = server
+        return pids
 
     def start(self) -> None:
         from lakehouse_dev.stack import LocalStack

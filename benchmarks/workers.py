@@ -3,17 +3,18 @@
 Each run is a fresh interpreter, so its peak RSS is its own and nothing one run
 allocated (or imported) flatters the next::
 
-    python -m benchmarks.workers consume --bootstrap-servers H:P --topic T --result R
+    python -m benchmarks.workers consume --topic T --result R
     python -m benchmarks.workers land --dataset NAME --first-day D0 --last-day DN --result R
 
 ``consume`` is the practical limit: a tight confluent-kafka loop that reads every
-record of the topic and touches each value. ``land`` materialises the dataset's
-bronze asset for all the days in one run (a single-run backfill, replace mode),
-exactly as ``dagster.materialize`` runs it from a test or the UI, and takes its
-settings (endpoints, topic, data dir) from the ``LAKEHOUSE__...`` environment that
-the parent sets. Both write a JSON object to ``--result``; only the standard
-library is imported before the clock starts, so interpreter start and imports are
-reported apart from the measured work.
+record of the topic (all partitions at once) and touches each value, with the
+landing reader's client settings. ``land`` materialises the dataset's bronze asset
+for all the days in one run (a single-run backfill, replace mode), exactly as
+``dagster.materialize`` runs it from a test or the UI. Both take their settings
+(endpoints, topic, data dir) from the ``LAKEHOUSE__...`` environment that the parent
+sets and write a JSON object to ``--result``. The clock starts after imports, so
+interpreter start and imports are reported apart (``import_seconds``) from the
+measured work (``seconds``).
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ from typing import Any
 
 _STARTED = time.perf_counter()
 
-#: Records per ``Consumer.consume`` call in the baseline loop (the landing reads in 10,000s too).
+#: Records per ``Consumer.consume`` call in the baseline loop (TopicReader.read's default).
 CONSUME_BATCH = 10_000
-#: Same fetch size as the landing's reader (resources.kafka.TopicReader), so the
-#: baseline differs from the landing only by the landing's own work.
-FETCH_MAX_BYTES = 64 * 1024 * 1024
+#: The consumer settings that resources.kafka.TopicReader adds to the configured ones,
+#: so the baseline differs from the landing only by the landing's own work.
+READER_OVERRIDES: dict[str, Any] = {
+    "enable.partition.eof": False,
+    "fetch.max.bytes": 64 * 1024 * 1024,
+}
 #: A consume loop that receives nothing for this long has stalled.
 IDLE_TIMEOUT_S = 60.0
 
@@ -42,6 +46,12 @@ IDLE_TIMEOUT_S = 60.0
 def peak_rss_bytes() -> int:
     """Peak resident set size of this process so far (``ru_maxrss`` is in KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far, all threads (librdkafka's too)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def current_rss_bytes() -> int:
@@ -78,23 +88,25 @@ class RssSampler(threading.Thread):
         return self.samples
 
 
-def consume(bootstrap_servers: str, topic: str) -> dict[str, Any]:
-    """Read every record of ``topic`` (all partitions, from the low watermark) once."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
+def consume(topic: str) -> dict[str, Any]:
+    """Read every record of ``topic`` (all partitions, from the low watermark) once.
 
+    The consumer is configured exactly as the landing's reader is (the settings'
+    ``kafka`` section, then :data:`READER_OVERRIDES`), so the two differ only in what
+    they do with the records.
+    """
+    from confluent_kafka import KafkaException, TopicPartition
+
+    from resources.environments import kafka_resource
+    from resources.settings import load_settings
+
+    kafka = kafka_resource(load_settings())
     imported = time.perf_counter()
+    sampler = RssSampler()
+    sampler.start()
+    cpu_before = cpu_seconds()
     started = time.perf_counter()
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": "lakehouse-bench-consume",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": False,
-            "auto.offset.reset": "earliest",
-            "fetch.max.bytes": FETCH_MAX_BYTES,
-        }
-    )
+    consumer = kafka.consumer(group_id="lakehouse-bench-consume", **READER_OVERRIDES)
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         partitions = sorted(metadata.topics[topic].partitions)
@@ -126,6 +138,7 @@ def consume(bootstrap_servers: str, topic: str) -> dict[str, Any]:
                     remaining.discard(partition)
     finally:
         consumer.close()
+        samples = sampler.stop()
     seconds = time.perf_counter() - started
     return {
         "kind": "consume",
@@ -133,8 +146,10 @@ def consume(bootstrap_servers: str, topic: str) -> dict[str, Any]:
         "value_bytes": value_bytes,
         "seconds": seconds,
         "import_seconds": imported - _STARTED,
+        "cpu_seconds": cpu_seconds() - cpu_before,
         "peak_rss_bytes": peak_rss_bytes(),
         "watermarks": {str(p): list(b) for p, b in bounds.items()},
+        "rss_samples": [[round(t, 2), rss] for t, rss in samples],
     }
 
 
@@ -172,6 +187,7 @@ def land(dataset: str, first_day: str, last_day: str) -> dict[str, Any]:
     rss_before = current_rss_bytes()
     sampler = RssSampler()
     sampler.start()
+    cpu_before = cpu_seconds()
     started = time.perf_counter()
     try:
         result = dg.materialize(
@@ -186,6 +202,7 @@ def land(dataset: str, first_day: str, last_day: str) -> dict[str, Any]:
             raise_on_error=True,
         )
         seconds = time.perf_counter() - started
+        cpu = cpu_seconds() - cpu_before
     finally:
         samples = sampler.stop()
     node = bronze_key(dataset).to_python_identifier()
@@ -197,6 +214,7 @@ def land(dataset: str, first_day: str, last_day: str) -> dict[str, Any]:
         "files": int(metadata["files_written"].value),  # type: ignore[arg-type]
         "seconds": seconds,
         "import_seconds": imported - _STARTED,
+        "cpu_seconds": cpu,
         "rss_before_bytes": rss_before,
         "peak_rss_bytes": peak_rss_bytes(),
         "rss_samples": [[round(t, 2), rss] for t, rss in samples],
@@ -207,7 +225,6 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.workers", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     plain = commands.add_parser("consume", help="plain confluent-kafka consume loop")
-    plain.add_argument("--bootstrap-servers", required=True)
     plain.add_argument("--topic", required=True)
     plain.add_argument("--result", type=Path, required=True)
     landing = commands.add_parser("land", help="bronze landing of all days in one run")
@@ -221,7 +238,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "consume":
-        outcome = consume(args.bootstrap_servers, args.topic)
+        outcome = consume(args.topic)
     else:
         outcome = land(args.dataset, args.first_day, args.last_day)
     args.result.write_text(json.dumps(outcome))
