@@ -43,8 +43,29 @@ READER_OVERRIDES: dict[str, Any] = {
 IDLE_TIMEOUT_S = 60.0
 
 
+def _status_kib(field: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (``VmRSS``, ``VmHWM``), or None where unavailable."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (``ru_maxrss`` is in KiB on Linux)."""
+    """Peak resident set size of this process so far.
+
+    ``VmHWM`` (the high-water mark of this process's own address space), not
+    ``getrusage().ru_maxrss``: Linux carries ``ru_maxrss`` over ``execve`` from the
+    address space being replaced, and ``subprocess`` starts children with vfork, so
+    a worker's ``ru_maxrss`` starts at the *parent's* peak (the benchmark process
+    that generated millions of events), not at its own.
+    """
+    hwm = _status_kib("VmHWM")
+    if hwm is not None:
+        return hwm * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -56,13 +77,8 @@ def cpu_seconds() -> float:
 
 def current_rss_bytes() -> int:
     """Resident set size of this process now (``VmRSS``), or 0 where /proc is missing."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    rss = _status_kib("VmRSS")
+    return 0 if rss is None else rss * 1024
 
 
 class RssSampler(threading.Thread):
