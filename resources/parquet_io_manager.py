@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,11 +33,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class LandedFile:
-    """One file to land: the day it belongs to, the offsets it covers, its rows."""
+    """One file to land: the day it belongs to, the offsets it covers, its row groups."""
 
     partition_key: str
     range: OffsetRange
-    batches: Iterable[pa.RecordBatch]
+    batches: Iterable[pa.RecordBatch | pa.Table]
 
 
 @dataclass
@@ -109,9 +110,18 @@ class ParquetStore(dg.ConfigurableResource):
         return [r for r in map(OffsetRange.parse, names) if r is not None]
 
     def write_file(
-        self, fs: s3fs.S3FileSystem, path: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+        self,
+        fs: s3fs.S3FileSystem,
+        path: str,
+        schema: pa.Schema,
+        row_groups: Iterable[pa.RecordBatch | pa.Table],
     ) -> tuple[int, int]:
-        """Stream batches into one Parquet object; returns (rows, bytes). All or nothing."""
+        """Stream row groups into one Parquet object; returns (rows, bytes). All or nothing.
+
+        Encoding, compressing and uploading a row group run on a writer thread
+        (Arrow releases the GIL for them) while the caller produces the next one; at
+        most one row group is in flight, so memory stays bounded.
+        """
         rows = 0
         sink = fs.open(path, "wb", block_size=16 * 1024 * 1024)
         try:
@@ -121,9 +131,15 @@ class ParquetStore(dg.ConfigurableResource):
                 compression=self.compression,
                 compression_level=self.compression_level,
             )
-            for batch in batches:
-                writer.write_batch(batch)
-                rows += batch.num_rows
+            with ThreadPoolExecutor(1, thread_name_prefix="parquet-writer") as pool:
+                in_flight: Future[None] | None = None
+                for group in row_groups:
+                    if in_flight is not None:
+                        in_flight.result()
+                    in_flight = pool.submit(writer.write, group)
+                    rows += group.num_rows
+                if in_flight is not None:
+                    in_flight.result()
             writer.close()
             sink.close()
         except BaseException:

@@ -46,7 +46,7 @@ BRONZE_SCHEMA = pa.schema(
     ]
 )
 
-#: Records per Arrow batch (and Parquet row group); bounded by bytes too.
+#: Rows per Parquet row group; bounded by bytes too.
 BATCH_RECORDS = 50_000
 BATCH_BYTES = 32 * 1024 * 1024
 
@@ -105,49 +105,67 @@ def day_ranges(reader: TopicReader, days: Sequence[str]) -> list[DayRanges]:
     return result
 
 
-def to_batch(messages: Sequence[Message], run_id: str, loaded_at: datetime) -> pa.RecordBatch:
-    """Arrow rows for Kafka records, keeping bytes as bytes."""
+def to_batch(
+    messages: Sequence[Message], item: OffsetRange, run_id: str, loaded_at: datetime
+) -> pa.RecordBatch:
+    """Arrow rows for records of one topic-partition (``item``), keeping bytes as bytes.
+
+    One pass over the records; the coordinates shared by every row (topic,
+    partition, run, load time) are repeated by Arrow, not per record in Python.
+    """
+    offsets = []
     timestamp_types = []
     timestamps = []
+    keys = []
+    values = []
     headers: list[Any] = []
     for message in messages:
         kind, stamp = message.timestamp()
+        offsets.append(message.offset())
         timestamp_types.append(kind)
         timestamps.append(stamp)
+        keys.append(message.key())
+        values.append(message.value())
         raw = message.headers()
         headers.append(None if raw is None else list(raw))
-    count = len(messages)
+    count = len(offsets)
     return pa.RecordBatch.from_arrays(
         [
-            pa.array([m.topic() for m in messages], pa.string()),
-            pa.array([m.partition() for m in messages], pa.int32()),
-            pa.array([m.offset() for m in messages], pa.int64()),
+            pa.repeat(pa.scalar(item.topic, pa.string()), count),
+            pa.repeat(pa.scalar(item.partition, pa.int32()), count),
+            pa.array(offsets, pa.int64()),
             pa.array(timestamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
             pa.array(timestamp_types, pa.int8()),
-            pa.array([m.key() for m in messages], pa.binary()),
-            pa.array([m.value() for m in messages], pa.binary()),
+            pa.array(keys, pa.binary()),
+            pa.array(values, pa.binary()),
             pa.array(headers, pa.list_(HEADER)),
-            pa.array([run_id] * count, pa.string()),
-            pa.array([loaded_at] * count, pa.timestamp("us", tz="UTC")),
+            pa.repeat(pa.scalar(run_id, pa.string()), count),
+            pa.repeat(pa.scalar(loaded_at, pa.timestamp("us", tz="UTC")), count),
         ],
         schema=BRONZE_SCHEMA,
     )
 
 
-def _batches(
+def _row_groups(
     reader: TopicReader, item: OffsetRange, run_id: str, loaded_at: datetime
-) -> Iterator[pa.RecordBatch]:
-    pending: list[Message] = []
-    pending_bytes = 0
+) -> Iterator[pa.Table]:
+    """The range's rows as row groups of at most BATCH_RECORDS rows or about BATCH_BYTES.
+
+    Each consumed chunk becomes Arrow at once, so Kafka's message objects live only
+    for one chunk; a row group is the chunks' batches side by side (no copy).
+    """
+    pending: list[pa.RecordBatch] = []
+    rows = size = 0
     for messages in reader.read(item.partition, item.first, item.last):
-        for message in messages:
-            pending.append(message)
-            pending_bytes += len(message.value() or b"") + len(message.key() or b"")
-            if len(pending) >= BATCH_RECORDS or pending_bytes >= BATCH_BYTES:
-                yield to_batch(pending, run_id, loaded_at)
-                pending, pending_bytes = [], 0
+        batch = to_batch(messages, item, run_id, loaded_at)
+        pending.append(batch)
+        rows += batch.num_rows
+        size += batch.nbytes
+        if rows >= BATCH_RECORDS or size >= BATCH_BYTES:
+            yield pa.Table.from_batches(pending, BRONZE_SCHEMA)
+            pending, rows, size = [], 0, 0
     if pending:
-        yield to_batch(pending, run_id, loaded_at)
+        yield pa.Table.from_batches(pending, BRONZE_SCHEMA)
 
 
 def plan_files(
@@ -183,4 +201,4 @@ def landed_files(
 ) -> Iterator[LandedFile]:
     """Files produced lazily, one Kafka range at a time, so memory stays flat."""
     for day, item in plans:
-        yield LandedFile(day, item, _batches(reader, item, run_id, loaded_at))
+        yield LandedFile(day, item, _row_groups(reader, item, run_id, loaded_at))
