@@ -97,7 +97,12 @@ def _edit(old: str, new: str) -> tuple[str, int]:
 def test_shipped_contracts_load_keyed_by_dataset() -> None:
     contracts = load_contracts(CONTRACTS_DIR)
     assert set(contracts) == {"plain", "purchase_orders"}
-    assert contracts["purchase_orders"].tables == ["orders", "order_lines", "customers"]
+    assert contracts["purchase_orders"].tables == [
+        "order_events",
+        "orders",
+        "order_lines",
+        "customers",
+    ]
     assert contracts["plain"].tables == ["plain"]
     assert contracts["purchase_orders"].payload == "event"
 
@@ -111,7 +116,8 @@ def test_quarantine_table_follows_the_dataset_and_the_late_window_stays_in_confi
 
 def test_plain_arrow_schema_has_decimal_money_and_utc_timestamps() -> None:
     schema = load_contract(CONTRACTS_DIR / "plain.yaml").arrow_schema("plain")
-    assert schema.names == ["id", "name", "amount", "event_time"]
+    assert schema.names == ["id", "name", "amount", "event_time", "event_date"]
+    assert schema.field("event_date").type == pa.date32()
     assert schema.field("amount").type == pa.decimal128(18, 2)
     assert schema.field("event_time").type == pa.timestamp("us", tz="UTC")
     assert not schema.field("id").nullable
