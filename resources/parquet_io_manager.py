@@ -160,6 +160,22 @@ class ParquetStore(dg.ConfigurableResource):
             plans.extend((directory, plan) for plan in resolve(self.landed(dataset, day, fs)))
         return plans
 
+    def count_rows(self, dataset: str, partition_keys: Iterable[str]) -> int:
+        """Records landed for the given days, each offset once, from the Parquet footers
+        (and the offset column of files that another file overlaps)."""
+        fs = self.filesystem()
+        total = 0
+        for directory, plan in self.read_plan(dataset, partition_keys):
+            with fs.open(f"{directory}/{plan.range.file_name}", "rb") as source:
+                parquet = pq.ParquetFile(source)
+                if plan.read_from == plan.range.first:
+                    total += parquet.metadata.num_rows
+                    continue
+                for batch in parquet.iter_batches(columns=["offset"]):
+                    offsets = batch.column("offset")
+                    total += pc.sum(pc.greater_equal(offsets, plan.read_from)).as_py() or 0
+        return total
+
     def read_batches(
         self,
         dataset: str,

@@ -206,6 +206,10 @@ class DatasetSettings(_Section):
     late_window_days: int | None = Field(
         default=None, ge=0, le=60, description="Overrides partitions.late_window_days."
     )
+    contract: str | None = Field(
+        default=None,
+        description="Data contract file (relative to the project root); default contracts/<dataset>.yaml.",
+    )
 
     @field_validator("topic")
     @classmethod
@@ -286,6 +290,12 @@ class LakehouseSettings(_Section):
 
     def dataset_start_date(self, name: str) -> date:
         return self.dataset(name).start_date or self.partitions.start_date
+
+    def contract_path(self, name: str) -> Path:
+        """The dataset's data contract: ``datasets.<name>.contract`` or ``contracts/<name>.yaml``."""
+        configured = self.dataset(name).contract
+        path = Path(configured) if configured else Path("contracts") / f"{name}.yaml"
+        return path if path.is_absolute() else PROJECT_ROOT / path
 
     def late_window_days(self, name: str) -> int:
         configured = self.dataset(name).late_window_days

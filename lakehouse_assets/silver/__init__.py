@@ -1,0 +1,1 @@
+"""Silver: clean, typed, deduplicated Iceberg tables and the asset checks of their contracts."""

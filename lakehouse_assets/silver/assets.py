@@ -1,0 +1,298 @@
+"""One silver multi-asset per dataset: its contract's tables and its quarantine table.
+
+The factory reads the dataset's contract (``contracts/<dataset>.yaml``): every
+``physicalType: table`` object becomes an asset ``["silver", <table>]`` stored by
+the Iceberg IO manager (partition overwrite, or an upsert by primary key and
+sequence column when the contract names one), plus ``["silver",
+"<dataset>_quarantine"]``. One Spark job reads the bronze days that can hold the
+run's records (see :mod:`lakehouse_assets.silver.transforms`), validates every
+payload against the contract, and writes all of them; a reconciliation check
+proves that every bronze record is accounted for.
+"""
+
+# No `from __future__ import annotations`: Dagster reads these functions' parameter
+# annotations at definition time to find config and resource types.
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import dagster as dg
+
+from lakehouse_assets.bronze.assets import bronze_key
+from lakehouse_assets.contracts import Contract, load_contract
+from lakehouse_assets.partitions import daily_partitions
+from lakehouse_assets.silver.transforms import (
+    ACCEPTED,
+    AHEAD_TOLERANCE_DAYS,
+    DUPLICATE,
+    QUARANTINED,
+    STATUS,
+    TARGET_DATE,
+    bronze_days,
+    classify,
+    in_window,
+    quarantine_rows,
+    read_bronze,
+    table_builder,
+    write_options,
+)
+from resources.iceberg import IcebergCatalogResource
+from resources.parquet_io_manager import ParquetStore
+from resources.settings import LakehouseSettings
+from resources.spark import SparkResource
+
+SILVER_GROUP = "silver"
+RECONCILIATION_CHECK = "reconciliation"
+QUARANTINE_PARTITION_COLUMN = "partition_date"
+
+
+def silver_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey([SILVER_GROUP, table])
+
+
+def quarantine_table(dataset: str) -> str:
+    return f"{dataset}_quarantine"
+
+
+def event_table(contract: Contract) -> str:
+    """The table with one row per accepted record: its key is the payload's key."""
+    payload = contract.payload
+    key = contract.keys(payload).primary_key if payload else ()
+    for table in contract.tables:
+        if contract.keys(table).primary_key == key and not contract.keys(table).sequence_column:
+            return table
+    raise ValueError(
+        f"{contract.path}: no table keyed like the payload ({', '.join(key) or 'no key'}) "
+        "holds every accepted record, so silver cannot be reconciled with bronze"
+    )
+
+
+def silver_automation_condition(late_window_days: int) -> dg.AutomationCondition:
+    """Run a silver day when one of its bronze days landed new records.
+
+    Like ``eager()``, but over the last ``late_window + 2`` days instead of only
+    the latest (late records update older days), and without waiting for missing
+    upstream days: a bronze day with no record is never materialised.
+    """
+    return (
+        dg.AutomationCondition.in_latest_time_window(
+            lookback_delta=timedelta(days=late_window_days + AHEAD_TOLERANCE_DAYS + 1)
+        )
+        & dg.AutomationCondition.any_deps_updated().since_last_handled()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(f"bronze landed (late window {late_window_days} days)")
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """Every bronze record read for the run's window, accounted for."""
+
+    assigned: int
+    accepted: int
+    duplicates: int
+    quarantined: int
+    accepted_in_table: int
+    quarantined_in_table: int
+    read: int
+    in_store: int
+
+    @property
+    def holds(self) -> bool:
+        return (
+            self.assigned == self.accepted_in_table + self.quarantined_in_table + self.duplicates
+            and self.accepted == self.accepted_in_table
+            and self.quarantined == self.quarantined_in_table
+            and self.read == self.in_store
+        )
+
+    def describe(self) -> str:
+        return (
+            f"bronze rows of the window {self.assigned} = silver {self.accepted_in_table} "
+            f"+ quarantined {self.quarantined_in_table} + duplicates {self.duplicates}; "
+            f"bronze rows read {self.read}, in the store {self.in_store}"
+        )
+
+
+def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDefinition:
+    """The silver multi-asset of ``dataset``, from its contract and config."""
+    contract = load_contract(settings.contract_path(dataset))
+    late_window = settings.late_window_days(dataset)
+    builder = table_builder(dataset)
+    events = event_table(contract)
+    quarantine = quarantine_table(dataset)
+    dep = dg.AssetDep(
+        bronze_key(dataset),
+        partition_mapping=dg.TimeWindowPartitionMapping(
+            start_offset=-AHEAD_TOLERANCE_DAYS,
+            end_offset=late_window,
+            allow_nonexistent_upstream_partitions=True,
+        ),
+    )
+    automation = silver_automation_condition(late_window)
+    common: dict[str, Any] = {
+        "deps": [dep],
+        "group_name": SILVER_GROUP,
+        "kinds": {"spark", "iceberg"},
+        "automation_condition": automation,
+    }
+    specs = []
+    for table in contract.tables:
+        keys = contract.keys(table)
+        metadata: dict[str, Any] = {
+            "partition_expr": contract.partition_column(table),
+            "contract": f"{contract.path.name} {contract.version}",
+        }
+        if keys.sequence_column:
+            metadata.update(
+                write_mode="upsert",
+                primary_key=list(keys.primary_key),
+                sequence_column=keys.sequence_column,
+            )
+        metadata.update(write_options(dataset, table))
+        specs.append(
+            dg.AssetSpec(
+                silver_key(table),
+                description=contract.object(table).description,
+                metadata=metadata,
+                **common,
+            )
+        )
+    specs.append(
+        dg.AssetSpec(
+            silver_key(quarantine),
+            description=(
+                f"Records of {dataset} that broke an error rule of its contract, arrived later "
+                "than the late window or too far ahead: rule id, reason, the raw record and its "
+                "Kafka coordinates, by the silver day that accounts for them."
+            ),
+            metadata={"partition_expr": QUARANTINE_PARTITION_COLUMN},
+            **common,
+        )
+    )
+    check = dg.AssetCheckSpec(
+        RECONCILIATION_CHECK,
+        asset=silver_key(events),
+        blocking=True,
+        description=(
+            "Every bronze record of the run's days is accounted for: bronze = silver rows + "
+            "quarantined + duplicates removed, counted in the committed tables."
+        ),
+    )
+
+    @dg.multi_asset(
+        name=f"silver_{dataset}",
+        specs=specs,
+        check_specs=[check],
+        partitions_def=daily_partitions(settings, dataset),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=f"silver_{dataset}",
+        can_subset=False,
+    )
+    def _silver(
+        context: dg.AssetExecutionContext,
+        spark: SparkResource,
+        bronze_store: ParquetStore,
+        iceberg: IcebergCatalogResource,
+    ) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
+        from pyspark import StorageLevel
+
+        from lakehouse_assets.silver.validation import parse_payload
+
+        window = context.partition_time_window
+        first, last = window.start.date(), (window.end - timedelta(days=1)).date()
+        days = bronze_days(first, last, late_window)
+        session = spark.spark_session
+        bronze = read_bronze(session, bronze_store, dataset, days)
+        classified = classify(parse_payload(contract, bronze.frame), contract, late_window)
+        classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            counts: dict[tuple[date, str], int] = {
+                (row[TARGET_DATE], row[STATUS]): row["count"]
+                for row in classified.groupBy(TARGET_DATE, STATUS).count().collect()
+            }
+            mine = classified.where(in_window(first, last))
+            tables = builder(mine.where(f"{STATUS} = '{ACCEPTED}'"), contract)
+            properties = {
+                "lakehouse.source_topic": settings.dataset(dataset).topic,
+                "lakehouse.source_offsets": json.dumps(bronze.offsets, sort_keys=True),
+                "lakehouse.late_window_days": str(late_window),
+                "lakehouse.contract": f"{contract.path.name} {contract.version}",
+            }
+            for table in contract.tables:
+                yield dg.Output(
+                    tables[table],
+                    output_name=silver_key(table).to_python_identifier(),
+                    metadata={"snapshot_properties": properties},
+                )
+            yield dg.Output(
+                quarantine_rows(mine, contract),
+                output_name=silver_key(quarantine).to_python_identifier(),
+                metadata={"snapshot_properties": properties},
+            )
+
+            def total(status: str) -> int:
+                return sum(
+                    n for (day, s), n in counts.items() if s == status and first <= day <= last
+                )
+
+            result = Reconciliation(
+                assigned=sum(n for (day, _), n in counts.items() if first <= day <= last),
+                accepted=total(ACCEPTED),
+                duplicates=total(DUPLICATE),
+                quarantined=total(QUARANTINED),
+                accepted_in_table=_count(
+                    iceberg, settings, events, column="event_date", window=window
+                ),
+                quarantined_in_table=_count(
+                    iceberg,
+                    settings,
+                    quarantine,
+                    column=QUARANTINE_PARTITION_COLUMN,
+                    window=window,
+                ),
+                read=sum(counts.values()),
+                in_store=bronze_store.count_rows(dataset, days),
+            )
+        finally:
+            classified.unpersist()
+        context.log.info(f"reconciliation of {dataset} {first}..{last}: {result.describe()}")
+        yield dg.AssetCheckResult(
+            check_name=RECONCILIATION_CHECK,
+            asset_key=silver_key(events),
+            passed=result.holds,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=result.describe(),
+            metadata={
+                "bronze_days_read": f"{days[0]}..{days[-1]}",
+                "bronze_rows_read": result.read,
+                "bronze_rows_in_store": result.in_store,
+                "bronze_rows_of_window": result.assigned,
+                "accepted": result.accepted,
+                "accepted_in_table": result.accepted_in_table,
+                "quarantined": result.quarantined,
+                "quarantined_in_table": result.quarantined_in_table,
+                "duplicates_removed": result.duplicates,
+            },
+        )
+
+    return _silver
+
+
+def _count(
+    iceberg: IcebergCatalogResource,
+    settings: LakehouseSettings,
+    table: str,
+    *,
+    column: str,
+    window: dg.TimeWindow,
+) -> int:
+    """Rows of a committed silver table in the run's partition window."""
+    from resources.iceberg_io_manager import window_filter
+
+    identifier = (settings.namespace("silver"), table)
+    loaded = iceberg.load().load_table(identifier)
+    row_filter = window_filter(loaded.schema(), column, window, ".".join(identifier))
+    return loaded.scan(row_filter=row_filter).count()

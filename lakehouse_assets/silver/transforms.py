@@ -1,0 +1,364 @@
+"""Silver transforms in PySpark: bronze rows → validated, deduplicated, typed tables.
+
+Which silver partition accounts for a bronze record
+-------------------------------------------------
+Silver is partitioned by the UTC day of the event time (the payload column the
+contract marks ``partitioned: true``); bronze by the UTC day of the Kafka
+timestamp (the arrival). With a late window of ``W`` days, a record that arrived
+on bronze day ``b`` with event day ``e`` belongs to
+
+* silver ``e`` when ``b - W <= e <= b + 1`` (late by up to ``W`` days, or up to a
+  day ahead of the broker's clock);
+* silver ``b`` as a quarantine row otherwise: rule ``late`` (more than ``W`` days
+  late) or ``event_time_ahead`` (more than a day in the future);
+* silver ``b`` as a quarantine row when it breaks an ``error`` row rule of the
+  contract (not JSON, missing field, wrong type, value not allowed, ...).
+
+So silver day ``D`` is a function of bronze days ``D-1 .. D+W`` (the asset's
+partition mapping) and every bronze record is accounted for by exactly one
+silver partition: accepted, quarantined, or a declared duplicate of an accepted
+record (same primary key; the earliest arrival wins). Re-running any range
+yields the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import reduce
+from typing import TYPE_CHECKING
+
+from lakehouse_assets.contracts import Contract
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+    from resources.parquet_io_manager import ParquetStore
+
+#: Quarantine rule ids the partition assignment adds to the contract's own.
+LATE_RULE = "late"
+AHEAD_RULE = "event_time_ahead"
+#: Days an event time may lie ahead of its Kafka timestamp (producer clock skew).
+AHEAD_TOLERANCE_DAYS = 1
+
+#: Status of every bronze record read, see :func:`classify`.
+ACCEPTED, DUPLICATE, QUARANTINED = "accepted", "duplicate", "quarantined"
+
+#: Column names the transforms add to the bronze rows.
+TARGET_DATE = "target_date"
+BRONZE_DATE = "bronze_date"
+STATUS = "status"
+
+
+def bronze_days(first: date, last: date, late_window_days: int) -> list[str]:
+    """Bronze days that can hold records of silver days ``first..last`` (inclusive)."""
+    start = first - timedelta(days=AHEAD_TOLERANCE_DAYS)
+    count = (last - start).days + late_window_days + 1
+    return [(start + timedelta(days=i)).isoformat() for i in range(count)]
+
+
+def bronze_spark_schema() -> StructType:
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from lakehouse_assets.bronze.landing import BRONZE_SCHEMA
+
+    return from_arrow_schema(BRONZE_SCHEMA)
+
+
+@dataclass(frozen=True)
+class BronzeInput:
+    """The bronze rows of some days as a lazy DataFrame, and what they were read from."""
+
+    frame: DataFrame
+    files: list[str]
+    offsets: dict[str, dict[str, list[int]]]
+    """Per day, per Kafka partition: the ``[first, last]`` offsets read."""
+
+
+def read_bronze(
+    spark: SparkSession, store: ParquetStore, dataset: str, days: Sequence[str]
+) -> BronzeInput:
+    """Every landed record of ``days`` exactly once (overlapping files resolved as the store does)."""
+    from pyspark.sql import functions as F
+
+    schema = bronze_spark_schema()
+    plans = store.read_plan(dataset, days)
+    offsets: dict[str, dict[str, list[int]]] = {}
+    for directory, plan in plans:
+        day = directory.rsplit("date=", 1)[-1]
+        span = offsets.setdefault(day, {}).setdefault(str(plan.range.partition), [])
+        first, last = plan.read_from, plan.range.last
+        span[:] = [min(span[0], first), max(span[1], last)] if span else [first, last]
+    if not plans:
+        return BronzeInput(spark.createDataFrame([], schema), [], offsets)
+    paths = [f"s3a://{directory}/{plan.range.file_name}" for directory, plan in plans]
+    frame = spark.read.schema(schema).parquet(*paths)
+    overlapping = [
+        (plan.range.file_name, plan.read_from)
+        for _, plan in plans
+        if plan.read_from > plan.range.first
+    ]
+    if overlapping:
+        # Offsets before read_from of such a file were read from the file that overlaps it.
+        source = F.input_file_name()
+        skipped = reduce(
+            lambda a, b: a | b,
+            [
+                source.endswith("/" + name) & (F.col("offset") < read_from)
+                for name, read_from in overlapping
+            ],
+        )
+        frame = frame.where(~skipped)
+    return BronzeInput(frame, paths, offsets)
+
+
+def classify(parsed: DataFrame, contract: Contract, late_window_days: int) -> DataFrame:
+    """Add ``bronze_date``, ``target_date`` and ``status`` to parsed bronze rows.
+
+    ``parsed`` holds the bronze columns plus ``payload`` (typed, null when invalid)
+    and ``violation`` (``struct<rule_id, reason>``, null when valid), as
+    :func:`lakehouse_assets.silver.validation.parse_payload` makes them. Late and
+    ahead records get their violation here; duplicates (same primary key among the
+    valid records) rank by arrival: Kafka timestamp, partition, offset.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    payload_object = _payload(contract)
+    event_time = contract.partition_column(payload_object)
+    if event_time is None:
+        raise ValueError(
+            f"{contract.path}: the payload object {payload_object!r} marks no event-time "
+            "property `partitioned: true`; silver cannot tell which day a record belongs to"
+        )
+    keys = contract.keys(payload_object).primary_key
+    if not keys:
+        raise ValueError(
+            f"{contract.path}: the payload object {payload_object!r} has no primaryKey, "
+            "so duplicates cannot be told apart"
+        )
+    stamp = F.col("payload").getField(event_time)
+    bronze_date = F.to_date(F.col("timestamp"))
+    event_date = F.to_date(stamp)
+    lag = F.datediff(F.col(BRONZE_DATE), event_date)
+    stamp_text = F.date_format(stamp, "yyyy-MM-dd'T'HH:mm:ss'Z'")
+    late = F.struct(
+        F.lit(LATE_RULE).alias("rule_id"),
+        F.concat(
+            F.lit(f"{event_time} "),
+            stamp_text,
+            F.lit(" arrived on "),
+            F.col(BRONZE_DATE).cast("string"),
+            F.lit(", "),
+            lag.cast("string"),
+            F.lit(f" days late; the late window is {late_window_days} days"),
+        ).alias("reason"),
+    )
+    ahead = F.struct(
+        F.lit(AHEAD_RULE).alias("rule_id"),
+        F.concat(
+            F.lit(f"{event_time} "),
+            stamp_text,
+            F.lit(" is more than a day ahead of its Kafka timestamp ("),
+            F.col(BRONZE_DATE).cast("string"),
+            F.lit(")"),
+        ).alias("reason"),
+    )
+    dated = parsed.withColumn(BRONZE_DATE, bronze_date).withColumn(
+        "violation",
+        F.when(F.col("violation").isNotNull(), F.col("violation"))
+        .when(lag > late_window_days, late)
+        .when(lag < -AHEAD_TOLERANCE_DAYS, ahead),
+    )
+    valid = F.col("violation").isNull()
+    dated = dated.withColumn(TARGET_DATE, F.when(valid, event_date).otherwise(F.col(BRONZE_DATE)))
+    arrival = Window.partitionBy(valid, *[F.col("payload").getField(k) for k in keys]).orderBy(
+        "timestamp", "partition", "offset"
+    )
+    return dated.withColumn(
+        STATUS,
+        F.when(~valid, F.lit(QUARANTINED))
+        .when(F.row_number().over(arrival) == 1, F.lit(ACCEPTED))
+        .otherwise(F.lit(DUPLICATE)),
+    )
+
+
+def in_window(first: date, last: date) -> Column:
+    """Rows that silver days ``first..last`` account for."""
+    from pyspark.sql import functions as F
+
+    return F.col(TARGET_DATE).between(F.lit(first), F.lit(last))
+
+
+def quarantine_rows(classified: DataFrame, contract: Contract) -> DataFrame:
+    """The quarantine table's rows: rule, reason, raw record and its Kafka coordinates."""
+    from pyspark.sql import functions as F
+
+    event_time = contract.partition_column(_payload(contract)) or "event_time"
+    return classified.where(F.col(STATUS) == QUARANTINED).select(
+        F.col("violation.rule_id").alias("rule_id"),
+        F.col("violation.reason").alias("reason"),
+        F.col("value").alias("raw_value"),
+        F.col("key").alias("raw_key"),
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+        F.col("payload").getField(event_time).alias("event_time"),
+        F.col(BRONZE_DATE),
+        F.col(TARGET_DATE).alias("partition_date"),
+    )
+
+
+# Silver tables per dataset ----------------------------------------------------------------
+
+TableBuilder = Callable[[DataFrame, Contract], dict[str, DataFrame]]
+
+
+def _payload(contract: Contract) -> str:
+    payload = contract.payload
+    if payload is None:
+        raise ValueError(
+            f"{contract.path}: no schema object with physicalType: topic describes the payload"
+        )
+    return payload
+
+
+def _lineage() -> list[Column]:
+    from pyspark.sql import functions as F
+
+    return [F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset")]
+
+
+def flat_tables(accepted: DataFrame, contract: Contract) -> dict[str, DataFrame]:
+    """Default builder: each contract table selects its columns from the payload by name.
+
+    The partition column (``event_date``) is the record's silver day; Kafka
+    coordinates are kept as ``kafka_partition`` / ``kafka_offset``.
+    """
+    from pyspark.sql import functions as F
+
+    payload_fields = {column.split(".")[0] for column in contract.columns(_payload(contract))}
+    tables = {}
+    for table in contract.tables:
+        partition_column = contract.partition_column(table)
+        columns = []
+        for name in contract.arrow_schema(table).names:
+            if name == partition_column:
+                columns.append(F.col(TARGET_DATE).alias(name))
+            elif name in payload_fields:
+                columns.append(F.col("payload").getField(name).alias(name))
+            else:
+                raise ValueError(
+                    f"{contract.path}: table {table!r} column {name!r} is not a payload field; "
+                    "this dataset needs its own table builder (lakehouse_assets/silver/transforms.py)"
+                )
+        tables[table] = accepted.select(*columns, *_lineage())
+    return tables
+
+
+def purchase_order_tables(accepted: DataFrame, contract: Contract) -> dict[str, DataFrame]:
+    """``order_events`` (every accepted event), and from the newest version per order in
+    the window: ``orders``, ``order_lines`` (one row per item), ``customers`` (the newest
+    attributes per customer). Upserts by version then keep the newest across windows."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    def p(path: str) -> Column:
+        return F.col(f"payload.{path}")
+
+    events = accepted.select(
+        p("event_id").alias("event_id"),
+        p("event_type").alias("event_type"),
+        p("event_time").alias("event_time"),
+        p("order_id").alias("order_id"),
+        p("version").alias("version"),
+        p("status").alias("status"),
+        p("currency").alias("currency"),
+        p("customer.customer_id").alias("customer_id"),
+        F.size(p("items")).cast("long").alias("line_count"),
+        p("totals.subtotal").alias("subtotal"),
+        p("totals.tax").alias("tax"),
+        p("totals.shipping").alias("shipping"),
+        p("totals.total").alias("total"),
+        F.col(TARGET_DATE).alias("event_date"),
+        *_lineage(),
+    )
+    newest_version = Window.partitionBy(p("order_id")).orderBy(
+        p("version").desc(), p("event_time").desc(), p("event_id").desc()
+    )
+    latest = accepted.withColumn("_rank", F.row_number().over(newest_version)).where("_rank = 1")
+    orders = latest.select(
+        p("order_id").alias("order_id"),
+        p("version").alias("version"),
+        p("event_id").alias("event_id"),
+        p("event_type").alias("event_type"),
+        p("event_time").alias("event_time"),
+        p("status").alias("status"),
+        p("currency").alias("currency"),
+        p("customer.customer_id").alias("customer_id"),
+        p("totals.subtotal").alias("subtotal"),
+        p("totals.tax").alias("tax"),
+        p("totals.shipping").alias("shipping"),
+        p("totals.total").alias("total"),
+        F.col(TARGET_DATE).alias("event_date"),
+    )
+    order_lines = latest.select(
+        p("order_id").alias("order_id"),
+        p("version").alias("version"),
+        F.col(TARGET_DATE).alias("event_date"),
+        F.posexplode(p("items")).alias("position", "item"),
+    ).select(
+        "order_id",
+        (F.col("position") + 1).cast("long").alias("line_number"),
+        "version",
+        F.col("item.sku").alias("sku"),
+        F.col("item.quantity").alias("quantity"),
+        F.col("item.unit_price").alias("unit_price"),
+        F.col("item.discount").alias("discount"),
+        "event_date",
+    )
+    newest_attributes = Window.partitionBy(p("customer.customer_id")).orderBy(
+        p("event_time").desc(), p("version").desc(), p("event_id").desc()
+    )
+    customers = (
+        accepted.withColumn("_rank", F.row_number().over(newest_attributes))
+        .where("_rank = 1")
+        .select(
+            p("customer.customer_id").alias("customer_id"),
+            p("customer.name").alias("name"),
+            p("customer.country").alias("country"),
+            p("customer.tier").alias("tier"),
+            p("customer.contact_info.email").alias("email"),
+            p("customer.contact_info.phone").alias("phone"),
+            p("event_time").alias("updated_at"),
+            F.col(TARGET_DATE).alias("event_date"),
+        )
+    )
+    return {
+        "order_events": events,
+        "orders": orders,
+        "order_lines": order_lines,
+        "customers": customers,
+    }
+
+
+#: Datasets whose tables are not plain projections of the payload.
+TABLE_BUILDERS: dict[str, TableBuilder] = {"purchase_orders": purchase_order_tables}
+
+
+def table_builder(dataset: str) -> TableBuilder:
+    return TABLE_BUILDERS.get(dataset, flat_tables)
+
+
+#: Extra IO manager metadata per (dataset, table): a newer version of an order
+#: replaces all of its lines (``group_key``), so lines a customer removed disappear.
+WRITE_OPTIONS: dict[tuple[str, str], dict[str, object]] = {
+    ("purchase_orders", "order_lines"): {"group_key": ["order_id"]},
+}
+
+
+def write_options(dataset: str, table: str) -> dict[str, object]:
+    return dict(WRITE_OPTIONS.get((dataset, table), {}))
