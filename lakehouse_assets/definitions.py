@@ -11,12 +11,28 @@ from __future__ import annotations
 import dagster as dg
 
 from lakehouse_assets.bronze import bronze_definitions
+from lakehouse_assets.silver import silver_definitions
 from resources.environments import build_resources
 from resources.settings import get_settings
 
 settings = get_settings()
 
+#: How often declarative automation evaluates the assets' automation conditions.
+AUTOMATION_INTERVAL_SECONDS = 30
+
+automation = dg.AutomationConditionSensorDefinition(
+    "lakehouse_automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=AUTOMATION_INTERVAL_SECONDS,
+    description=(
+        "Evaluates the automation conditions of silver and gold: a layer updates when the "
+        "partitions it reads from have new data (late records included)."
+    ),
+)
+
 defs = dg.Definitions.merge(
     bronze_definitions(settings),
-    dg.Definitions(resources=build_resources(settings)),
+    silver_definitions(settings),
+    dg.Definitions(sensors=[automation], resources=build_resources(settings)),
 )

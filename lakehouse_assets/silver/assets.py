@@ -13,6 +13,7 @@ proves that every bronze record is accounted for.
 # No `from __future__ import annotations`: Dagster reads these functions' parameter
 # annotations at definition time to find config and resource types.
 import json
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -50,10 +51,6 @@ QUARANTINE_PARTITION_COLUMN = "partition_date"
 
 def silver_key(table: str) -> dg.AssetKey:
     return dg.AssetKey([SILVER_GROUP, table])
-
-
-def quarantine_table(dataset: str) -> str:
-    return f"{dataset}_quarantine"
 
 
 def event_table(contract: Contract) -> str:
@@ -120,17 +117,19 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
     """The silver multi-asset of ``dataset``, from its contract and config."""
     contract = load_contract(settings.contract_path(dataset))
     late_window = settings.late_window_days(dataset)
-    builder = table_builder(dataset)
+    builder = table_builder(contract.dataset)
     events = event_table(contract)
-    quarantine = quarantine_table(dataset)
-    dep = dg.AssetDep(
-        bronze_key(dataset),
-        partition_mapping=dg.TimeWindowPartitionMapping(
+    quarantine = contract.quarantine_table
+    with warnings.catch_warnings():
+        # Beta in 1.13; needed because the newest silver days read bronze days that do
+        # not exist yet (tomorrow's), and the oldest one reads the day before the start.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        mapping = dg.TimeWindowPartitionMapping(
             start_offset=-AHEAD_TOLERANCE_DAYS,
             end_offset=late_window,
             allow_nonexistent_upstream_partitions=True,
-        ),
-    )
+        )
+    dep = dg.AssetDep(bronze_key(dataset), partition_mapping=mapping)
     automation = silver_automation_condition(late_window)
     common: dict[str, Any] = {
         "deps": [dep],
@@ -151,7 +150,7 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
                 primary_key=list(keys.primary_key),
                 sequence_column=keys.sequence_column,
             )
-        metadata.update(write_options(dataset, table))
+        metadata.update(write_options(contract.dataset, table))
         specs.append(
             dg.AssetSpec(
                 silver_key(table),

@@ -214,7 +214,7 @@ def quarantine_rows(classified: DataFrame, contract: Contract) -> DataFrame:
 
 # Silver tables per dataset ----------------------------------------------------------------
 
-TableBuilder = Callable[[DataFrame, Contract], dict[str, DataFrame]]
+TableBuilder = Callable[["DataFrame", Contract], "dict[str, DataFrame]"]
 
 
 def _payload(contract: Contract) -> str:
@@ -345,20 +345,21 @@ def purchase_order_tables(accepted: DataFrame, contract: Contract) -> dict[str, 
     }
 
 
-#: Datasets whose tables are not plain projections of the payload.
+#: Contracts whose tables are not plain projections of the payload.
 TABLE_BUILDERS: dict[str, TableBuilder] = {"purchase_orders": purchase_order_tables}
 
 
-def table_builder(dataset: str) -> TableBuilder:
-    return TABLE_BUILDERS.get(dataset, flat_tables)
+def table_builder(contract_name: str) -> TableBuilder:
+    """The builder of a contract's tables (keyed by the contract's ``name``)."""
+    return TABLE_BUILDERS.get(contract_name, flat_tables)
 
 
-#: Extra IO manager metadata per (dataset, table): a newer version of an order
+#: Extra IO manager metadata per (contract, table): a newer version of an order
 #: replaces all of its lines (``group_key``), so lines a customer removed disappear.
 WRITE_OPTIONS: dict[tuple[str, str], dict[str, object]] = {
     ("purchase_orders", "order_lines"): {"group_key": ["order_id"]},
 }
 
 
-def write_options(dataset: str, table: str) -> dict[str, object]:
-    return dict(WRITE_OPTIONS.get((dataset, table), {}))
+def write_options(contract_name: str, table: str) -> dict[str, object]:
+    return dict(WRITE_OPTIONS.get((contract_name, table), {}))

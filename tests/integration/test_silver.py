@@ -1,0 +1,366 @@
+"""Silver end to end: Kafka → bronze (S3 Parquet) → silver (Spark → Iceberg), real services.
+
+Each test gets its own topic, dataset and silver namespace; records are produced
+with chosen Kafka timestamps so that arrival days (bronze) and event days
+(silver) differ exactly as the test needs.
+"""
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+from confluent_kafka.admin import NewTopic
+
+from lakehouse_assets.bronze.assets import build_bronze_asset, landing_run_config
+from lakehouse_assets.silver.assets import RECONCILIATION_CHECK, build_silver_asset
+from lakehouse_dev.stack import LocalStack
+from resources.environments import build_resources
+from resources.settings import PROJECT_ROOT, LakehouseSettings, load_settings
+
+DAY = date(2026, 11, 10)
+
+
+def _day(offset: int) -> str:
+    return (DAY + timedelta(days=offset)).isoformat()
+
+
+def _at(offset: int, hour: int = 12, minute: int = 0) -> datetime:
+    return datetime(DAY.year, DAY.month, DAY.day, hour, minute, tzinfo=UTC) + timedelta(days=offset)
+
+
+def order_event(
+    order: int,
+    version: int,
+    when: datetime,
+    *,
+    event_id: str | None = None,
+    status: str = "created",
+    tier: str = "gold",
+    lines: tuple[tuple[str, int, str, str], ...] = (("SKU-1", 2, "10.00", "0"),),
+    tax: str = "1.00",
+    shipping: str = "2.00",
+) -> dict[str, Any]:
+    """A purchase-order event whose totals add up."""
+    subtotal = sum(
+        (
+            Decimal(price) * quantity * (1 - Decimal(discount))
+            for _, quantity, price, discount in lines
+        ),
+        Decimal(0),
+    ).quantize(Decimal("0.01"))
+    total = subtotal + Decimal(tax) + Decimal(shipping)
+    return {
+        "event_id": event_id or str(uuid.uuid4()),
+        "event_type": "order_created" if version == 1 else "order_updated",
+        "event_time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "order_id": f"PO-{order:06d}",
+        "version": version,
+        "status": status,
+        "currency": "EUR",
+        "customer": {
+            "customer_id": f"C-{order % 7}",
+            "name": "Ada",
+            "country": "DE",
+            "tier": tier,
+            "contact_info": {"email": "ada@example.com", "phone": "+49 30 1234"},
+        },
+        "items": [
+            {"sku": sku, "quantity": quantity, "unit_price": price, "discount": discount}
+            for sku, quantity, price, discount in lines
+        ],
+        "totals": {
+            "subtotal": str(subtotal),
+            "tax": tax,
+            "shipping": shipping,
+            "total": str(total),
+        },
+    }
+
+
+def plain_event(ident: str, when: datetime, amount: str = "1.50", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "name": "n1",
+        "amount": float(amount),
+        "event_time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **extra,
+    }
+
+
+@dataclass
+class SilverDataset:
+    """A dataset of its own: topic, bronze prefix and silver namespace per test."""
+
+    name: str
+    topic: str
+    settings: LakehouseSettings
+    resources: dict[str, Any]
+
+    def produce(self, records: list[tuple[Any, datetime]], partition: int = 0) -> None:
+        """Produce ``(payload, arrival)`` pairs; a payload that is not bytes is sent as JSON."""
+        producer = self.resources["kafka"].producer()
+        for payload, arrival in records:
+            value = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            producer.produce(
+                self.topic,
+                value=value,
+                partition=partition,
+                timestamp=int(arrival.timestamp() * 1000),
+            )
+        assert producer.flush(60) == 0
+
+    def land(self, first: str, last: str) -> None:
+        dg.materialize(
+            [build_bronze_asset(self.settings, self.name)],
+            resources=self.resources,
+            run_config=landing_run_config(self.name, "replace"),  # type: ignore[arg-type]
+            tags={
+                "dagster/asset_partition_range_start": first,
+                "dagster/asset_partition_range_end": last,
+            },
+        )
+
+    def silver(self, first: str, last: str | None = None) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [build_silver_asset(self.settings, self.name)],
+            resources=self.resources,
+            tags={
+                "dagster/asset_partition_range_start": first,
+                "dagster/asset_partition_range_end": last or first,
+            },
+            raise_on_error=False,
+        )
+
+    def table(self, name: str) -> pa.Table:
+        catalog = self.resources["iceberg"].load()
+        loaded = catalog.load_table((self.settings.namespace("silver"), name))
+        return loaded.scan().to_arrow()
+
+    def snapshot_summary(self, name: str) -> dict[str, str]:
+        catalog = self.resources["iceberg"].load()
+        loaded = catalog.load_table((self.settings.namespace("silver"), name))
+        snapshot = loaded.current_snapshot()
+        assert snapshot is not None
+        assert snapshot.summary is not None
+        return dict(snapshot.summary.additional_properties)
+
+
+def _make_dataset(contract: str | Path, late_window: int = 3) -> SilverDataset:
+    suffix = uuid.uuid4().hex[:8]
+    name, topic = f"s_{suffix}", f"silver-{suffix}"
+    environ = dict(os.environ)
+    prefix = f"LAKEHOUSE__DATASETS__{name.upper()}"
+    environ[f"{prefix}__TOPIC"] = topic
+    environ[f"{prefix}__CONTRACT"] = str(contract)
+    environ[f"{prefix}__START_DATE"] = _day(-5)
+    environ[f"{prefix}__LATE_WINDOW_DAYS"] = str(late_window)
+    environ["LAKEHOUSE__CATALOG__NAMESPACES__SILVER"] = f"silver_{suffix}"
+    settings = load_settings("local", environ=environ)
+    resources = build_resources(settings)
+    admin = resources["kafka"].admin()
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
+    return SilverDataset(name, topic, settings, resources)
+
+
+@pytest.fixture
+def orders(stack: LocalStack, spark: Any) -> SilverDataset:
+    return _make_dataset("contracts/purchase_orders.yaml")
+
+
+@pytest.fixture
+def plain(stack: LocalStack, spark: Any) -> SilverDataset:
+    return _make_dataset("contracts/plain.yaml")
+
+
+def _check(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
+    evaluations = [
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        and e.asset_check_evaluation_data.check_name == name
+    ]
+    assert evaluations, f"no evaluation of check {name}"
+    return evaluations[-1]
+
+
+def _rows(table: pa.Table, *columns: str) -> list[tuple[Any, ...]]:
+    return sorted(zip(*(table.column(c).to_pylist() for c in columns), strict=True))
+
+
+def test_duplicates_versions_and_quarantine_reconcile(orders: SilverDataset) -> None:
+    """The same event twice is one row; an older version arriving last never wins; a
+    malformed event is quarantined with its rule; bronze = silver + quarantine + dups."""
+    v1 = order_event(1, 1, _at(0, 9), lines=(("SKU-1", 1, "10.00", "0"), ("SKU-2", 1, "5.00", "0")))
+    v2 = order_event(1, 2, _at(0, 10), status="paid", lines=(("SKU-1", 3, "10.00", "0"),))
+    v3 = order_event(1, 3, _at(0, 11), status="shipped", lines=(("SKU-1", 3, "10.00", "0"),))
+    other = order_event(2, 1, _at(0, 12))
+    negative = order_event(3, 1, _at(0, 13), lines=(("SKU-1", -2, "10.00", "0"),))
+    orders.produce(
+        [
+            (v1, _at(0, 9)),
+            (v1, _at(0, 9, 5)),  # re-sent: a declared duplicate
+            (v3, _at(0, 11)),
+            (v2, _at(0, 11, 30)),  # older version, arriving after the newer one
+            (other, _at(0, 12)),
+            (negative, _at(0, 13)),
+            (b"{not json", _at(0, 14)),
+        ]
+    )
+    orders.land(_day(0), _day(0))
+    result = orders.silver(_day(0))
+    assert result.success, result.all_events
+
+    events = orders.table("order_events")
+    assert sorted(events.column("event_id").to_pylist()) == sorted(
+        [v1["event_id"], v2["event_id"], v3["event_id"], other["event_id"]]
+    )
+    current = orders.table("orders")
+    assert _rows(current, "order_id", "version", "status") == [
+        ("PO-000001", 3, "shipped"),
+        ("PO-000002", 1, "created"),
+    ]
+    assert current.schema.field("total").type == pa.decimal128(18, 2)
+    lines = orders.table("order_lines")
+    assert _rows(lines, "order_id", "line_number", "quantity") == [
+        ("PO-000001", 1, 3),
+        ("PO-000002", 1, 2),
+    ]
+    quarantine = orders.table("purchase_orders_quarantine")
+    reasons = dict(
+        zip(
+            quarantine.column("kafka_offset").to_pylist(),
+            quarantine.column("rule_id").to_pylist(),
+            strict=True,
+        )
+    )
+    assert reasons == {5: "positive_quantity", 6: "parseable"}
+    assert (
+        quarantine.column("raw_value").to_pylist()[
+            quarantine.column("kafka_offset").to_pylist().index(6)
+        ]
+        == b"{not json"
+    )
+
+    check = _check(result, RECONCILIATION_CHECK)
+    assert check.passed
+    metadata = {k: v.value for k, v in check.metadata.items()}
+    assert metadata["bronze_rows_of_window"] == 7
+    assert metadata["accepted_in_table"] == 4
+    assert metadata["quarantined_in_table"] == 2
+    assert metadata["duplicates_removed"] == 1
+
+    summary = orders.snapshot_summary("orders")
+    assert summary["dagster.partition_keys"] == _day(0)
+    assert json.loads(summary["lakehouse.source_offsets"]) == {_day(0): {"0": [0, 6]}}
+
+
+def test_replay_is_identical_and_versions_survive_an_older_partition(orders: SilverDataset) -> None:
+    """A newer version on day 1 is not undone by re-running day 0; replaying a range twice
+    leaves every table with the same rows and values."""
+    first = order_event(1, 1, _at(0, 9), tier="silver")
+    second = order_event(1, 2, _at(1, 9), status="paid", tier="gold")
+    orders.produce([(first, _at(0, 9)), (second, _at(1, 9))])
+    orders.land(_day(0), _day(1))
+    assert orders.silver(_day(1)).success
+    assert orders.silver(_day(0)).success  # the older day after the newer one
+    tables = ("order_events", "orders", "order_lines", "customers", "purchase_orders_quarantine")
+    before = {
+        name: orders.table(name).sort_by([(orders.table(name).column_names[0], "ascending")])
+        for name in tables
+    }
+    assert _rows(before["orders"], "order_id", "version", "status") == [("PO-000001", 2, "paid")]
+    assert _rows(before["customers"], "customer_id", "tier") == [("C-1", "gold")]
+    assert orders.silver(_day(0), _day(1)).success
+    assert orders.silver(_day(0), _day(1)).success
+    for name in tables:
+        after = orders.table(name)
+        after = after.sort_by([(after.column_names[0], "ascending")])
+        assert after.equals(before[name]), name
+
+
+def test_late_records_within_the_window_reach_their_day_and_later_ones_are_quarantined(
+    plain: SilverDataset,
+) -> None:
+    on_time = plain_event("a", _at(0, 10))
+    late = plain_event("b", _at(0, 11))  # arrives two days later: inside the 3-day window
+    too_late = plain_event("c", _at(0, 12))  # arrives five days later: quarantined as late
+    plain.produce([(on_time, _at(0, 10)), (late, _at(2, 1)), (too_late, _at(5, 1))])
+    plain.land(_day(0), _day(5))
+    result = plain.silver(_day(0), _day(5))
+    assert result.success
+    assert _check(result, RECONCILIATION_CHECK).passed
+    rows = plain.table("plain")
+    assert _rows(rows, "id", "event_date") == [("a", DAY), ("b", DAY)]
+    quarantine = plain.table("plain_quarantine")
+    assert _rows(quarantine, "rule_id", "partition_date", "bronze_date") == [
+        ("late", DAY + timedelta(days=5), DAY + timedelta(days=5))
+    ]
+    assert "5 days late" in quarantine.column("reason")[0].as_py()
+
+
+def test_single_run_backfill_of_seven_days_overwrites_exactly_those(plain: SilverDataset) -> None:
+    records = [(plain_event(f"e{d}", _at(d, 8)), _at(d, 8)) for d in range(-4, 6)]
+    plain.produce(records)
+    plain.land(_day(-4), _day(5))
+    assert plain.silver(_day(-4), _day(5)).success
+    catalog = plain.resources["iceberg"].load()
+    table = catalog.load_table((plain.settings.namespace("silver"), "plain"))
+    outside = {
+        r["id"]: r["kafka_offset"]
+        for r in table.scan().to_arrow().to_pylist()
+        if not _day(-2) <= r["event_date"].isoformat() <= _day(4)
+    }
+    snapshots_before = len(table.history())
+    result = plain.silver(_day(-2), _day(4))
+    assert result.success
+    table = catalog.load_table((plain.settings.namespace("silver"), "plain"))
+    # One run, one commit for the whole 7-day range.
+    assert len(table.history()) == snapshots_before + 1
+    summary = plain.snapshot_summary("plain")
+    assert summary["dagster.partition_keys"] == ",".join(_day(d) for d in range(-2, 5))
+    assert summary["deleted-records"] == "7"
+    assert summary["added-records"] == "7"
+    rows = table.scan().to_arrow().to_pylist()
+    assert len(rows) == 10
+    assert {r["id"]: r["kafka_offset"] for r in rows if r["id"] in outside} == outside
+
+
+def test_a_new_optional_field_evolves_the_silver_schema(
+    plain: SilverDataset, tmp_path: Path
+) -> None:
+    """Contract 1.1 adds an optional `channel`: new rows carry it, older partitions read null."""
+    plain.produce([(plain_event("old", _at(0, 9)), _at(0, 9))])
+    plain.produce([(plain_event("new", _at(1, 9), channel="web"), _at(1, 9))])
+    plain.land(_day(0), _day(1))
+    assert plain.silver(_day(0)).success
+
+    text = (PROJECT_ROOT / "contracts" / "plain.yaml").read_text()
+    optional = "      - name: channel\n        logicalType: string\n"
+    text = text.replace("version: 1.0.0", "version: 1.1.0")
+    text = text.replace(
+        "      - name: event_time\n        logicalType: timestamp\n        required: true\n        partitioned: true",
+        optional
+        + "      - name: event_time\n        logicalType: timestamp\n        required: true\n        partitioned: true",
+    )
+    text = text.replace("      - name: event_date\n", optional + "      - name: event_date\n")
+    evolved = tmp_path / "plain.yaml"
+    evolved.write_text(text)
+    environ = dict(os.environ)
+    environ[f"LAKEHOUSE__DATASETS__{plain.name.upper()}__CONTRACT"] = str(evolved)
+    environ[f"LAKEHOUSE__DATASETS__{plain.name.upper()}__TOPIC"] = plain.topic
+    environ[f"LAKEHOUSE__DATASETS__{plain.name.upper()}__START_DATE"] = _day(-5)
+    environ["LAKEHOUSE__CATALOG__NAMESPACES__SILVER"] = plain.settings.namespace("silver")
+    plain.settings = load_settings("local", environ=environ)
+    plain.resources = build_resources(plain.settings)
+    result = plain.silver(_day(1))
+    assert result.success
+    rows = _rows(plain.table("plain"), "id", "channel")
+    assert rows == [("new", "web"), ("old", None)]
