@@ -364,3 +364,68 @@ def test_a_new_optional_field_evolves_the_silver_schema(
     assert result.success
     rows = _rows(plain.table("plain"), "id", "channel")
     assert rows == [("new", "web"), ("old", None)]
+
+
+def test_late_records_trigger_the_affected_silver_days_through_automation(
+    plain: SilverDataset,
+) -> None:
+    """Declarative automation: a bronze day landing late records requests exactly the
+    silver days that read it (within the lookback), and running them applies the record."""
+    instance = dg.DagsterInstance.ephemeral()
+    bronze = build_bronze_asset(plain.settings, plain.name)
+    silver = build_silver_asset(plain.settings, plain.name)
+    plain.produce([(plain_event("a", _at(0, 10)), _at(0, 10))])
+    dg.materialize(
+        [bronze],
+        instance=instance,
+        resources=plain.resources,
+        partition_key=_day(0),
+        run_config=landing_run_config(plain.name, "append"),  # type: ignore[arg-type]
+    )
+    now = _at(2, 12)
+    first = dg.evaluate_automation_conditions([bronze, silver], instance, evaluation_time=now)
+    # Silver days that read bronze day 0: three days earlier (late window) to one day later.
+    initial = sorted(first.get_requested_partitions(silver.keys_by_output_name["silver__plain"]))
+    assert _day(0) in initial
+    assert set(initial) <= {_day(d) for d in range(-3, 2)}
+    dg.materialize(
+        [silver],
+        instance=instance,
+        resources=plain.resources,
+        tags={
+            "dagster/asset_partition_range_start": initial[0],
+            "dagster/asset_partition_range_end": initial[-1],
+        },
+    )
+    idle = dg.evaluate_automation_conditions(
+        [bronze, silver], instance, evaluation_time=now, cursor=first.cursor
+    )
+    assert idle.total_requested == 0
+
+    # A record of day 0 arrives on day 2 and lands there.
+    plain.produce([(plain_event("late", _at(0, 11)), _at(2, 1))])
+    dg.materialize(
+        [bronze],
+        instance=instance,
+        resources=plain.resources,
+        partition_key=_day(2),
+        run_config=landing_run_config(plain.name, "append"),  # type: ignore[arg-type]
+    )
+    after = dg.evaluate_automation_conditions(
+        [bronze, silver], instance, evaluation_time=now, cursor=idle.cursor
+    )
+    requested = after.get_requested_partitions(silver.keys_by_output_name["silver__plain"])
+    # Bronze day 2 feeds silver days 1 day earlier up to 3 days earlier; day 3 is the future.
+    assert requested == {_day(-1), _day(0), _day(1), _day(2)}
+    keys = sorted(requested)
+    result = dg.materialize(
+        [silver],
+        instance=instance,
+        resources=plain.resources,
+        tags={
+            "dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[-1],
+        },
+    )
+    assert result.success
+    assert _rows(plain.table("plain"), "id", "event_date") == [("a", DAY), ("late", DAY)]
