@@ -45,7 +45,7 @@ import json
 import random
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
@@ -55,7 +55,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from resources import iceberg_spark
 from resources.iceberg import IcebergCatalogResource
+from resources.iceberg_spark import is_spark_dataframe
 from resources.parquet_io_manager import column_schema
 
 if TYPE_CHECKING:
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table, Transaction
     from pyiceberg.transforms import Transform
     from pyiceberg.types import IcebergType, StructType
+    from pyspark.sql import DataFrame
 
 WriteMode = Literal["overwrite", "append", "upsert"]
 WRITE_MODES: tuple[str, ...] = get_args(WriteMode)
@@ -205,9 +208,11 @@ class IcebergIOManager(dg.ConfigurableIOManager):
             obj = obj.read_all()
         if isinstance(obj, pa.Table):
             result = self.write_arrow(request, obj, log=context.log)
+        elif is_spark_dataframe(obj):
+            result = self.write_spark(request, cast("DataFrame", obj), log=context.log)
         else:
             raise TypeError(
-                f"{type(self).__name__} stores pyarrow Tables; asset "
+                f"{type(self).__name__} stores pyarrow Tables and Spark DataFrames; asset "
                 f"{context.asset_key.to_user_string()} returned {type(obj).__name__}"
             )
         metadata: dict[str, Any] = {
@@ -224,7 +229,12 @@ class IcebergIOManager(dg.ConfigurableIOManager):
         metadata.update(result.details)
         context.add_output_metadata(metadata)
 
-    def load_input(self, context: dg.InputContext) -> pa.Table:
+    def load_input(self, context: dg.InputContext) -> pa.Table | DataFrame:
+        """An Arrow table, or a lazy Spark DataFrame when the input asks for one.
+
+        Spark when the input is annotated ``pyspark.sql.DataFrame`` or its metadata says
+        ``{"engine": "spark"}``; either way only the rows of the requested partitions.
+        """
         from pyiceberg.exceptions import NoSuchTableError
         from pyiceberg.expressions import AlwaysTrue
 
@@ -237,7 +247,8 @@ class IcebergIOManager(dg.ConfigurableIOManager):
                 f"Iceberg table {table_name} (asset {asset_key.to_user_string()}) does not exist "
                 "yet: materialise the asset first"
             ) from None
-        row_filter: BooleanExpression = AlwaysTrue()
+        partition_expr: str | None = None
+        time_window: dg.TimeWindow | None = None
         if context.has_asset_partitions:
             upstream = context.upstream_output
             partition_expr = _metadata_str(context.definition_metadata, "partition_expr") or (
@@ -249,10 +260,16 @@ class IcebergIOManager(dg.ConfigurableIOManager):
                     f"Iceberg table {table_name}: the input is partitioned but no partition_expr "
                     "is set on the asset and the table has no time partitioning to infer it from"
                 )
-            row_filter = window_filter(
-                table.schema(), partition_expr, context.asset_partitions_time_window, table_name
-            )
+            time_window = context.asset_partitions_time_window
         columns = context.definition_metadata.get("columns")
+        if _wants_spark(context):
+            frame = iceberg_spark.read_window(
+                iceberg_spark.active_session(table_name), table_name, partition_expr, time_window
+            )
+            return frame.select(*columns) if columns else frame
+        row_filter: BooleanExpression = AlwaysTrue()
+        if partition_expr is not None and time_window is not None:
+            row_filter = window_filter(table.schema(), partition_expr, time_window, table_name)
         selected: tuple[str, ...] = ("*",) if not columns else tuple(columns)
         return table.scan(row_filter=row_filter, selected_fields=selected).to_arrow()
 
@@ -355,13 +372,32 @@ class IcebergIOManager(dg.ConfigurableIOManager):
         if request.mode == "overwrite" and request.time_window is not None:
             check_rows_in_window(df, cast(str, request.partition_expr), request)
 
-        catalog = self.catalog.load()
-        catalog.create_namespace_if_not_exists(request.identifier[0])
+        def is_conflict(exc: Exception) -> bool:
+            return isinstance(
+                exc, (CommitFailedException, ValidationException, TableAlreadyExistsError)
+            )
+
+        result = self._with_retries(request, lambda: self._attempt(request, df), is_conflict, log)
+        if request.mode == "upsert":
+            result.details["input_duplicates_dropped"] = duplicates
+        return result
+
+    def _with_retries(
+        self,
+        request: WriteRequest,
+        attempt_write: Callable[[], WriteResult],
+        is_conflict: Callable[[Exception], bool],
+        log: Any | None,
+    ) -> WriteResult:
+        """Run ``attempt_write`` until it commits; conflicts are retried with backoff."""
+        self.catalog.load().create_namespace_if_not_exists(request.identifier[0])
         last_error: Exception | None = None
         for attempt in range(1, self.commit_attempts + 1):
             try:
-                result = self._attempt(request, df)
-            except (CommitFailedException, ValidationException, TableAlreadyExistsError) as exc:
+                result = attempt_write()
+            except Exception as exc:
+                if not is_conflict(exc):
+                    raise
                 # Another writer committed first: start over from its snapshot.
                 last_error = exc
                 if attempt == self.commit_attempts:
@@ -372,54 +408,25 @@ class IcebergIOManager(dg.ConfigurableIOManager):
                 if log is not None:
                     log.warning(
                         f"Iceberg table {request.table_name}: commit conflict on attempt "
-                        f"{attempt}/{self.commit_attempts} ({type(exc).__name__}: {exc}); "
-                        f"retrying in {delay:.2f}s"
+                        f"{attempt}/{self.commit_attempts} ({type(exc).__name__}: "
+                        f"{_first_line(exc)}); retrying in {delay:.2f}s"
                     )
                 time.sleep(delay)
                 continue
             result.attempts = attempt
-            if request.mode == "upsert":
-                result.details["input_duplicates_dropped"] = duplicates
             return result
         raise IcebergCommitError(
             f"Iceberg table {request.table_name}: the commit failed {self.commit_attempts} times "
-            f"because of concurrent writers ({type(last_error).__name__}: {last_error}); "
-            "nothing was written. Re-run the step, or raise commit_attempts."
+            f"because of concurrent writers ({type(last_error).__name__}: "
+            f"{_first_line(last_error)}); nothing was written. Re-run the step, or raise "
+            "commit_attempts."
         ) from last_error
 
     def _attempt(self, request: WriteRequest, df: pa.Table) -> WriteResult:
         """One attempt: (create or evolve) and write in a single catalog commit."""
-        from pyiceberg.exceptions import NoSuchTableError
         from pyiceberg.expressions import AlwaysTrue
 
-        catalog = self.catalog.load()
-        table: Table | None
-        try:
-            table = catalog.load_table(request.identifier)
-        except NoSuchTableError:
-            table = None
-
-        plan = SchemaPlan()
-        tx: Transaction
-        if table is None:
-            tx = catalog.create_table_transaction(request.identifier, schema=df.schema)
-            if request.partition_expr and request.time_window is not None:
-                transform = partition_transform(
-                    tx.table_metadata.schema(), request.partition_expr, request
-                )
-                with tx.update_spec() as spec:
-                    spec.add_field(
-                        request.partition_expr, transform, _partition_field_name(request, transform)
-                    )
-        else:
-            tx = table.transaction()
-            plan = plan_schema_evolution(request.table_name, table.schema(), df.schema)
-            if plan:
-                with tx.update_schema() as update:
-                    for path, new_type in plan.additions:
-                        update.add_column(path, new_type, required=False)
-                    for path, _, wider in plan.widenings:
-                        update.update_column(path, field_type=wider)
+        table, tx, plan = self._begin(request, df.schema)
         df = conform_nullability(df, tx.table_metadata.schema(), request.table_name)
         props = dict(request.snapshot_properties)
         details: dict[str, int] = {}
@@ -452,6 +459,144 @@ class IcebergIOManager(dg.ConfigurableIOManager):
             attempts=1,
             schema_changes=plan.changes,
             details=details,
+        )
+
+    def _begin(
+        self, request: WriteRequest, schema: pa.Schema
+    ) -> tuple[Table | None, Transaction, SchemaPlan]:
+        """A transaction that creates the table (partitioned) or evolves it for ``schema``.
+
+        Returns the table as loaded (``None`` when it is being created), the transaction
+        and the schema changes it holds.
+        """
+        from pyiceberg.exceptions import NoSuchTableError
+
+        catalog = self.catalog.load()
+        table: Table | None
+        try:
+            table = catalog.load_table(request.identifier)
+        except NoSuchTableError:
+            table = None
+
+        plan = SchemaPlan()
+        tx: Transaction
+        if table is None:
+            tx = catalog.create_table_transaction(request.identifier, schema=schema)
+            if request.partition_expr and request.time_window is not None:
+                transform = partition_transform(
+                    tx.table_metadata.schema(), request.partition_expr, request
+                )
+                with tx.update_spec() as spec:
+                    spec.add_field(
+                        request.partition_expr, transform, _partition_field_name(request, transform)
+                    )
+        else:
+            tx = table.transaction()
+            plan = plan_schema_evolution(request.table_name, table.schema(), schema)
+            if plan:
+                with tx.update_schema() as update:
+                    for path, new_type in plan.additions:
+                        update.add_column(path, new_type, required=False)
+                    for path, _, wider in plan.widenings:
+                        update.update_column(path, field_type=wider)
+        return table, tx, plan
+
+    # Writing Spark DataFrames -------------------------------------------------------------
+
+    def write_spark(
+        self, request: WriteRequest, df: DataFrame, log: Any | None = None
+    ) -> WriteResult:
+        """Write a Spark DataFrame through Spark's Iceberg catalog as one commit (retried).
+
+        The table is created or evolved through pyiceberg (same helpers and errors as
+        :meth:`write_arrow`), then Spark writes the rows; see :mod:`resources.iceberg_spark`.
+        The input is never unpersisted: the asset may have cached it for other outputs.
+        """
+        from pyiceberg.exceptions import (
+            CommitFailedException,
+            TableAlreadyExistsError,
+            ValidationException,
+        )
+
+        if request.time_window is not None and request.partition_expr is None:
+            raise IcebergWriteError(
+                f"Iceberg table {request.table_name}: the asset is partitioned; set the metadata "
+                "partition_expr to the column holding the partition's date or time"
+            )
+        source = df
+        owned: list[DataFrame] = []
+        duplicates = 0
+        try:
+            if request.mode == "upsert":
+                missing = [
+                    c
+                    for c in (*request.primary_key, request.sequence_column)
+                    if c not in df.columns
+                ]
+                if missing:
+                    raise IcebergWriteError(
+                        f"Iceberg table {request.table_name}: upsert column(s) "
+                        f"{', '.join(map(str, missing))} are missing from the input"
+                    )
+                # Read several times (classification, MERGE, retries): computed once.
+                source = iceberg_spark.dedupe_latest(
+                    df, list(request.primary_key), cast(str, request.sequence_column)
+                ).persist()
+                owned.append(source)
+                duplicates = df.count() - source.count()
+            if request.mode == "overwrite" and request.time_window is not None:
+                iceberg_spark.check_rows_in_window(df, cast(str, request.partition_expr), request)
+
+            def is_conflict(exc: Exception) -> bool:
+                if isinstance(
+                    exc, (CommitFailedException, ValidationException, TableAlreadyExistsError)
+                ):
+                    return True
+                return iceberg_spark.is_commit_conflict(exc)
+
+            result = self._with_retries(
+                request, lambda: self._spark_attempt(request, source), is_conflict, log
+            )
+        finally:
+            for frame in owned:
+                frame.unpersist()
+        if request.mode == "upsert":
+            result.details["input_duplicates_dropped"] = duplicates
+        return result
+
+    def _spark_attempt(self, request: WriteRequest, df: DataFrame) -> WriteResult:
+        """One attempt: create or evolve the table (pyiceberg), then one Spark commit."""
+        table, tx, plan = self._begin(request, iceberg_spark.arrow_schema(df))
+        if table is None or plan:
+            tx.commit_transaction()
+        spark = df.sparkSession
+        # The Spark catalog caches nothing (cache-enabled=false): this is the new schema.
+        table_schema = spark.table(iceberg_spark.quote(request.table_name)).schema
+        aligned = iceberg_spark.align_to_table(df, table_schema)
+        if request.mode == "overwrite":
+            commit = iceberg_spark.overwrite(aligned, request, table_schema)
+        elif request.mode == "append":
+            commit = iceberg_spark.append(aligned, request)
+        else:
+            commit = iceberg_spark.upsert(spark, aligned, request, table_exists=table is not None)
+
+        committed = self.catalog.load().load_table(request.identifier)
+        if commit.committed:
+            snapshot_id = iceberg_spark.committed_snapshot(committed, request.snapshot_properties)
+        else:
+            current = committed.current_snapshot()
+            snapshot_id = current.snapshot_id if current else None
+        rows = commit.rows
+        if rows is None:
+            rows = iceberg_spark.added_records(committed, snapshot_id)
+        return WriteResult(
+            snapshot_id=snapshot_id,
+            rows=rows,
+            schema=committed.schema().as_arrow(),
+            location=committed.location(),
+            attempts=1,
+            schema_changes=plan.changes,
+            details=commit.details,
         )
 
     def _stage_upsert(
@@ -519,6 +664,25 @@ def _option(context: dg.OutputContext, key: str) -> Any:
             value = source[key]
             return value.value if isinstance(value, dg.MetadataValue) else value
     return None
+
+
+def _wants_spark(context: dg.InputContext) -> bool:
+    """Input metadata ``engine`` decides; otherwise a ``pyspark.sql.DataFrame`` annotation."""
+    engine = _metadata_str(context.definition_metadata, "engine")
+    if engine is not None:
+        if engine not in ("spark", "arrow"):
+            raise dg.Failure(
+                f"input {context.name!r}: metadata engine {engine!r} is not 'spark' or 'arrow'"
+            )
+        return engine == "spark"
+    dagster_type = context.dagster_type
+    return iceberg_spark.is_spark_type(getattr(dagster_type, "typing_type", None))
+
+
+def _first_line(exc: BaseException | None) -> str:
+    """An error's first line (Py4J errors carry the whole Java stack trace)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _metadata_str(metadata: Mapping[str, Any] | None, key: str) -> str | None:
@@ -652,13 +816,20 @@ def check_rows_in_window(df: pa.Table, column: str, request: WriteRequest) -> No
     )
     outside = df.num_rows - int(pc.sum(pc.fill_null(inside, False).cast(pa.int64())).as_py() or 0)
     if outside:
-        keys = format_partition_keys(list(request.partition_keys))
-        raise IcebergWriteError(
-            f"Iceberg table {request.table_name}: {outside} of {df.num_rows} rows have "
-            f"{column} outside the run's partitions ({keys}) or null; overwrite replaces only "
-            "those partitions, so these rows would be duplicated by a re-run. Route them to "
-            "their own partition (or use write_mode 'append'/'upsert')."
-        )
+        raise rows_outside_window_error(request, column, outside, df.num_rows)
+
+
+def rows_outside_window_error(
+    request: WriteRequest, column: str, outside: int, total: int
+) -> IcebergWriteError:
+    """The error for an overwrite input with rows outside the run's window (both engines)."""
+    keys = format_partition_keys(list(request.partition_keys))
+    return IcebergWriteError(
+        f"Iceberg table {request.table_name}: {outside} of {total} rows have "
+        f"{column} outside the run's partitions ({keys}) or null; overwrite replaces only "
+        "those partitions, so these rows would be duplicated by a re-run. Route them to "
+        "their own partition (or use write_mode 'append'/'upsert')."
+    )
 
 
 def partition_transform(schema: Schema, column: str, request: WriteRequest) -> Transform[Any, Any]:

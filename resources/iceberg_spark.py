@@ -1,0 +1,406 @@
+"""The Spark DataFrame path of :class:`resources.iceberg_io_manager.IcebergIOManager`.
+
+Spark's Iceberg catalog has the same name as the pyiceberg catalog and shares its
+catalog database (see :mod:`resources.spark_conf`), so ``<catalog>.<namespace>.<table>``
+is one table for both engines. Table creation, partitioning and schema evolution go
+through pyiceberg (the same helpers as the Arrow path); the rows are written by Spark:
+
+* ``overwrite``: ``DataFrameWriterV2.overwrite(<window filter>)``, a static overwrite
+  by filter. It replaces the run's whole window in one commit, also the days for which
+  the input holds no row (``overwritePartitions`` would leave those untouched).
+* ``append``: ``DataFrameWriterV2.append()``.
+* ``upsert``: ``MERGE INTO`` from the input deduplicated by key (the highest sequence
+  wins), restricted to rows newer than what the table holds; the MERGE condition
+  re-checks the sequence, so a concurrent commit of a newer version is never replaced.
+
+Snapshot properties travel as ``snapshot-property.<key>`` write options for
+``DataFrameWriterV2``; ``MERGE INTO`` has no write options, so it runs inside Iceberg's
+``CommitMetadata.withCommitProperties`` (a thread-local that Spark's Iceberg writes add
+to the snapshot summary). Py4J runs the statement as a Python callback on the same
+pinned JVM thread, which is where Spark commits.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+import dagster as dg
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.types import DataType, StructType
+
+    from resources.iceberg_io_manager import WriteRequest
+
+_SEQ = "__lakehouse_existing_sequence"
+_RANK = "__lakehouse_rank"
+_SOURCE_VIEW = "__lakehouse_merge_source"
+
+#: Iceberg exceptions that mean "another writer committed first": retry from scratch.
+_CONFLICT_CLASSES = frozenset(
+    {
+        "org.apache.iceberg.exceptions.CommitFailedException",
+        "org.apache.iceberg.exceptions.ValidationException",
+        "org.apache.iceberg.exceptions.AlreadyExistsException",
+    }
+)
+
+
+def is_spark_dataframe(obj: object) -> bool:
+    """True for a ``pyspark.sql.DataFrame`` (without importing pyspark when it is unused)."""
+    if "pyspark.sql" not in sys.modules:
+        return False
+    from pyspark.sql import DataFrame
+
+    return isinstance(obj, DataFrame)
+
+
+def is_spark_type(typing_type: object) -> bool:
+    """True when an input's annotation asks for a Spark DataFrame."""
+    if typing_type is None or "pyspark.sql" not in sys.modules:
+        return False
+    from pyspark.sql import DataFrame
+
+    return isinstance(typing_type, type) and issubclass(typing_type, DataFrame)
+
+
+def active_session(table_name: str) -> SparkSession:
+    """The thread's active Spark session, or an error saying where it should come from."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is None:
+        raise dg.Failure(
+            f"Iceberg table {table_name}: a Spark DataFrame was requested but there is no "
+            "active Spark session; give the asset the `spark` resource (SparkResource) and "
+            "use it (e.g. `spark.spark_session`) before the input is loaded"
+        )
+    return session
+
+
+def quote(table_name: str) -> str:
+    """``a.b.c`` → ```a`.`b`.`c``` for Spark SQL."""
+    return ".".join(f"`{part.replace('`', '``')}`" for part in table_name.split("."))
+
+
+def arrow_schema(df: DataFrame) -> pa.Schema:
+    """The Arrow schema of a DataFrame (Spark ``timestamp`` → ``timestamp[us, UTC]``)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(df.schema)
+
+
+# Partition windows ------------------------------------------------------------------------
+
+
+def window_condition(column: str, data_type: DataType, window: dg.TimeWindow, table: str) -> str:
+    """Spark SQL ``start <= column < end`` for a date, timestamp or timestamp_ntz column."""
+    from pyspark.sql.types import DateType, TimestampNTZType, TimestampType
+
+    from resources.iceberg_io_manager import IcebergWriteError, _utc
+
+    start, end = _utc(window.start), _utc(window.end)
+    if isinstance(data_type, DateType):
+        # A date column holds whole days: [start day, first day not covered).
+        end_day = end.date() if end.time() == datetime.min.time() else end.date() + timedelta(1)
+        bounds = (f"DATE'{start.date().isoformat()}'", f"DATE'{end_day.isoformat()}'")
+    elif isinstance(data_type, TimestampType):
+        bounds = (f"TIMESTAMP'{start.isoformat()}'", f"TIMESTAMP'{end.isoformat()}'")
+    elif isinstance(data_type, TimestampNTZType):
+        # Timestamps without zone are read as UTC.
+        naive = (start.replace(tzinfo=None), end.replace(tzinfo=None))
+        bounds = (
+            f"TIMESTAMP_NTZ'{naive[0].isoformat()}'",
+            f"TIMESTAMP_NTZ'{naive[1].isoformat()}'",
+        )
+    else:
+        raise IcebergWriteError(
+            f"Iceberg table {table}: partition_expr column {column!r} is "
+            f"{data_type.simpleString()}; it must be a date or a timestamp"
+        )
+    name = f"`{column.replace('`', '``')}`"
+    return f"{name} >= {bounds[0]} AND {name} < {bounds[1]}"
+
+
+def _column_type(schema: StructType, column: str, table_name: str, where: str) -> DataType:
+    from resources.iceberg_io_manager import IcebergWriteError
+
+    if column not in schema.fieldNames():
+        raise IcebergWriteError(
+            f"Iceberg table {table_name}: partition_expr column {column!r} is missing "
+            f"from the {where} (columns: {', '.join(schema.fieldNames())})"
+        )
+    return schema[column].dataType
+
+
+def check_rows_in_window(df: DataFrame, column: str, request: WriteRequest) -> None:
+    """Overwrite replaces the run's window only; rows outside it would duplicate on replay."""
+    from pyspark.sql import functions as F
+
+    from resources.iceberg_io_manager import rows_outside_window_error
+
+    window = cast(dg.TimeWindow, request.time_window)
+    data_type = _column_type(df.schema, column, request.table_name, "input")
+    inside = F.expr(window_condition(column, data_type, window, request.table_name))
+    counts = df.agg(
+        F.count(F.lit(1)).alias("total"),
+        F.sum(F.when(F.coalesce(inside, F.lit(False)), 0).otherwise(1)).alias("outside"),
+    ).first()
+    total, outside = (int(counts["total"]), int(counts["outside"] or 0)) if counts else (0, 0)
+    if outside:
+        raise rows_outside_window_error(request, column, outside, total)
+
+
+def read_window(
+    spark: SparkSession, table_name: str, column: str | None, window: dg.TimeWindow | None
+) -> DataFrame:
+    """The table as a lazy DataFrame, restricted to a partition window when one is given."""
+    df = spark.table(quote(table_name))
+    if column is None or window is None:
+        return df
+    data_type = _column_type(df.schema, column, table_name, "table")
+    return df.where(window_condition(column, data_type, window, table_name))
+
+
+# Preparing the rows -----------------------------------------------------------------------
+
+
+def dedupe_latest(df: DataFrame, keys: Sequence[str], sequence: str) -> DataFrame:
+    """One row per key, the one with the highest sequence (nulls lowest)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    latest_first = Window.partitionBy(*keys).orderBy(F.col(sequence).desc_nulls_last())
+    return (
+        df.withColumn(_RANK, F.row_number().over(latest_first)).where(F.col(_RANK) == 1).drop(_RANK)
+    )
+
+
+def align_to_table(df: DataFrame, table_schema: StructType) -> DataFrame:
+    """The input's columns in table order; table columns the input lacks become nulls.
+
+    Spark writes by name but refuses a missing column; the Arrow path fills optional
+    columns with nulls, so does this one (schema evolution only adds optional columns).
+    """
+    from pyspark.sql import functions as F
+
+    present = set(df.columns)
+    table_columns = [f.name for f in table_schema.fields]
+    columns: list[Column] = [
+        F.col(f"`{f.name}`") if f.name in present else F.lit(None).cast(f.dataType).alias(f.name)
+        for f in table_schema.fields
+    ]
+    extra = [c for c in df.columns if c not in table_columns]
+    if extra:
+        # Not reachable after schema evolution; keeps Spark's own error if it happens.
+        columns.extend(F.col(f"`{c}`") for c in extra)
+    return df.select(*columns)
+
+
+# Writing ----------------------------------------------------------------------------------
+
+
+@dataclass
+class SparkCommit:
+    """What one Spark write committed (the snapshot is looked up through pyiceberg)."""
+
+    rows: int | None
+    details: dict[str, int]
+    committed: bool = True
+
+
+def write_options(properties: Mapping[str, str]) -> dict[str, str]:
+    """``DataFrameWriterV2`` options that put ``properties`` into the snapshot summary."""
+    return {f"snapshot-property.{key}": value for key, value in properties.items()}
+
+
+def overwrite(df: DataFrame, request: WriteRequest, table_schema: StructType) -> SparkCommit:
+    """Replace the run's window (or, unpartitioned, the whole table) in one commit."""
+    from pyspark.sql import functions as F
+
+    writer = df.writeTo(quote(request.table_name)).options(
+        **write_options(request.snapshot_properties)
+    )
+    if request.time_window is None:
+        writer.overwrite(F.lit(True))
+    else:
+        column = cast(str, request.partition_expr)
+        data_type = _column_type(table_schema, column, request.table_name, "table")
+        condition = window_condition(column, data_type, request.time_window, request.table_name)
+        writer.overwrite(F.expr(condition))
+    return SparkCommit(rows=None, details={})
+
+
+def append(df: DataFrame, request: WriteRequest) -> SparkCommit:
+    df.writeTo(quote(request.table_name)).options(
+        **write_options(request.snapshot_properties)
+    ).append()
+    return SparkCommit(rows=None, details={})
+
+
+def upsert(
+    spark: SparkSession, source: DataFrame, request: WriteRequest, table_exists: bool
+) -> SparkCommit:
+    """MERGE the (deduplicated, aligned) rows that are newer than the table's, in one commit.
+
+    Rows whose key is stored with an equal or higher sequence are skipped (a late, older
+    version or a replay): with nothing newer there is no commit at all, as in the Arrow
+    path. The MERGE condition compares the sequences again, so a newer version committed
+    concurrently is kept; Iceberg's serializable isolation fails the commit if a
+    concurrent writer touched the same keys, and the whole attempt is redone.
+    """
+    from pyspark.sql import functions as F
+
+    keys = list(request.primary_key)
+    sequence = cast(str, request.sequence_column)
+    target = quote(request.table_name)
+    if table_exists:
+        stored = spark.table(target).groupBy(*keys).agg(F.max(sequence).alias(_SEQ))
+        classified = source.join(stored, on=keys, how="left")
+    else:
+        classified = source.withColumn(_SEQ, F.lit(None).cast(source.schema[sequence].dataType))
+    newer = F.col(_SEQ).isNull() | (F.col(sequence) > F.col(_SEQ))
+    counts = classified.agg(
+        F.count(F.lit(1)).alias("total"),
+        F.sum(F.when(F.col(_SEQ).isNull(), 1).otherwise(0)).alias("inserted"),
+        F.sum(F.when(F.col(_SEQ).isNotNull() & newer, 1).otherwise(0)).alias("updated"),
+    ).first()
+    total, inserted, updated = (
+        (int(counts["total"]), int(counts["inserted"] or 0), int(counts["updated"] or 0))
+        if counts
+        else (0, 0, 0)
+    )
+    details = {
+        "rows_inserted": inserted,
+        "rows_updated": updated,
+        "rows_skipped_not_newer": total - inserted - updated,
+    }
+    if inserted + updated == 0:
+        return SparkCommit(rows=0, details=details, committed=False)
+
+    changed = classified.where(newer).select(*source.columns)
+    changed.createOrReplaceTempView(_SOURCE_VIEW)
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    seq = f"`{sequence}`"
+    statement = (
+        f"MERGE INTO {target} AS t USING {_SOURCE_VIEW} AS s ON {on} "
+        f"WHEN MATCHED AND (t.{seq} IS NULL OR s.{seq} > t.{seq}) THEN UPDATE SET * "
+        "WHEN NOT MATCHED THEN INSERT *"
+    )
+    try:
+        with_commit_properties(spark, request.snapshot_properties, lambda: spark.sql(statement))
+    finally:
+        spark.catalog.dropTempView(_SOURCE_VIEW)
+    return SparkCommit(rows=inserted + updated, details=details)
+
+
+class _JavaCallable:
+    """A Python function as a ``java.util.concurrent.Callable`` (a Py4J callback)."""
+
+    def __init__(self, function: Callable[[], object]) -> None:
+        self.function = function
+        self.error: BaseException | None = None
+
+    def call(self) -> None:
+        try:
+            self.function()
+        except BaseException as exc:
+            # Py4J hands Java a generic error; the original one is raised again in Python.
+            self.error = exc
+            raise
+
+    class Java:
+        implements: tuple[str, ...] = ("java.util.concurrent.Callable",)
+
+
+def with_commit_properties(
+    spark: SparkSession, properties: Mapping[str, str], statement: Callable[[], object]
+) -> None:
+    """Run ``statement`` so that Spark's Iceberg commits in it carry ``properties``.
+
+    Iceberg's ``CommitMetadata.withCommitProperties(Map, Callable, Class)`` sets a
+    thread-local that ``SparkWrite`` and ``SparkPositionDeltaWrite`` add to the snapshot
+    summary (the supported way for SQL statements, which take no write options). With
+    PySpark's pinned threads, the callback runs on the JVM thread that called it, so the
+    statement commits where the thread-local is set.
+    """
+    from py4j.protocol import Py4JJavaError
+    from pyspark.java_gateway import ensure_callback_server_started
+
+    context = spark.sparkContext
+    gateway = cast(Any, context)._gateway
+    jvm = cast(Any, context)._jvm
+    ensure_callback_server_started(gateway)
+    java_properties = jvm.java.util.HashMap()
+    for key, value in properties.items():
+        java_properties.put(key, value)
+    callable_ = _JavaCallable(statement)
+    try:
+        jvm.org.apache.iceberg.spark.CommitMetadata.withCommitProperties(
+            java_properties, callable_, jvm.java.lang.Class.forName("java.lang.Exception")
+        )
+    except Py4JJavaError:
+        if callable_.error is not None:
+            raise callable_.error from None
+        raise
+    if callable_.error is not None:
+        raise callable_.error
+
+
+# Conflicts --------------------------------------------------------------------------------
+
+
+def _java_causes(exc: BaseException) -> Iterator[Any]:
+    """The JVM throwable behind a Py4J or PySpark error, and its causes."""
+    throwable = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
+    if throwable is not None and hasattr(throwable, "java_exception"):
+        throwable = throwable.java_exception
+    seen = 0
+    while throwable is not None and seen < 20:
+        yield throwable
+        throwable = throwable.getCause()
+        seen += 1
+
+
+def is_commit_conflict(exc: BaseException) -> bool:
+    """True when a Spark error comes from an Iceberg commit conflict (worth a retry)."""
+    try:
+        for throwable in _java_causes(exc):
+            if throwable.getClass().getName() in _CONFLICT_CLASSES:
+                return True
+    except Exception:
+        pass
+    text = str(exc)
+    return any(name in text for name in _CONFLICT_CLASSES)
+
+
+def committed_snapshot(table: Table, run_properties: Mapping[str, str]) -> int | None:
+    """The newest snapshot carrying this write's properties (another writer may be newer)."""
+    snapshot = table.current_snapshot()
+    probe = {
+        k: run_properties[k] for k in ("dagster.run_id", "dagster.asset_key") if k in run_properties
+    }
+    while snapshot is not None:
+        summary = snapshot.summary.additional_properties if snapshot.summary else {}
+        if all(summary.get(k) == v for k, v in probe.items()):
+            return snapshot.snapshot_id
+        if snapshot.parent_snapshot_id is None:
+            break
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id)
+    current = table.current_snapshot()
+    return current.snapshot_id if current else None
+
+
+def added_records(table: Table, snapshot_id: int | None) -> int:
+    if snapshot_id is None:
+        return 0
+    snapshot = table.snapshot_by_id(snapshot_id)
+    if snapshot is None or snapshot.summary is None:
+        return 0
+    return int(snapshot.summary.additional_properties.get("added-records", 0))

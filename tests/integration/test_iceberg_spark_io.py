@@ -1,0 +1,514 @@
+"""The Iceberg IO manager's Spark path: DataFrames written and read through Spark's catalog."""
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+from py4j.protocol import Py4JJavaError
+from pyiceberg.transforms import DayTransform, IdentityTransform
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from resources.iceberg_io_manager import (
+    ASSET_KEY_PROPERTY,
+    PARTITION_KEYS_PROPERTY,
+    RUN_ID_PROPERTY,
+    WRITE_MODE_PROPERTY,
+    IcebergCommitError,
+    IcebergIOManager,
+)
+from resources.settings import LakehouseSettings
+from tests.integration.conftest import failure_message, metadata_value
+from tests.integration.test_iceberg_io_manager import (
+    DAYS,
+    IO_KEY,
+    PARTITIONS,
+    current_snapshot_id,
+    daily_rows,
+    load,
+    rows_by_day,
+    run,
+    summary_of,
+    versions_by_day,
+)
+
+pytestmark = pytest.mark.integration
+
+#: Builds an asset's Spark output for a partition time window.
+SparkProducer = Callable[[dg.AssetExecutionContext], DataFrame]
+
+
+@pytest.fixture
+def io_manager(resources: Any, settings: LakehouseSettings) -> IcebergIOManager:
+    return IcebergIOManager(
+        catalog=resources.iceberg,
+        namespaces={str(k): v for k, v in settings.catalog.namespaces.items()},
+        retry_base_seconds=0.01,
+    )
+
+
+@pytest.fixture
+def table_name() -> str:
+    return f"s_{uuid.uuid4().hex[:10]}"
+
+
+def to_spark(spark: SparkSession, table: pa.Table) -> DataFrame:
+    """An Arrow table as a Spark DataFrame with the matching Spark types."""
+    rows = [tuple(row.values()) for row in table.to_pylist()]
+    return spark.createDataFrame(rows, from_arrow_schema(table.schema))
+
+
+def spark_rows(
+    spark: SparkSession, version: str, skip: Sequence[str] = (), **kwargs: Any
+) -> SparkProducer:
+    """:func:`daily_rows` as a DataFrame, without the rows of the days in ``skip``."""
+
+    def produce(context: dg.AssetExecutionContext) -> DataFrame:
+        table = daily_rows(version, **kwargs)(context)
+        keep = [d.isoformat() not in skip for d in table.column("event_date").to_pylist()]
+        return to_spark(spark, table.filter(pa.array(keep)))
+
+    return produce
+
+
+def spark_asset(
+    name: str, produce: SparkProducer, metadata: dict[str, Any], partitioned: bool = True
+) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=name,
+        key_prefix="silver",
+        partitions_def=PARTITIONS if partitioned else None,
+        metadata=metadata,
+        io_manager_key=IO_KEY,
+    )
+    def _asset(context: dg.AssetExecutionContext) -> DataFrame:
+        return produce(context)
+
+    return _asset
+
+
+DAILY = {"partition_expr": "event_date"}
+
+
+def test_overwrite_of_one_partition_leaves_the_others(
+    spark: SparkSession, io_manager: IcebergIOManager, table_name: str
+) -> None:
+    for day in DAYS[:3]:
+        run([spark_asset(table_name, spark_rows(spark, "a"), DAILY)], io_manager, [day])
+    result = run([spark_asset(table_name, spark_rows(spark, "b"), DAILY)], io_manager, [DAYS[1]])
+
+    table = load(io_manager, table_name)
+    assert versions_by_day(table) == {DAYS[0]: {"a"}, DAYS[1]: {"b"}, DAYS[2]: {"a"}}
+    assert rows_by_day(table) == {DAYS[0]: 3, DAYS[1]: 3, DAYS[2]: 3}
+    assert [type(f.transform) for f in table.spec().fields] == [IdentityTransform]
+    node = f"silver__{table_name}"
+    assert metadata_value(result, node, "dagster/row_count") == 3
+    assert metadata_value(result, node, "dagster/table_name") == f"lakehouse.silver.{table_name}"
+    assert metadata_value(result, node, "dagster/uri") == table.location()
+    columns = metadata_value(result, node, "dagster/column_schema").columns
+    assert [c.name for c in columns] == ["id", "event_date", "amount", "version"]
+    assert metadata_value(result, node, "snapshot_id") == str(current_snapshot_id(table))
+    assert metadata_value(result, node, "write_mode") == "overwrite"
+    assert metadata_value(result, node, "commit_attempts") == 1
+
+
+def test_range_overwrite_replaces_its_window_in_one_commit_and_empties_days_without_rows(
+    spark: SparkSession, io_manager: IcebergIOManager, table_name: str
+) -> None:
+    run([spark_asset(table_name, spark_rows(spark, "a"), DAILY)], io_manager, DAYS[:5])
+    commits_before = len(load(io_manager, table_name).metadata.metadata_log)
+
+    # Days 2-4 in one run; the new input has no row for day 3.
+    produce = spark_rows(spark, "b", skip=[DAYS[2]], per_day=2)
+    result = run([spark_asset(table_name, produce, DAILY)], io_manager, DAYS[1:4])
+
+    table = load(io_manager, table_name)
+    assert rows_by_day(table) == {DAYS[0]: 3, DAYS[1]: 2, DAYS[3]: 2, DAYS[4]: 3}
+    assert versions_by_day(table) == {
+        DAYS[0]: {"a"},
+        DAYS[1]: {"b"},
+        DAYS[3]: {"b"},
+        DAYS[4]: {"a"},
+    }
+    assert len(table.metadata.metadata_log) == commits_before + 1
+    summary = summary_of(table)
+    assert summary[PARTITION_KEYS_PROPERTY] == ",".join(DAYS[1:4])
+    assert summary[RUN_ID_PROPERTY] == result.run_id
+    assert metadata_value(result, f"silver__{table_name}", "dagster/row_count") == 4
+
+
+def test_append_adds_rows_and_keeps_the_assets_cache(
+    spark: SparkSession, io_manager: IcebergIOManager, table_name: str
+) -> None:
+    cached: list[DataFrame] = []
+
+    def produce(context: dg.AssetExecutionContext) -> DataFrame:
+        frame = spark_rows(spark, "a")(context).cache()
+        cached.append(frame)
+        return frame
+
+    asset = spark_asset(table_name, produce, {**DAILY, "write_mode": "append"})
+    run([asset], io_manager, [DAYS[0]])
+    result = run([asset], io_manager, [DAYS[0]])
+
+    assert rows_by_day(load(io_manager, table_name)) == {DAYS[0]: 6}
+    assert metadata_value(result, f"silver__{table_name}", "dagster/row_count") == 3
+    assert summary_of(load(io_manager, table_name))[WRITE_MODE_PROPERTY] == "append"
+    # The asset's cache is the asset's business: the IO manager does not drop it.
+    assert all(frame.is_cached for frame in cached)
+    for frame in cached:
+        frame.unpersist()
+
+
+def _orders(spark: SparkSession, rows: list[tuple[str, int, str, datetime]]) -> DataFrame:
+    schema = "order_id string, version bigint, status string, updated_at timestamp"
+    return spark.createDataFrame(rows, schema)
+
+
+def test_upsert_keeps_the_latest_version_and_is_replay_safe(
+    spark: SparkSession, io_manager: IcebergIOManager, table_name: str
+) -> None:
+    at = datetime(2026, 1, 2, 10, tzinfo=UTC)
+    batches = iter(
+        [
+            # Two versions of A in one input: only v2 stays.
+            [("A", 1, "created", at), ("A", 2, "paid", at), ("B", 1, "created", at)],
+            # A late, older version of A arrives, and a newer B.
+            [("A", 1, "created", at), ("B", 3, "shipped", at), ("C", 1, "created", at)],
+            # The same input replayed.
+            [("A", 1, "created", at), ("B", 3, "shipped", at), ("C", 1, "created", at)],
+        ]
+    )
+    meta = {
+        "partition_expr": "updated_at",
+        "write_mode": "upsert",
+        "primary_key": ["order_id"],
+        "sequence_column": "version",
+        "snapshot_properties": {"source": "orders-topic"},
+    }
+    asset = spark_asset(table_name, lambda _: _orders(spark, next(batches)), meta)
+    node = f"silver__{table_name}"
+
+    def content() -> list[tuple[str, int, str]]:
+        data = load(io_manager, table_name).scan().to_arrow().to_pylist()
+        return sorted((r["order_id"], r["version"], r["status"]) for r in data)
+
+    first = run([asset], io_manager, [DAYS[1]])
+    table = load(io_manager, table_name)
+    assert [type(f.transform) for f in table.spec().fields] == [DayTransform]
+    assert content() == [("A", 2, "paid"), ("B", 1, "created")]
+    assert metadata_value(first, node, "input_duplicates_dropped") == 1
+
+    second = run([asset], io_manager, [DAYS[1]])
+    assert content() == [("A", 2, "paid"), ("B", 3, "shipped"), ("C", 1, "created")]
+    assert metadata_value(second, node, "rows_skipped_not_newer") == 1
+    assert metadata_value(second, node, "rows_updated") == 1
+    assert metadata_value(second, node, "rows_inserted") == 1
+    assert metadata_value(second, node, "dagster/row_count") == 2
+    # The MERGE commit carries the run's snapshot properties.
+    summary = summary_of(load(io_manager, table_name))
+    assert summary[RUN_ID_PROPERTY] == second.run_id
+    assert summary[WRITE_MODE_PROPERTY] == "upsert"
+    assert summary[ASSET_KEY_PROPERTY] == f"silver/{table_name}"
+    assert summary[PARTITION_KEYS_PROPERTY] == DAYS[1]
+    assert summary["source"] == "orders-topic"
+    assert metadata_value(second, node, "snapshot_id") == str(
+        current_snapshot_id(load(io_manager, table_name))
+    )
+
+    before = current_snapshot_id(load(io_manager, table_name))
+    third = run([asset], io_manager, [DAYS[1]])
+    assert content() == [("A", 2, "paid"), ("B", 3, "shipped"), ("C", 1, "created")]
+    assert metadata_value(third, node, "rows_skipped_not_newer") == 3
+    # Nothing newer: no commit.
+    assert current_snapshot_id(load(io_manager, table_name)) == before
+
+
+def test_overwrite_commit_carries_the_snapshot_properties(
+    spark: SparkSession, io_manager: IcebergIOManager, table_name: str
+) -> None:
+    offsets = {"plain-events": {"0": [10, 42]}}
+
+    @dg.asset(
+        name=table_name,
+        key_prefix="silver",
+        partitions_def=PARTITIONS,
+        metadata=DAILY,
+        io_manager_key=IO_KEY,
+    )
+    def with_offsets(context: dg.AssetExecutionContext) -> dg.Output[DataFrame]:
+        return dg.Output(
+            spark_rows(spark, "a")(context),
+            metadata={"snapshot_properties": {"kafka.offsets": json.dumps(offsets)}},
+        )
+
+    result = run([with_offsets], io_manager, [DAYS[3]])
+    summary = summary_of(load(io_manager, table_name))
+    assert summary[RUN_ID_PROPERTY] == result.run_id
+    assert summary[PARTITION_KEYS_PROPERTY] == DAYS[3]
+    assert summary[ASSET_KEY_PROPERTY] == f"silver/{table_name}"
+    assert summary[WRITE_MODE_PROPERTY] == "overwrite"
+    assert json.loads(summary["kafka.offsets"]) == offsets
+
+
+def test_new_optional_column_evolves_the_schema(
+    spark: SparkSession, io_manager: IcebergIOManager, table_name: str
+) -> None:
+    run([spark_asset(table_name, spark_rows(spark, "a"), DAILY)], io_manager, [DAYS[0]])
+    produce = spark_rows(spark, "b", extra={"channel": (pa.string(), "web")})
+    result = run([spark_asset(table_name, produce, DAILY)], io_manager, [DAYS[1]])
+
+    table = load(io_manager, table_name)
+    assert table.schema().find_field("channel").optional
+    by_day = {
+        (r["event_date"].isoformat(), r["channel"]) for r in table.scan().to_arrow().to_pylist()
+    }
+    assert by_day == {(DAYS[0], None), (DAYS[1], "web")}
+    node = f"silver__{table_name}"
+    assert metadata_value(result, node, "schema_changes") == ["added column channel (string)"]
+
+    # An older producer without the new column still writes (the column is optional).
+    run([spark_asset(table_name, spark_rows(spark, "c"), DAILY)], io_manager, [DAYS[2]])
+    assert rows_by_day(load(io_manager, table_name))[DAYS[2]] == 3
+
+
+def test_narrowing_change_fails_naming_table_and_column(
+    spark: SparkSession, io_manager: IcebergIOManager, table_name: str
+) -> None:
+    run([spark_asset(table_name, spark_rows(spark, "a"), DAILY)], io_manager, [DAYS[0]])
+
+    def narrowed(context: dg.AssetExecutionContext) -> DataFrame:
+        frame = spark_rows(spark, "b")(context)
+        return frame.withColumn("amount", frame["amount"].cast("int"))
+
+    result = run(
+        [spark_asset(table_name, narrowed, DAILY)], io_manager, [DAYS[1]], raise_on_error=False
+    )
+    message = failure_message(result)
+    assert f"lakehouse.silver.{table_name}" in message
+    assert "'amount'" in message
+    assert "narrowing from long to int" in message
+    assert rows_by_day(load(io_manager, table_name)) == {DAYS[0]: 3}
+
+
+def test_rows_outside_the_run_window_are_refused(
+    spark: SparkSession, io_manager: IcebergIOManager, table_name: str
+) -> None:
+    def stray(context: dg.AssetExecutionContext) -> DataFrame:
+        frame = spark_rows(spark, "a")(context)
+        return frame.withColumn("event_date", frame["event_date"] + 5)
+
+    result = run([spark_asset(table_name, stray, DAILY)], io_manager, [DAYS[0]], False)
+    message = failure_message(result)
+    assert f"lakehouse.silver.{table_name}" in message
+    assert "3 of 3 rows have event_date outside the run's partitions (2026-01-01)" in message
+
+
+def test_unpartitioned_asset_overwrites_the_whole_table(
+    spark: SparkSession, io_manager: IcebergIOManager, table_name: str
+) -> None:
+    def fixed(version: str, n: int) -> SparkProducer:
+        return lambda _: spark.createDataFrame(
+            [(i, version) for i in range(n)], "id bigint, version string"
+        )
+
+    run([spark_asset(table_name, fixed("a", 5), {}, partitioned=False)], io_manager)
+    run([spark_asset(table_name, fixed("b", 2), {}, partitioned=False)], io_manager)
+    data = load(io_manager, table_name).scan().to_arrow()
+    assert data.num_rows == 2
+    assert set(data.column("version").to_pylist()) == {"b"}
+
+
+def _downstream_days(
+    name: str, upstream: dg.AssetsDefinition, seen: dict[str, Any], annotation: str
+) -> dg.AssetsDefinition:
+    """A downstream asset that records which days (and which engine) it received."""
+
+    if annotation == "spark":
+
+        @dg.asset(
+            key_prefix="gold",
+            name=name,
+            partitions_def=PARTITIONS,
+            ins={"rows": dg.AssetIn(key=upstream.key)},
+            io_manager_key="mem",
+        )
+        def as_spark(context: dg.AssetExecutionContext, rows: DataFrame) -> int:
+            seen[context.run.run_id] = (
+                type(rows),
+                sorted({r["event_date"].isoformat() for r in rows.collect()}),
+            )
+            return rows.count()
+
+        return as_spark
+
+    if annotation == "metadata":
+
+        @dg.asset(
+            key_prefix="gold",
+            name=name,
+            partitions_def=PARTITIONS,
+            ins={"rows": dg.AssetIn(key=upstream.key, metadata={"engine": "spark"})},
+            io_manager_key="mem",
+        )
+        def by_metadata(context: dg.AssetExecutionContext, rows: Any) -> int:
+            seen[context.run.run_id] = (
+                type(rows),
+                sorted({r["event_date"].isoformat() for r in rows.collect()}),
+            )
+            return int(rows.count())
+
+        return by_metadata
+
+    @dg.asset(
+        key_prefix="gold",
+        name=name,
+        partitions_def=PARTITIONS,
+        ins={"rows": dg.AssetIn(key=upstream.key)},
+        io_manager_key="mem",
+    )
+    def as_arrow(context: dg.AssetExecutionContext, rows: pa.Table) -> int:
+        seen[context.run.run_id] = (
+            type(rows),
+            sorted({d.isoformat() for d in rows.column("event_date").to_pylist()}),
+        )
+        return rows.num_rows
+
+    return as_arrow
+
+
+def _load_range(
+    io_manager: IcebergIOManager,
+    upstream: dg.AssetsDefinition,
+    downstream: dg.AssetsDefinition,
+    days: Sequence[str],
+) -> str:
+    result = dg.materialize(
+        [upstream, downstream],
+        resources={IO_KEY: io_manager, "mem": dg.InMemoryIOManager()},
+        selection=[downstream],
+        tags={
+            "dagster/asset_partition_range_start": days[0],
+            "dagster/asset_partition_range_end": days[-1],
+        },
+    )
+    return result.run_id
+
+
+def test_spark_input_loads_the_partition_window_of_an_arrow_written_table(
+    spark: SparkSession, io_manager: IcebergIOManager, table_name: str
+) -> None:
+    from tests.integration.test_iceberg_io_manager import silver_asset
+
+    upstream = silver_asset(table_name, daily_rows("a"), DAILY)
+    run([upstream], io_manager, DAYS[:5])
+    seen: dict[str, Any] = {}
+
+    by_type = _downstream_days(f"{table_name}_spark", upstream, seen, "spark")
+    run_id = _load_range(io_manager, upstream, by_type, DAYS[1:4])
+    frame_type, days = seen[run_id]
+    assert issubclass(frame_type, DataFrame)
+    assert days == DAYS[1:4]
+
+    by_metadata = _downstream_days(f"{table_name}_meta", upstream, seen, "metadata")
+    run_id = _load_range(io_manager, upstream, by_metadata, DAYS[2:3])
+    frame_type, days = seen[run_id]
+    assert issubclass(frame_type, DataFrame)
+    assert days == [DAYS[2]]
+
+
+def test_arrow_input_loads_a_spark_written_table(
+    spark: SparkSession, io_manager: IcebergIOManager, table_name: str
+) -> None:
+    upstream = spark_asset(table_name, spark_rows(spark, "a"), DAILY)
+    run([upstream], io_manager, DAYS[:4])
+    seen: dict[str, Any] = {}
+    downstream = _downstream_days(f"{table_name}_arrow", upstream, seen, "arrow")
+    run_id = _load_range(io_manager, upstream, downstream, DAYS[1:3])
+    frame_type, days = seen[run_id]
+    assert frame_type is pa.Table
+    assert days == DAYS[1:3]
+
+
+def test_spark_writes_a_table_written_by_pyiceberg_and_vice_versa(
+    spark: SparkSession, io_manager: IcebergIOManager, table_name: str
+) -> None:
+    from tests.integration.test_iceberg_io_manager import silver_asset
+
+    run([silver_asset(table_name, daily_rows("a"), DAILY)], io_manager, DAYS[:2])
+    run([spark_asset(table_name, spark_rows(spark, "b"), DAILY)], io_manager, [DAYS[1]])
+    run([silver_asset(table_name, daily_rows("c"), DAILY)], io_manager, [DAYS[2]])
+    assert versions_by_day(load(io_manager, table_name)) == {
+        DAYS[0]: {"a"},
+        DAYS[1]: {"b"},
+        DAYS[2]: {"c"},
+    }
+    # Spark sees pyiceberg's latest commit (no stale catalog cache).
+    assert spark.table(f"lakehouse.silver.{table_name}").count() == 9
+
+
+def _java_conflict(spark: SparkSession) -> Py4JJavaError:
+    """A Py4J error around a real Iceberg CommitFailedException, as Spark raises it."""
+    context: Any = spark.sparkContext
+    no_args = context._gateway.new_array(context._jvm.java.lang.Object, 0)
+    java_error = context._jvm.org.apache.iceberg.exceptions.CommitFailedException(
+        "Cannot commit: stale metadata", no_args
+    )
+    return Py4JJavaError("An error occurred while calling o1.overwrite.\n", java_error)
+
+
+def test_spark_commit_conflicts_are_retried_then_reported(
+    spark: SparkSession,
+    io_manager: IcebergIOManager,
+    table_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asset = spark_asset(table_name, spark_rows(spark, "a"), DAILY)
+    real_attempt = IcebergIOManager._spark_attempt
+    calls = {"n": 0}
+
+    def flaky(self: IcebergIOManager, *args: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise _java_conflict(spark)
+        return real_attempt(self, *args)
+
+    monkeypatch.setattr(IcebergIOManager, "_spark_attempt", flaky)
+    result = run([asset], io_manager, [DAYS[0]])
+    assert metadata_value(result, f"silver__{table_name}", "commit_attempts") == 3
+    assert rows_by_day(load(io_manager, table_name)) == {DAYS[0]: 3}
+
+    def always(self: IcebergIOManager, *args: Any) -> Any:
+        raise _java_conflict(spark)
+
+    monkeypatch.setattr(IcebergIOManager, "_spark_attempt", always)
+    failed = run([asset], io_manager, [DAYS[1]], raise_on_error=False)
+    message = failure_message(failed)
+    assert f"lakehouse.silver.{table_name}" in message
+    assert "failed 6 times" in message
+    assert IcebergCommitError.__name__ in message
+    assert rows_by_day(load(io_manager, table_name)) == {DAYS[0]: 3}
+
+
+def test_spark_input_without_an_active_session_fails_clearly(
+    io_manager: IcebergIOManager, table_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.integration.test_iceberg_io_manager import silver_asset
+
+    upstream = silver_asset(table_name, daily_rows("a"), DAILY)
+    run([upstream], io_manager, [DAYS[0]])
+    downstream = _downstream_days(f"{table_name}_spark", upstream, {}, "spark")
+    monkeypatch.setattr(SparkSession, "getActiveSession", classmethod(lambda cls: None))
+    result = dg.materialize(
+        [upstream, downstream],
+        resources={IO_KEY: io_manager, "mem": dg.InMemoryIOManager()},
+        selection=[downstream],
+        partition_key=DAYS[0],
+        raise_on_error=False,
+    )
+    assert "no active Spark session" in failure_message(result)
