@@ -102,6 +102,9 @@ CHECK_UNIQUE = "contract_unique"
 CHECK_ROW_COUNT = "contract_row_count"
 CHECK_FRESHNESS = "contract_freshness"
 
+#: Partition time column of silver tables whose contract marks none.
+DEFAULT_PARTITION_COLUMN = "event_date"
+
 #: Sample failing keys reported per rule.
 DEFAULT_SAMPLE_SIZE = 5
 
@@ -144,7 +147,8 @@ def check_result(
     """
     failed = [o for o in outcomes if o.failing]
     errors = [o for o in failed if o.severity == "error"]
-    severity = dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN
+    only_warnings = failed and not errors
+    severity = dg.AssetCheckSeverity.WARN if only_warnings else dg.AssetCheckSeverity.ERROR
     if failed:
         shown = "; ".join(f"{o.rule_id}: {o.failing} {o.unit}" for o in failed)
         description = f"{len(failed)} of {len(outcomes)} rule(s) failed: {shown}"
@@ -639,7 +643,7 @@ def build_contract_checks(
     asset_key: dg.AssetKey,
     partitions_def: dg.PartitionsDefinition | None,
     *,
-    partition_column: str | None = "event_date",
+    partition_column: str | None = None,
     table_wide_keys: bool = False,
     related_assets: Mapping[str, dg.AssetKey] | None = None,
     io_manager_key: str = "iceberg_io_manager",
@@ -655,6 +659,7 @@ def build_contract_checks(
         partitions_def: The asset's partitions; partition-scoped checks get the same.
         partition_column: Column holding the partition's time (the asset's
             ``partition_expr``); a run's checks read the rows of its window on it.
+            Default: the contract's ``partitioned: true`` column, else ``event_date``.
         table_wide_keys: Check key uniqueness over the whole table (assets written
             with ``write_mode: upsert`` hold one row per key across partitions).
         related_assets: Asset key of another contract table a built-in rule reads
@@ -681,7 +686,9 @@ def build_contract_checks(
             table,
             asset_key,
             partitions_def,
-            partition_column=partition_column,
+            partition_column=partition_column
+            or contract.partition_column(table)
+            or DEFAULT_PARTITION_COLUMN,
             table_wide_keys=table_wide_keys,
             related_assets=related_assets or {},
             io_manager_key=io_manager_key,
@@ -1078,7 +1085,7 @@ def _rows_by_partition(
 ) -> dict[str, int]:
     """Rows per day of the window (days without rows count 0); whole table: one count."""
     if window is None or target.partition_column is None:
-        return {"all": iceberg.scan(selected_fields=()).count()}
+        return {"all": iceberg.scan().count()}
     column = target.partition_column
     data = iceberg.scan(
         row_filter=target.row_filter(iceberg, window, name), selected_fields=(column,)
@@ -1167,7 +1174,7 @@ def contract_checks_for_asset(
         table,
         asset_key,
         asset.partitions_def,
-        partition_column=_metadata_value(metadata, "partition_expr") or "event_date",
+        partition_column=_metadata_value(metadata, "partition_expr"),
         table_wide_keys=_metadata_value(metadata, "write_mode") == "upsert",
         related_assets=related_assets,
         io_manager_key=io_manager_key,

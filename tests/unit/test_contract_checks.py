@@ -381,6 +381,7 @@ def test_check_result_severity_follows_the_failing_rules() -> None:
 
     passed = check_result([ok])
     assert passed.passed
+    assert passed.severity == dg.AssetCheckSeverity.ERROR
     only_warning = check_result([ok, warned])
     assert not only_warning.passed
     assert only_warning.severity == dg.AssetCheckSeverity.WARN
