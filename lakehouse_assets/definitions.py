@@ -34,5 +34,9 @@ automation = dg.AutomationConditionSensorDefinition(
 defs = dg.Definitions.merge(
     bronze_definitions(settings),
     silver_definitions(settings),
-    dg.Definitions(sensors=[automation], resources=build_resources(settings)),
+    # Steps of a run share one process: one Spark session (one JVM) serves every
+    # Spark step of a run, instead of one per step process.
+    dg.Definitions(
+        sensors=[automation], resources=build_resources(settings), executor=dg.in_process_executor
+    ),
 )

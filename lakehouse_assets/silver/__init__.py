@@ -1,18 +1,28 @@
 """Silver: clean, typed, deduplicated Iceberg tables built from bronze by PySpark.
 
 One multi-asset per dataset (:mod:`lakehouse_assets.silver.assets`) writes the
-tables of the dataset's contract and its quarantine table; checks generated from
-the contract guard them.
+tables of the dataset's contract and its quarantine table; the asset checks
+generated from the same contract (:mod:`lakehouse_assets.silver.checks`) guard
+every table, and those of severity ``error`` block what is downstream.
 """
 
 from __future__ import annotations
 
 import dagster as dg
 
+from lakehouse_assets.contracts import load_contract
 from lakehouse_assets.silver.assets import build_silver_asset
+from lakehouse_assets.silver.checks import contract_checks_for_asset
 from resources.settings import LakehouseSettings
 
 
 def silver_definitions(settings: LakehouseSettings) -> dg.Definitions:
-    """The silver multi-asset of every configured dataset."""
-    return dg.Definitions(assets=[build_silver_asset(settings, name) for name in settings.datasets])
+    """The silver multi-asset of every configured dataset, with its contract checks."""
+    assets, checks = [], []
+    for name in settings.datasets:
+        asset = build_silver_asset(settings, name)
+        contract = load_contract(settings.contract_path(name))
+        assets.append(asset)
+        for table in contract.tables:
+            checks.extend(contract_checks_for_asset(contract, table, asset))
+    return dg.Definitions(assets=assets, asset_checks=checks)
