@@ -1,4 +1,4 @@
-"""IO manager for Iceberg tables written through pyiceberg (Arrow tables).
+"""IO manager for Iceberg tables: Arrow tables through pyiceberg, Spark DataFrames through Spark.
 
 An asset key ``["silver", "orders"]`` is the table ``<catalog>.silver.orders``: the
 first key component is a medallion layer mapped to its namespace
@@ -34,13 +34,20 @@ from the input) fails with an :class:`IcebergSchemaError` naming the table, the
 column and the change. Concurrent commits that conflict are retried from scratch
 (re-loading the table) with exponential backoff and jitter.
 
-Only Arrow tables are handled today. A Spark DataFrame path plugs in at
-:meth:`IcebergIOManager.handle_output` (dispatch on the object's type) and reuses
-:class:`WriteRequest` (table, mode, window, properties) unchanged.
+Engines. An asset returns a ``pyarrow.Table`` (or ``RecordBatchReader``), written by
+pyiceberg, or a ``pyspark.sql.DataFrame``, written by Spark's Iceberg catalog of the
+same name (:mod:`resources.iceberg_spark`). Both share :class:`WriteRequest`, the table
+creation and partitioning, the schema evolution rules, the snapshot properties, the
+retries and the materialisation metadata; a table written by one engine is read and
+written by the other. Inputs load as a ``pyarrow.Table`` by default, and as a lazy
+Spark DataFrame (the requested partitions only) when the input is annotated
+``pyspark.sql.DataFrame`` or its metadata says ``{"engine": "spark"}``; that needs an
+active Spark session (the asset's ``spark`` resource).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -144,13 +151,15 @@ class SchemaPlan:
 
 
 class IcebergIOManager(dg.ConfigurableIOManager):
-    """Stores Arrow tables as Iceberg tables through pyiceberg, partition-aware.
+    """Stores Arrow tables (pyiceberg) and Spark DataFrames (Spark) as Iceberg tables.
 
     Asset ``["<layer>", ..., "<table>"]`` ↔ table ``<namespace of layer>.<table>``.
     Asset metadata: ``partition_expr`` (partition time column), ``write_mode``
     (overwrite | append | upsert), ``primary_key`` and ``sequence_column`` (upsert),
     ``snapshot_properties`` (extra snapshot summary properties). Loads return a
-    ``pyarrow.Table`` with the rows of the requested partitions.
+    ``pyarrow.Table`` with the rows of the requested partitions, or a lazy Spark
+    DataFrame for inputs annotated ``pyspark.sql.DataFrame`` or with input metadata
+    ``{"engine": "spark"}``.
     """
 
     catalog: IcebergCatalogResource = Field(
@@ -680,8 +689,13 @@ def _wants_spark(context: dg.InputContext) -> bool:
 
 
 def _first_line(exc: BaseException | None) -> str:
-    """An error's first line (Py4J errors carry the whole Java stack trace)."""
+    """An error's first line; for a Py4J error the Java exception's (not its stack trace)."""
+    java_exception = getattr(exc, "java_exception", None)
     text = str(exc).strip()
+    if java_exception is not None:
+        # The JVM may be gone: then the Python text will do.
+        with contextlib.suppress(Exception):
+            text = str(java_exception.toString()).strip()
     return text.splitlines()[0] if text else ""
 
 

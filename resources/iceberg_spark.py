@@ -23,6 +23,7 @@ pinned JVM thread, which is where Spark commits.
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 _SEQ = "__lakehouse_existing_sequence"
 _RANK = "__lakehouse_rank"
-_SOURCE_VIEW = "__lakehouse_merge_source"
+_SOURCE_VIEW_PREFIX = "__lakehouse_merge_source_"
 
 #: Iceberg exceptions that mean "another writer committed first": retry from scratch.
 _CONFLICT_CLASSES = frozenset(
@@ -285,18 +286,20 @@ def upsert(
         return SparkCommit(rows=0, details=details, committed=False)
 
     changed = classified.where(newer).select(*source.columns)
-    changed.createOrReplaceTempView(_SOURCE_VIEW)
+    # One view per MERGE: steps of a multi-threaded run share the session's temp views.
+    view = f"{_SOURCE_VIEW_PREFIX}{uuid.uuid4().hex}"
+    changed.createOrReplaceTempView(view)
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     seq = f"`{sequence}`"
     statement = (
-        f"MERGE INTO {target} AS t USING {_SOURCE_VIEW} AS s ON {on} "
+        f"MERGE INTO {target} AS t USING {view} AS s ON {on} "
         f"WHEN MATCHED AND (t.{seq} IS NULL OR s.{seq} > t.{seq}) THEN UPDATE SET * "
         "WHEN NOT MATCHED THEN INSERT *"
     )
     try:
         with_commit_properties(spark, request.snapshot_properties, lambda: spark.sql(statement))
     finally:
-        spark.catalog.dropTempView(_SOURCE_VIEW)
+        spark.catalog.dropTempView(view)
     return SparkCommit(rows=inserted + updated, details=details)
 
 
@@ -382,9 +385,11 @@ def is_commit_conflict(exc: BaseException) -> bool:
 
 def committed_snapshot(table: Table, run_properties: Mapping[str, str]) -> int | None:
     """The newest snapshot carrying this write's properties (another writer may be newer)."""
+    from resources.iceberg_io_manager import ASSET_KEY_PROPERTY, RUN_ID_PROPERTY
+
     snapshot = table.current_snapshot()
     probe = {
-        k: run_properties[k] for k in ("dagster.run_id", "dagster.asset_key") if k in run_properties
+        k: run_properties[k] for k in (RUN_ID_PROPERTY, ASSET_KEY_PROPERTY) if k in run_properties
     }
     while snapshot is not None:
         summary = snapshot.summary.additional_properties if snapshot.summary else {}

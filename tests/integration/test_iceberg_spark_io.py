@@ -3,7 +3,7 @@
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -227,6 +227,54 @@ def test_upsert_keeps_the_latest_version_and_is_replay_safe(
     assert metadata_value(third, node, "rows_skipped_not_newer") == 3
     # Nothing newer: no commit.
     assert current_snapshot_id(load(io_manager, table_name)) == before
+
+
+def test_timestamp_partitions_overwrite_and_load_by_day(
+    spark: SparkSession, io_manager: IcebergIOManager, table_name: str
+) -> None:
+    def events(status: str) -> SparkProducer:
+        def produce(context: dg.AssetExecutionContext) -> DataFrame:
+            window = context.partition_time_window
+            days = (window.end - window.start).days
+            starts = [window.start + timedelta(days=d) for d in range(days)]
+            rows = [
+                (f"{start.date()}-{h}", 1, status, start.replace(hour=h))
+                for start in starts
+                for h in (0, 12, 23)
+            ]
+            return _orders(spark, rows)
+
+        return produce
+
+    meta = {"partition_expr": "updated_at"}
+    run([spark_asset(table_name, events("a"), meta)], io_manager, DAYS[:3])
+    run([spark_asset(table_name, events("b"), meta)], io_manager, [DAYS[1]])
+
+    table = load(io_manager, table_name)
+    assert [type(f.transform) for f in table.spec().fields] == [DayTransform]
+    statuses = {
+        (r["updated_at"].date().isoformat(), r["status"])
+        for r in table.scan().to_arrow().to_pylist()
+    }
+    assert statuses == {(DAYS[0], "a"), (DAYS[1], "b"), (DAYS[2], "a")}
+    assert table.scan().to_arrow().num_rows == 9
+
+    seen: dict[str, Any] = {}
+
+    @dg.asset(
+        key_prefix="gold",
+        name=f"{table_name}_hours",
+        partitions_def=PARTITIONS,
+        ins={"rows": dg.AssetIn(key=dg.AssetKey(["silver", table_name]))},
+        io_manager_key="mem",
+    )
+    def hours(context: dg.AssetExecutionContext, rows: DataFrame) -> int:
+        seen[context.run.run_id] = sorted(r["order_id"] for r in rows.collect())
+        return rows.count()
+
+    upstream = spark_asset(table_name, events("a"), meta)
+    run_id = _load_range(io_manager, upstream, hours, [DAYS[2]])
+    assert seen[run_id] == [f"{DAYS[2]}-{h}" for h in (0, 12, 23)]
 
 
 def test_overwrite_commit_carries_the_snapshot_properties(
@@ -491,6 +539,7 @@ def test_spark_commit_conflicts_are_retried_then_reported(
     message = failure_message(failed)
     assert f"lakehouse.silver.{table_name}" in message
     assert "failed 6 times" in message
+    assert "CommitFailedException: Cannot commit: stale metadata" in message
     assert IcebergCommitError.__name__ in message
     assert rows_by_day(load(io_manager, table_name)) == {DAYS[0]: 3}
 
