@@ -22,6 +22,11 @@ metadata, which wins):
     replaces a newer one).
 ``primary_key`` / ``sequence_column``
     Key columns and version column for ``upsert``.
+``group_key``
+    Optional, ``upsert`` of Spark DataFrames only: a proper subset of the primary key
+    whose rows change together (an order's lines). A group with a newer sequence
+    replaces the stored group as a whole: rows the new version no longer has are
+    deleted in the same commit.
 ``snapshot_properties``
     Extra properties for the snapshot summary (e.g. source offsets); every
     commit also carries ``dagster.run_id``, ``dagster.partition_keys``,
@@ -116,6 +121,7 @@ class WriteRequest:
     partitions_def: dg.PartitionsDefinition | None = None
     primary_key: Sequence[str] = ()
     sequence_column: str | None = None
+    group_key: Sequence[str] = ()
     snapshot_properties: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -318,6 +324,12 @@ class IcebergIOManager(dg.ConfigurableIOManager):
                 f"Iceberg table {table_name}: write_mode 'upsert' needs the metadata "
                 "primary_key (list of key columns) and sequence_column"
             )
+        group_key = list(option("group_key") or [])
+        if group_key and (mode != "upsert" or not set(group_key) < set(primary_key)):
+            raise IcebergWriteError(
+                f"Iceberg table {table_name}: group_key {group_key} needs write_mode 'upsert' "
+                f"and must be a proper subset of primary_key {primary_key}"
+            )
         properties = {
             str(k): v if isinstance(v, str) else json.dumps(v, default=str, sort_keys=True)
             for k, v in (option("snapshot_properties") or {}).items()
@@ -341,6 +353,7 @@ class IcebergIOManager(dg.ConfigurableIOManager):
             partitions_def=partitions_def,
             primary_key=primary_key,
             sequence_column=sequence_column,
+            group_key=group_key,
             snapshot_properties=properties,
         )
 
@@ -586,6 +599,10 @@ class IcebergIOManager(dg.ConfigurableIOManager):
             commit = iceberg_spark.overwrite(aligned, request, table_schema)
         elif request.mode == "append":
             commit = iceberg_spark.append(aligned, request)
+        elif request.group_key:
+            commit = iceberg_spark.upsert_groups(
+                spark, aligned, request, table_exists=table is not None
+            )
         else:
             commit = iceberg_spark.upsert(spark, aligned, request, table_exists=table is not None)
 

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 _SEQ = "__lakehouse_existing_sequence"
 _RANK = "__lakehouse_rank"
+_NEW_SEQ = "__lakehouse_new_sequence"
+_DELETE = "__lakehouse_delete"
 _SOURCE_VIEW_PREFIX = "__lakehouse_merge_source_"
 
 #: Iceberg exceptions that mean "another writer committed first": retry from scratch.
@@ -301,6 +303,83 @@ def upsert(
     finally:
         spark.catalog.dropTempView(view)
     return SparkCommit(rows=inserted + updated, details=details)
+
+
+def upsert_groups(
+    spark: SparkSession, source: DataFrame, request: WriteRequest, table_exists: bool
+) -> SparkCommit:
+    """MERGE whole groups (``group_key``): a group newer than the stored one replaces it.
+
+    Rows of the new version are inserted or updated by primary key; stored rows of the
+    group that the new version no longer has are deleted, all in one commit. Groups
+    whose stored sequence is equal or higher are skipped (older versions, replays), and
+    the MERGE compares sequences again so a concurrent newer commit is kept.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    keys = list(request.primary_key)
+    group = list(request.group_key)
+    sequence = cast(str, request.sequence_column)
+    target = quote(request.table_name)
+    # Only each group's newest version in the input counts.
+    newest = Window.partitionBy(*group)
+    source = (
+        source.withColumn(_SEQ, F.max(sequence).over(newest))
+        .where(F.col(sequence) == F.col(_SEQ))
+        .drop(_SEQ)
+    )
+    groups = source.groupBy(*group).agg(F.max(sequence).alias(_NEW_SEQ))
+    if table_exists:
+        stored = spark.table(target)
+        stored_groups = stored.groupBy(*group).agg(F.max(sequence).alias(_SEQ))
+        groups = groups.join(stored_groups, on=group, how="left")
+    else:
+        groups = groups.withColumn(_SEQ, F.lit(None).cast(source.schema[sequence].dataType))
+    groups = groups.where(F.col(_SEQ).isNull() | (F.col(_NEW_SEQ) > F.col(_SEQ))).select(
+        *group, _NEW_SEQ
+    )
+    changed = source.join(groups.select(*group), on=group, how="left_semi").withColumn(
+        _DELETE, F.lit(False)
+    )
+    if table_exists:
+        removed = (
+            stored.join(groups, on=group, how="inner")
+            .join(changed.select(*keys), on=keys, how="left_anti")
+            .withColumn(sequence, F.col(_NEW_SEQ).cast(source.schema[sequence].dataType))
+            .drop(_NEW_SEQ)
+            .withColumn(_DELETE, F.lit(True))
+        )
+        changed = changed.unionByName(removed.select(*changed.columns))
+    counts = changed.agg(
+        F.sum(F.when(~F.col(_DELETE), 1).otherwise(0)).alias("written"),
+        F.sum(F.when(F.col(_DELETE), 1).otherwise(0)).alias("deleted"),
+    ).first()
+    written = int(counts["written"] or 0) if counts else 0
+    deleted = int(counts["deleted"] or 0) if counts else 0
+    details = {"rows_written": written, "rows_deleted": deleted}
+    if written + deleted == 0:
+        return SparkCommit(rows=0, details=details, committed=False)
+    view = f"{_SOURCE_VIEW_PREFIX}{uuid.uuid4().hex}"
+    changed.createOrReplaceTempView(view)
+    columns = [c for c in changed.columns if c != _DELETE]
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    seq = f"`{sequence}`"
+    newer = f"(t.{seq} IS NULL OR s.{seq} > t.{seq})"
+    assignments = ", ".join(f"t.`{c}` = s.`{c}`" for c in columns)
+    names = ", ".join(f"`{c}`" for c in columns)
+    values = ", ".join(f"s.`{c}`" for c in columns)
+    statement = (
+        f"MERGE INTO {target} AS t USING {view} AS s ON {on} "
+        f"WHEN MATCHED AND s.`{_DELETE}` AND {newer} THEN DELETE "
+        f"WHEN MATCHED AND NOT s.`{_DELETE}` AND {newer} THEN UPDATE SET {assignments} "
+        f"WHEN NOT MATCHED AND NOT s.`{_DELETE}` THEN INSERT ({names}) VALUES ({values})"
+    )
+    try:
+        with_commit_properties(spark, request.snapshot_properties, lambda: spark.sql(statement))
+    finally:
+        spark.catalog.dropTempView(view)
+    return SparkCommit(rows=written, details=details)
 
 
 class _JavaCallable:

@@ -229,6 +229,54 @@ def test_upsert_keeps_the_latest_version_and_is_replay_safe(
     assert current_snapshot_id(load(io_manager, table_name)) == before
 
 
+def test_group_upsert_replaces_an_orders_lines_as_a_whole(
+    spark: SparkSession, io_manager: IcebergIOManager, table_name: str
+) -> None:
+    """A newer version of an order replaces all of its lines (removed lines disappear);
+    an older version or a replay changes nothing."""
+    at = datetime(2026, 1, 2, 10, tzinfo=UTC)
+    schema = "order_id string, line_number bigint, version bigint, sku string, updated_at timestamp"
+    batches = iter(
+        [
+            [
+                ("A", 1, 1, "x", at),
+                ("A", 2, 1, "y", at),
+                ("A", 3, 1, "z", at),
+                ("B", 1, 1, "x", at),
+            ],
+            # v2 of A drops lines 2 and 3 and changes line 1; an old v1 of B arrives again.
+            [("A", 1, 2, "x2", at), ("B", 1, 1, "x", at)],
+            # A late v1 of A: never undoes v2.
+            [("A", 1, 1, "x", at), ("A", 2, 1, "y", at), ("A", 3, 1, "z", at)],
+        ]
+    )
+    meta = {
+        "partition_expr": "updated_at",
+        "write_mode": "upsert",
+        "primary_key": ["order_id", "line_number"],
+        "sequence_column": "version",
+        "group_key": ["order_id"],
+    }
+    asset = spark_asset(table_name, lambda _: spark.createDataFrame(next(batches), schema), meta)
+    node = f"silver__{table_name}"
+
+    def content() -> list[tuple[str, int, int, str]]:
+        data = load(io_manager, table_name).scan().to_arrow().to_pylist()
+        return sorted((r["order_id"], r["line_number"], r["version"], r["sku"]) for r in data)
+
+    run([asset], io_manager, [DAYS[1]])
+    assert content() == [("A", 1, 1, "x"), ("A", 2, 1, "y"), ("A", 3, 1, "z"), ("B", 1, 1, "x")]
+    second = run([asset], io_manager, [DAYS[1]])
+    assert content() == [("A", 1, 2, "x2"), ("B", 1, 1, "x")]
+    assert metadata_value(second, node, "rows_written") == 1
+    assert metadata_value(second, node, "rows_deleted") == 2
+    assert summary_of(load(io_manager, table_name))[RUN_ID_PROPERTY] == second.run_id
+    before = current_snapshot_id(load(io_manager, table_name))
+    run([asset], io_manager, [DAYS[1]])
+    assert content() == [("A", 1, 2, "x2"), ("B", 1, 1, "x")]
+    assert current_snapshot_id(load(io_manager, table_name)) == before
+
+
 def test_timestamp_partitions_overwrite_and_load_by_day(
     spark: SparkSession, io_manager: IcebergIOManager, table_name: str
 ) -> None:
