@@ -1,10 +1,59 @@
-"""``python -m benchmarks``: the bronze landing benchmark (see :mod:`benchmarks.bronze_landing`)."""
+"""``python -m benchmarks [bronze|silver|all] [options]``: run benchmarks (default: all).
+
+``bronze`` is :mod:`benchmarks.bronze_landing`, ``silver`` :mod:`benchmarks.silver`. The
+options after the name go to the selected benchmark (see ``python -m benchmarks
+<name> --help``); with ``all`` they go to each benchmark, so only the options both
+know (``--quick``, ``--repeat``, ``--days``, ``--end-date``, the generator shares,
+``--seed``, ``--output``) can be given. Each benchmark writes its section of
+``benchmarks/results.json``. The exit status is the worst of the benchmarks': 0 all
+targets met, 1 a target missed, 2 a benchmark could not run, 130 interrupted.
+"""
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Callable, Sequence
 
-from benchmarks.bronze_landing import main
+from benchmarks import bronze_landing, silver
+from benchmarks.common import raise_interrupt
+
+BENCHMARKS: dict[str, Callable[[Sequence[str]], int]] = {
+    "bronze": bronze_landing.main,
+    "silver": silver.main,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    selected = "all"
+    if arguments and not arguments[0].startswith("-"):
+        selected = arguments.pop(0)
+        if selected not in (*BENCHMARKS, "all"):
+            print(
+                f"python -m benchmarks: unknown benchmark {selected!r}; choose one of "
+                f"{', '.join(BENCHMARKS)} or all",
+                file=sys.stderr,
+            )
+            return 2
+    elif arguments and arguments[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    names = list(BENCHMARKS) if selected == "all" else [selected]
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    if selected == "all":
+        # Options that one of them rejects should fail before hours of measuring.
+        for name in names:
+            parse = bronze_landing.parse_args if name == "bronze" else silver.parse_args
+            parse(arguments)
+    codes = []
+    for name in names:
+        code = BENCHMARKS[name](arguments)
+        codes.append(code)
+        if code in (2, 130):
+            break
+    return max(codes, key=lambda code: (code == 130, code))
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,56 +21,53 @@ stdout; the exit status is 0 when every target is met, 1 when one is missed and 
 when the benchmark could not run. The stack's processes are always stopped and its
 temporary data dir deleted, also on error or Ctrl-C.
 
-Run: ``make bench`` or ``python -m benchmarks [--quick] [--sizes 1000000,4000000]``.
+Run: ``make bench`` or ``python -m benchmarks bronze [--quick] [--sizes 1000000,4000000]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
-import platform
 import signal
 import statistics
-import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from benchmarks.isolated import IsolatedStack, dataset_environ, process_cpu_seconds
+from benchmarks.common import (
+    DEFAULT_OUTPUT,
+    MB,
+    MIB,
+    PARTITIONS,
+    BenchmarkError,
+    EventSpec,
+    ProducedTopic,
+    add_event_arguments,
+    drop_topic,
+    event_spec,
+    log,
+    machine_info,
+    median_services_cpu,
+    produce_topic,
+    raise_interrupt,
+    render_targets,
+    run_worker,
+    write_section,
+)
+from benchmarks.isolated import IsolatedStack
 
-if TYPE_CHECKING:
-    from lakehouse_dev.generator import GeneratedRecord
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
-
+#: This benchmark's section of results.json.
+SECTION = "bronze_landing"
 DEFAULT_SIZES = (1_000_000, 4_000_000)
 QUICK_SIZES = (100_000, 400_000)
-DEFAULT_END_DATE = date(2026, 11, 10)
-DEFAULT_DAYS = 3
-PARTITIONS = 3
 
 #: Landing throughput must reach this share of the plain consume loop's.
 TARGET_RATIO = 0.5
 #: Peak RSS of the largest size over the reference size must stay within this.
 TARGET_RSS_GROWTH = 1.2
-
-#: A worker that runs longer than this has hung.
-WORKER_TIMEOUT_S = 3600.0
-MB = 1_000_000
-MIB = 1024 * 1024
-
-
-class BenchmarkError(RuntimeError):
-    """The benchmark could not measure (a worker failed, the data did not arrive)."""
 
 
 # --------------------------------------------------------------------------- configuration
@@ -82,13 +79,7 @@ class Options:
 
     sizes: tuple[int, ...]
     repeat: int
-    days: int
-    end_date: date
-    late_share: float
-    out_of_order_share: float
-    duplicate_share: float
-    malformed_share: float
-    seed: int
+    events: EventSpec
     output: Path
 
 
@@ -104,20 +95,9 @@ def _sizes(text: str) -> tuple[int, ...]:
     return tuple(sorted(set(sizes)))
 
 
-def _past_date(text: str) -> date:
-    try:
-        value = date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-    if value >= datetime.now(UTC).date():
-        # Kafka rejects timestamps more than an hour ahead; the last day must be over.
-        raise argparse.ArgumentTypeError(f"--end-date must be before today (UTC), got {value}")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks",
+        prog="python -m benchmarks bronze",
         description="Bronze landing throughput (vs a plain consume loop) and memory (vs volume).",
     )
     parser.add_argument(
@@ -139,18 +119,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="consume and landing runs per size, alternating; medians are reported "
         "(default: %(default)s)",
     )
-    parser.add_argument("--days", type=int, default=DEFAULT_DAYS, help="UTC days of events")
-    parser.add_argument(
-        "--end-date",
-        type=_past_date,
-        default=DEFAULT_END_DATE,
-        help="last UTC day of events, before today (default: %(default)s)",
-    )
-    parser.add_argument("--late-share", type=float, default=0.02)
-    parser.add_argument("--out-of-order-share", type=float, default=0.02)
-    parser.add_argument("--duplicate-share", type=float, default=0.01)
-    parser.add_argument("--malformed-share", type=float, default=0.005)
-    parser.add_argument("--seed", type=int, default=42)
+    add_event_arguments(parser)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON file")
     args = parser.parse_args(argv)
     if args.quick and args.sizes:
@@ -162,13 +131,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     return Options(
         sizes=QUICK_SIZES if args.quick else (args.sizes or DEFAULT_SIZES),
         repeat=args.repeat,
-        days=args.days,
-        end_date=args.end_date,
-        late_share=args.late_share,
-        out_of_order_share=args.out_of_order_share,
-        duplicate_share=args.duplicate_share,
-        malformed_share=args.malformed_share,
-        seed=args.seed,
+        events=event_spec(args),
         output=args.output,
     )
 
@@ -176,158 +139,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 # --------------------------------------------------------------------------- producing
 
 
-@dataclass
-class ProducedTopic:
-    """A topic filled with one size's messages, and the dataset that lands it."""
-
-    size: int
-    dataset: str
-    topic: str
-    messages: int
-    value_bytes: int
-    days: list[str]
-    produce_seconds: float
-    environ: dict[str, str] = field(repr=False)
-
-
-class _TimeSpan:
-    """Passes records through and remembers their earliest and latest Kafka timestamp."""
-
-    def __init__(self, records: Iterable[GeneratedRecord]) -> None:
-        self._records = records
-        self.first_ms: int | None = None
-        self.last_ms: int | None = None
-
-    def __iter__(self) -> Iterator[GeneratedRecord]:
-        for record in self._records:
-            stamp = record.timestamp_ms
-            if self.first_ms is None or stamp < self.first_ms:
-                self.first_ms = stamp
-            if self.last_ms is None or stamp > self.last_ms:
-                self.last_ms = stamp
-            yield record
-
-    def days(self) -> list[str]:
-        if self.first_ms is None or self.last_ms is None:
-            return []
-        first = datetime.fromtimestamp(self.first_ms / 1000, UTC).date()
-        last = datetime.fromtimestamp(self.last_ms / 1000, UTC).date()
-        return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-
-
-def produce_topic(stack: IsolatedStack, size: int, options: Options) -> ProducedTopic:
-    """Create a fresh 3-partition topic (and dataset) and produce ``size`` messages into it."""
-    from confluent_kafka.admin import NewTopic
-
-    from lakehouse_dev.generator import CLIENT_LOG, GeneratorSpec, generate, produce
-    from resources.environments import kafka_resource
-
-    # librdkafka logs transient retries (a fresh broker's coordinator loading) as
-    # warnings; produce() raises ProduceError with what matters, as the CLI relies on.
-    CLIENT_LOG.setLevel(logging.CRITICAL)
-
-    suffix = uuid.uuid4().hex[:8]
-    dataset, topic = f"bench_{size}_{suffix}", f"bench-{size}-{suffix}"
-    first_day = options.end_date - timedelta(days=options.days - 1)
-    environ = dataset_environ(stack.environ, dataset, topic, first_day.isoformat())
-    settings = stack.settings(environ)
-    admin = kafka_resource(settings).admin()
-    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[
-        topic
-    ].result(30)
-    # Duplicates come on top of the logical events: aim at `size` messages in all.
-    spec = GeneratorSpec(
-        count=round(size / (1 + options.duplicate_share)),
-        days=options.days,
-        end_date=options.end_date,
-        late_share=options.late_share,
-        out_of_order_share=options.out_of_order_share,
-        duplicate_share=options.duplicate_share,
-        malformed_share=options.malformed_share,
-        seed=options.seed,
-    )
-    span = _TimeSpan(generate("purchase_orders", spec))
-    started = time.perf_counter()
-    result = produce(span, topic, stack.bootstrap_servers)
-    return ProducedTopic(
-        size=size,
-        dataset=dataset,
-        topic=topic,
-        messages=result.records,
-        value_bytes=result.value_bytes,
-        days=span.days(),
-        produce_seconds=time.perf_counter() - started,
-        environ=environ,
-    )
-
-
-def drop_topic(stack: IsolatedStack, produced: ProducedTopic) -> None:
-    """Delete the size's bronze files and topic: frees disk and keeps the S3 save at stop short."""
-    from resources.environments import build_resources
-
-    settings = stack.settings(produced.environ)
-    resources = build_resources(settings)
-    store = resources["bronze_store"]
-    fs = store.filesystem()
-    prefix = f"{store.s3.bucket}/{store.prefix}/{produced.dataset}"
-    if fs.exists(prefix):
-        fs.rm(prefix, recursive=True)
-    admin = resources["kafka"].admin()
-    admin.delete_topics([produced.topic])[produced.topic].result(60)
-
-
 # --------------------------------------------------------------------------- workers
-
-
-def _services_cpu(stack: IsolatedStack) -> dict[str, float]:
-    pids = stack.service_pids()
-    seconds = {name: process_cpu_seconds(pid) for name, pid in pids.items()}
-    return {name: value for name, value in seconds.items() if value is not None}
-
-
-def run_worker(
-    stack: IsolatedStack, name: str, arguments: Sequence[str], environ: dict[str, str]
-) -> dict[str, Any]:
-    """Run one ``benchmarks.workers`` process to completion.
-
-    Returns the worker's JSON result plus the process's total wall time and the CPU
-    seconds the services (broker, S3 server) spent meanwhile: on a small machine they
-    compete with the worker for the same cores.
-    """
-    result_file = stack.data_dir / f"{name}.json"
-    log_file = stack.data_dir / f"{name}.log"
-    services_before = _services_cpu(stack)
-    command = [sys.executable, "-m", "benchmarks.workers", *arguments, "--result", str(result_file)]
-    started = time.perf_counter()
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=PROJECT_ROOT,
-            env=environ,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            code = process.wait(WORKER_TIMEOUT_S)
-        except BaseException:
-            # Timeout, Ctrl-C or SIGTERM: the worker must not outlive the benchmark.
-            process.kill()
-            process.wait()
-            raise
-    total = time.perf_counter() - started
-    services_after = _services_cpu(stack)
-    if code != 0 or not result_file.exists():
-        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-40:])
-        raise BenchmarkError(f"worker {name} exited with status {code}:\n{tail}")
-    outcome: dict[str, Any] = json.loads(result_file.read_text())
-    outcome["total_seconds"] = total
-    outcome["services_cpu_seconds"] = {
-        name: round(services_after[name] - before, 2)
-        for name, before in services_before.items()
-        if name in services_after
-    }
-    return outcome
 
 
 def consume_run(stack: IsolatedStack, produced: ProducedTopic, run: int) -> dict[str, Any]:
@@ -458,14 +270,6 @@ def _rate(amount: float, seconds: float) -> float:
     return amount / seconds if seconds > 0 else float("nan")
 
 
-def _median_services_cpu(runs: list[dict[str, Any]]) -> dict[str, float]:
-    names = sorted({name for run in runs for name in run.get("services_cpu_seconds", {})})
-    return {
-        name: statistics.median(run["services_cpu_seconds"].get(name, 0.0) for run in runs)
-        for name in names
-    }
-
-
 def summarise_size(
     produced: ProducedTopic,
     consumes: list[dict[str, Any]],
@@ -488,7 +292,7 @@ def summarise_size(
             "msgs_per_s": _rate(produced.messages, consume_s),
             "mb_per_s": _rate(produced.value_bytes / MB, consume_s),
             "median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in consumes),
-            "median_services_cpu_seconds": _median_services_cpu(consumes),
+            "median_services_cpu_seconds": median_services_cpu(consumes),
             "peak_rss_bytes": max(r["peak_rss_bytes"] for r in consumes),
             "runs": consumes,
         },
@@ -498,7 +302,7 @@ def summarise_size(
             "msgs_per_s": _rate(produced.messages, land_s),
             "mb_per_s": _rate(produced.value_bytes / MB, land_s),
             "median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in landings),
-            "median_services_cpu_seconds": _median_services_cpu(landings),
+            "median_services_cpu_seconds": median_services_cpu(landings),
             "peak_rss_bytes": peak_rss,
             "peak_rss_mib": peak_rss / MIB,
             "rss_before_bytes": max(r["rss_before_bytes"] for r in landings),
@@ -545,41 +349,6 @@ def evaluate_targets(sizes: list[dict[str, Any]]) -> dict[str, Any]:
         },
     }
     return targets
-
-
-def machine_info() -> dict[str, Any]:
-    import confluent_kafka
-    import dagster
-    import pyarrow
-
-    info: dict[str, Any] = {
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "confluent_kafka": confluent_kafka.version()[0],
-        "librdkafka": confluent_kafka.libversion()[0],
-        "pyarrow": pyarrow.__version__,
-        "dagster": dagster.__version__,
-        # Other work on the machine skews every figure; this says how busy it was.
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-    }
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        info["cpu_model"] = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in cpuinfo.splitlines()
-                if "model name" in line
-            ),
-            None,
-        )
-        meminfo = Path("/proc/meminfo").read_text().splitlines()
-        total_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
-        info["memory_gib"] = round(total_kib / 1024 / 1024, 1)
-    except (OSError, StopIteration):
-        pass
-    return info
 
 
 def render_table(results: dict[str, Any]) -> str:
@@ -635,28 +404,19 @@ def render_table(results: dict[str, Any]) -> str:
             ),
         ),
         "",
-        f"{'target':<58}{'value':>10}{'limit':>10}  result",
+        *render_targets(results["targets"]),
     ]
-    for target in results["targets"].values():
-        value = target["value"]
-        shown = f"{value:.2f}" if isinstance(value, float) else str(value)
-        verdict = {True: "PASS", False: "FAIL", None: "n/a"}[target["pass"]]
-        lines.append(f"{target['description']:<58}{shown:>10}{target['limit']:>10}  {verdict}")
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- main
 
 
-def _log(message: str) -> None:
-    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
-
-
 def measure_size(stack: IsolatedStack, size: int, options: Options) -> dict[str, Any]:
     """Produce, then alternate consume and landing runs, then verify, for one size."""
-    _log(f"{size:,}: producing purchase-order events ...")
-    produced = produce_topic(stack, size, options)
-    _log(
+    log(f"{size:,}: producing purchase-order events ...")
+    produced = produce_topic(stack, size, options.events)
+    log(
         f"{size:,}: produced {produced.messages:,} messages "
         f"({produced.value_bytes / MB:,.1f} MB) over {len(produced.days)} day(s) "
         f"in {produced.produce_seconds:.0f}s"
@@ -666,7 +426,7 @@ def measure_size(stack: IsolatedStack, size: int, options: Options) -> dict[str,
         landings: list[dict[str, Any]] = []
         for run in range(1, options.repeat + 1):
             consumes.append(consume_run(stack, produced, run))
-            _log(
+            log(
                 f"{size:,}: consume run {run}: {consumes[-1]['seconds']:.2f}s "
                 f"({_rate(produced.messages, consumes[-1]['seconds']):,.0f} msgs/s)"
             )
@@ -676,38 +436,33 @@ def measure_size(stack: IsolatedStack, size: int, options: Options) -> dict[str,
                     f"landing run {run} reported {landings[-1]['messages']:,} rows, "
                     f"{produced.messages:,} messages were produced"
                 )
-            _log(
+            log(
                 f"{size:,}: landing run {run}: {landings[-1]['seconds']:.2f}s "
                 f"({_rate(produced.messages, landings[-1]['seconds']):,.0f} msgs/s), "
                 f"peak RSS {landings[-1]['peak_rss_bytes'] / MIB:,.0f} MiB"
             )
-        _log(f"{size:,}: verifying the bronze copy ...")
+        log(f"{size:,}: verifying the bronze copy ...")
         verification = verify(stack, produced)
-        _log(f"{size:,}: {verification}")
+        log(f"{size:,}: {verification}")
         return summarise_size(produced, consumes, landings, verification)
     finally:
         drop_topic(stack, produced)
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM unwinds like Ctrl-C, so the workers are killed and the stack is stopped.
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     started = datetime.now(UTC)
     load_at_start = [round(x, 2) for x in os.getloadavg()]
-    _log(
+    log(
         f"sizes {', '.join(f'{s:,}' for s in options.sizes)}; {options.repeat} run(s) each; "
         "starting an isolated local stack ..."
     )
     try:
         with IsolatedStack() as stack:
-            _log(f"stack up in {stack.data_dir} (Kafka {stack.bootstrap_servers})")
+            log(f"stack up in {stack.data_dir} (Kafka {stack.bootstrap_servers})")
             sizes = [measure_size(stack, size, options) for size in options.sizes]
-            _log("stopping the stack ...")
+            log("stopping the stack ...")
     except BenchmarkError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 2
@@ -722,8 +477,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "duration_seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
         "machine": {**machine_info(), "load_average_at_start": load_at_start},
         "config": {
-            **{k: v for k, v in asdict(options).items() if k != "output"},
-            "end_date": options.end_date.isoformat(),
+            "sizes": list(options.sizes),
+            "repeat": options.repeat,
+            **asdict(options.events),
+            "end_date": options.events.end_date.isoformat(),
             "partitions": PARTITIONS,
             "landing_mode": "replace, all days in one run (single-run backfill)",
             "mb": "10^6 bytes of Kafka record values",
@@ -733,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A target that one size cannot evaluate (memory growth) is neither pass nor fail.
         "passed": all(t["pass"] is not False for t in targets.values()),
     }
-    options.output.write_text(json.dumps(results, indent=2) + "\n")
+    write_section(options.output, SECTION, results)
     print()
     print(render_table(results))
     print(f"\nresults: {options.output}")
