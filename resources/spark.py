@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from dagster_pyspark import LazyPySparkResource
@@ -78,7 +79,11 @@ class SparkResource(LazyPySparkResource):
                 # Spark is configured not to create the catalog tables (it would hold a
                 # lock on the SQLite file for the whole session); pyiceberg creates them.
                 bootstrap_sqlite_catalog(self.catalog.name, self.catalog.uri)
-            self._spark_session = spark_session_from_config(self.session_conf())
+            conf = self.session_conf()
+            # PySpark's SparkContext starts Python workers (UDFs) with $PYSPARK_PYTHON,
+            # not with the spark.pyspark.python setting; both name this interpreter.
+            os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])
+            self._spark_session = spark_session_from_config(conf)
 
 
 def spark_resource(settings: LakehouseSettings, catalog: IcebergCatalogResource) -> SparkResource:

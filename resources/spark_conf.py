@@ -42,6 +42,7 @@ them only through :func:`redact`.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -230,6 +231,10 @@ def build_spark_conf(
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": "UTC",
+        # Python workers (UDFs) run the driver's interpreter, whose environment has the
+        # project's dependencies (pandas, pyarrow); in local mode they share the machine.
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
         "spark.jars.packages": ",".join(SPARK_PACKAGES),
         # Iceberg tables, with the shared catalog as Spark's default catalog (dbt-spark
         # lists and creates its relations there).

@@ -132,7 +132,6 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
     dep = dg.AssetDep(bronze_key(dataset), partition_mapping=mapping)
     automation = silver_automation_condition(late_window)
     common: dict[str, Any] = {
-        "deps": [dep],
         "group_name": SILVER_GROUP,
         "kinds": {"spark", "iceberg"},
         "automation_condition": automation,
@@ -181,9 +180,18 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
         ),
     )
 
+    # Outputs go through the Iceberg IO manager (specs alone would be Nothing-typed).
+    outs = {
+        spec.key.to_python_identifier(): dg.AssetOut.from_spec(
+            spec, dagster_type=Any, io_manager_key="iceberg_io_manager"
+        )
+        for spec in specs
+    }
+
     @dg.multi_asset(
         name=f"silver_{dataset}",
-        specs=specs,
+        outs=outs,
+        deps=[dep],
         check_specs=[check],
         partitions_def=daily_partitions(settings, dataset),
         backfill_policy=dg.BackfillPolicy.single_run(),
