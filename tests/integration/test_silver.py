@@ -20,7 +20,9 @@ import pytest
 from confluent_kafka.admin import NewTopic
 
 from lakehouse_assets.bronze.assets import build_bronze_asset, landing_run_config
+from lakehouse_assets.contracts import load_contract
 from lakehouse_assets.silver.assets import RECONCILIATION_CHECK, build_silver_asset
+from lakehouse_assets.silver.checks import contract_checks_for_asset
 from lakehouse_dev.stack import LocalStack
 from resources.environments import build_resources
 from resources.settings import PROJECT_ROOT, LakehouseSettings, load_settings
@@ -391,7 +393,8 @@ def test_late_records_trigger_the_affected_silver_days_through_automation(
         run_config=landing_run_config(plain.name, "append"),
     )
     now = _at(2, 12)
-    first = dg.evaluate_automation_conditions([bronze, silver], instance, evaluation_time=now)
+    defs = dg.Definitions(assets=[bronze, silver], resources=plain.resources)
+    first = dg.evaluate_automation_conditions(defs, instance, evaluation_time=now)
     # Silver days that read bronze day 0: three days earlier (late window) to one day later.
     initial = sorted(_requested(first, silver))
     assert _day(0) in initial
@@ -406,7 +409,7 @@ def test_late_records_trigger_the_affected_silver_days_through_automation(
         },
     )
     idle = dg.evaluate_automation_conditions(
-        [bronze, silver], instance, evaluation_time=now, cursor=first.cursor
+        defs, instance, evaluation_time=now, cursor=first.cursor
     )
     assert idle.total_requested == 0
 
@@ -420,7 +423,7 @@ def test_late_records_trigger_the_affected_silver_days_through_automation(
         run_config=landing_run_config(plain.name, "append"),
     )
     after = dg.evaluate_automation_conditions(
-        [bronze, silver], instance, evaluation_time=now, cursor=idle.cursor
+        defs, instance, evaluation_time=now, cursor=idle.cursor
     )
     requested = set(_requested(after, silver))
     # Bronze day 2 feeds silver days 1 day earlier up to 3 days earlier; day 3 is the future.
@@ -437,3 +440,49 @@ def test_late_records_trigger_the_affected_silver_days_through_automation(
     )
     assert result.success
     assert _rows(plain.table("plain"), "id", "event_date") == [("a", DAY), ("late", DAY)]
+
+
+def test_a_failing_blocking_contract_check_stops_the_downstream_asset(
+    plain: SilverDataset, tmp_path: Path
+) -> None:
+    """A contract whose row-count rule (severity error) the day breaks: the check fails
+    and an asset downstream of silver does not materialise in the same run."""
+    text = (PROJECT_ROOT / "contracts" / "plain.yaml").read_text()
+    text = text.replace(
+        "mustBeBetween: [0, 10000000]\n        severity: warning",
+        "mustBeBetween: [0, 1]\n        severity: error",
+    )
+    strict = tmp_path / "plain.yaml"
+    strict.write_text(text)
+    environ = dict(os.environ)
+    prefix = f"LAKEHOUSE__DATASETS__{plain.name.upper()}"
+    environ[f"{prefix}__CONTRACT"] = str(strict)
+    environ[f"{prefix}__TOPIC"] = plain.topic
+    environ[f"{prefix}__START_DATE"] = _day(-5)
+    environ["LAKEHOUSE__CATALOG__NAMESPACES__SILVER"] = plain.settings.namespace("silver")
+    plain.settings = load_settings("local", environ=environ)
+    plain.resources = build_resources(plain.settings)
+    plain.produce([(plain_event(f"e{i}", _at(0, 9 + i)), _at(0, 9 + i)) for i in range(3)])
+    plain.land(_day(0), _day(0))
+
+    silver = build_silver_asset(plain.settings, plain.name)
+    contract = load_contract(strict)
+    checks = contract_checks_for_asset(contract, "plain", silver)
+    key = silver.keys_by_output_name["silver__plain"]
+
+    @dg.asset(deps=[key], partitions_def=silver.partitions_def)
+    def downstream() -> None:
+        raise AssertionError("must not run after a failed blocking check")
+
+    result = dg.materialize(
+        [silver, downstream, *checks],
+        resources=plain.resources,
+        partition_key=_day(0),
+        raise_on_error=False,
+    )
+    row_count = _check(result, "contract_row_count")
+    assert not row_count.passed
+    assert row_count.severity == dg.AssetCheckSeverity.ERROR
+    assert _check(result, RECONCILIATION_CHECK).passed
+    assert result.asset_materializations_for_node("downstream") == []
+    assert len(plain.table("plain")) == 3
