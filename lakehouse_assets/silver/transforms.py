@@ -121,7 +121,8 @@ def classify(parsed: DataFrame, contract: Contract, late_window_days: int) -> Da
     and ``violation`` (``struct<rule_id, reason>``, null when valid), as
     :func:`lakehouse_assets.silver.validation.parse_payload` makes them. Late and
     ahead records get their violation here; duplicates (same primary key among the
-    valid records) rank by arrival: Kafka timestamp, partition, offset.
+    valid records of one silver day) rank by arrival: Kafka timestamp, partition,
+    offset.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -174,9 +175,11 @@ def classify(parsed: DataFrame, contract: Contract, late_window_days: int) -> Da
     )
     valid = F.col("violation").isNull()
     dated = dated.withColumn(TARGET_DATE, F.when(valid, event_date).otherwise(F.col(BRONZE_DATE)))
-    arrival = Window.partitionBy(valid, *[F.col("payload").getField(k) for k in keys]).orderBy(
-        "timestamp", "partition", "offset"
-    )
+    # Duplicates are decided within one silver day, so a day's rows never depend on
+    # which other days a run happens to read.
+    arrival = Window.partitionBy(
+        valid, F.col(TARGET_DATE), *[F.col("payload").getField(k) for k in keys]
+    ).orderBy("timestamp", "partition", "offset")
     return dated.withColumn(
         STATUS,
         F.when(~valid, F.lit(QUARANTINED))

@@ -384,6 +384,12 @@ def test_late_records_trigger_the_affected_silver_days_through_automation(
     instance = dg.DagsterInstance.ephemeral()
     bronze = build_bronze_asset(plain.settings, plain.name)
     silver = build_silver_asset(plain.settings, plain.name)
+    now = _at(2, 12)
+    defs = dg.Definitions(assets=[bronze, silver], resources=plain.resources)
+    # The first evaluation sees nothing new: automation reacts to updates after it starts.
+    start = dg.evaluate_automation_conditions(defs, instance, evaluation_time=now)
+    assert start.total_requested == 0
+
     plain.produce([(plain_event("a", _at(0, 10)), _at(0, 10))])
     dg.materialize(
         [bronze],
@@ -392,9 +398,9 @@ def test_late_records_trigger_the_affected_silver_days_through_automation(
         partition_key=_day(0),
         run_config=landing_run_config(plain.name, "append"),
     )
-    now = _at(2, 12)
-    defs = dg.Definitions(assets=[bronze, silver], resources=plain.resources)
-    first = dg.evaluate_automation_conditions(defs, instance, evaluation_time=now)
+    first = dg.evaluate_automation_conditions(
+        defs, instance, evaluation_time=now, cursor=start.cursor
+    )
     # Silver days that read bronze day 0: three days earlier (late window) to one day later.
     initial = sorted(_requested(first, silver))
     assert _day(0) in initial
