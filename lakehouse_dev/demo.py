@@ -4,9 +4,11 @@
 2. generates a few days of events for every dataset, with late, out-of-order,
    duplicate and malformed ones (only into empty topics, so a second demo does
    not double the data);
-3. runs the pipeline that exists: every dataset's bronze days in one
-   single-run backfill, recorded in the Dagster instance the UI shows;
-4. prints what landed per day next to what Kafka holds, and how to go on.
+3. runs the pipeline: every dataset's bronze days, then its silver tables with
+   their contract checks, each as one single-run backfill recorded in the Dagster
+   instance the UI shows;
+4. prints what landed per day next to what Kafka holds, the silver tables, the
+   quarantine by rule and the reconciliation, and how to go on.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import dagster as dg
 
 from lakehouse_assets.bronze.assets import build_bronze_asset, landing_run_config
 from lakehouse_assets.bronze.landing import day_ranges
+from lakehouse_assets.contracts import load_contract
+from lakehouse_assets.silver.assets import RECONCILIATION_CHECK, build_silver_asset
+from lakehouse_assets.silver.checks import contract_checks_for_asset
 from lakehouse_dev import generator
 from lakehouse_dev.stack import LocalStack
 from resources.environments import build_resources
@@ -73,6 +78,88 @@ def _land(settings: LakehouseSettings, resources: dict[str, object], days: list[
         )
 
 
+def _silver(
+    settings: LakehouseSettings, resources: dict[str, object], days: list[str]
+) -> dict[str, str]:
+    """Every dataset's silver tables and checks for ``days`` in one run; the reconciliation."""
+    instance = dg.DagsterInstance.get()
+    outcomes = {}
+    for dataset in settings.datasets:
+        started = time.monotonic()
+        asset = build_silver_asset(settings, dataset)
+        contract = load_contract(settings.contract_path(dataset))
+        checks = [c for t in contract.tables for c in contract_checks_for_asset(contract, t, asset)]
+        result = dg.materialize(
+            [asset, *checks],
+            instance=instance,
+            resources=resources,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            tags={
+                "dagster/asset_partition_range_start": days[0],
+                "dagster/asset_partition_range_end": days[-1],
+            },
+            raise_on_error=False,
+        )
+        evaluations = [
+            e.asset_check_evaluation_data
+            for e in result.all_events
+            if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ]
+        failed = sorted(
+            {
+                e.check_name
+                for e in evaluations
+                if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+            }
+        )
+        warned = sorted(
+            {
+                e.check_name
+                for e in evaluations
+                if not e.passed and e.severity == dg.AssetCheckSeverity.WARN
+            }
+        )
+        reconciliation = next(
+            (e.description for e in evaluations if e.check_name == RECONCILIATION_CHECK), None
+        )
+        outcomes[dataset] = reconciliation or "not evaluated (the run failed)"
+        print(
+            f"silver/{dataset}: {days[0]}..{days[-1]} in one run "
+            f"({time.monotonic() - started:.1f}s, run {result.run_id[:8]}, "
+            f"{len(evaluations)} checks: "
+            + (f"FAILED {', '.join(failed)}" if failed else "no blocking failure")
+            + (f"; warnings {', '.join(warned)}" if warned else "")
+            + ")"
+        )
+    return outcomes
+
+
+def _silver_summary(
+    settings: LakehouseSettings, resources: dict[str, object], outcomes: dict[str, str]
+) -> str:
+    import pyarrow.compute as pc
+
+    catalog = resources["iceberg"].load()  # type: ignore[attr-defined]
+    namespace = settings.namespace("silver")
+    lines = []
+    for dataset, reconciliation in outcomes.items():
+        contract = load_contract(settings.contract_path(dataset))
+        sizes = []
+        for table in contract.tables:
+            rows = catalog.load_table((namespace, table)).scan().count()
+            sizes.append(f"{table} {rows}")
+        lines.append(f"{dataset}: " + ", ".join(sizes))
+        quarantine = catalog.load_table((namespace, contract.quarantine_table))
+        rules = quarantine.scan(selected_fields=("rule_id",)).to_arrow().column("rule_id")
+        counts = pc.value_counts(rules).to_pylist() if len(rules) else []
+        by_rule = ", ".join(
+            f"{c['values']} {c['counts']}" for c in sorted(counts, key=lambda c: -c["counts"])
+        )
+        lines.append(f"  quarantined {len(rules)}" + (f": {by_rule}" if by_rule else ""))
+        lines.append(f"  reconciliation: {reconciliation}")
+    return "\n".join(lines)
+
+
 def _summary(settings: LakehouseSettings, resources: dict[str, object], days: list[str]) -> str:
     store = resources["bronze_store"]
     rows = [("dataset", "day", "in kafka", "landed", "files")]
@@ -118,12 +205,17 @@ def main() -> int:
     print("\n== pipeline")
     _land(settings, resources, days)
 
+    outcomes = _silver(settings, resources, days)
+
     print("\n== bronze (landed = in kafka means every record landed exactly once)")
     print(_summary(settings, resources, days))
+    print("\n== silver (rows per table; every bronze record accepted, quarantined or a duplicate)")
+    print(_silver_summary(settings, resources, outcomes))
     print(
         "\nNext:\n"
         "  make dev                      open the Dagster UI on http://127.0.0.1:3000 with the\n"
         "                                daemon: the Kafka arrivals sensors land new records\n"
+        "                                and declarative automation updates silver\n"
         "  .venv/bin/lakehouse-events --dataset plain --count 100 --days 1\n"
         "                                produce more events, then watch them land\n"
         "  make stack-stop               stop the local services (data is kept)"
