@@ -676,7 +676,6 @@ _CORRUPT = "$corrupt"  # not a property name: those are identifiers
 _PARSED = "__validation_parsed"
 _CERTIFIED = "__validation_certified"
 _JUDGED = "__validation_python"
-_SOURCE = "__validation_source"
 _TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS]XXX"
 _MIN_MICROS = -62135596800000000  # 0001-01-01T00:00:00Z
 _MAX_MICROS = 253402300799999999  # 9999-12-31T23:59:59.999999Z
@@ -746,15 +745,12 @@ def parse_payload(contract: Contract, df: DataFrame, value_column: str = "value"
             ),
         )
     )
-    judged = judged.withColumn(
-        _SOURCE,
-        F.when(F.col(_CERTIFIED), p).when(
-            python.getField("canonical").isNotNull(),
-            F.from_json(python.getField("canonical"), lenient, _JSON_OPTIONS),
-        ),
-    )
-    source = F.col(_SOURCE)
-    payload = F.when(source.isNotNull(), _typed_struct(plan.fields, source))
+    # A certified row's leaves passed their type rules, whose texts the conversion's own
+    # guards accept: they convert without the guards (same values, no regex per leaf).
+    canonical = F.from_json(python.getField("canonical"), lenient, _JSON_OPTIONS)
+    payload = F.when(
+        F.col(_CERTIFIED), _typed_struct(plan.fields, p, guarded=not _fully_typed(plan))
+    ).when(canonical.isNotNull(), _typed_struct(plan.fields, canonical, guarded=True))
     return judged.select(
         *[F.col(f"`{name}`") for name in df.columns],
         payload.alias(PAYLOAD_COLUMN),
@@ -878,37 +874,55 @@ def _lenient_struct(fields: Sequence[_Field], corrupt: bool) -> StructType:
     return struct
 
 
-def _typed_struct(fields: Sequence[_Field], node: SparkColumn) -> SparkColumn:
+def _fully_typed(plan: _Plan) -> bool:
+    """Whether every column of the payload has a type rule (certification checked it)."""
+    typed = {rule.column for rule in plan.rules if rule.kind == "type"}
+    return typed >= set(plan.chains)
+
+
+def _typed_struct(fields: Sequence[_Field], node: SparkColumn, guarded: bool) -> SparkColumn:
     from pyspark.sql import functions as F
 
     return F.struct(
-        *[_typed_column(field, node.getField(field.name)).alias(field.name) for field in fields]
+        *[
+            _typed_column(field, node.getField(field.name), guarded).alias(field.name)
+            for field in fields
+        ]
     )
 
 
-def _typed_column(field: _Field, node: SparkColumn) -> SparkColumn:
-    """Exact conversion of a lenient (certified or canonical) value to its typed form."""
+def _typed_column(field: _Field, node: SparkColumn, guarded: bool) -> SparkColumn:
+    """Exact conversion of a lenient (certified or canonical) value to its typed form.
+
+    ``guarded``: integers and numbers convert only when their text has the expected
+    shape (null otherwise); without it they are cast as they are, which is exact only
+    for text that passed the type rule's native check.
+    """
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
     if field.logical == "object":
-        return F.when(node.isNotNull(), _typed_struct(field.children, node))
+        return F.when(node.isNotNull(), _typed_struct(field.children, node, guarded))
     if field.logical == "array":
         item = field.item
         assert item is not None
-        return F.transform(node, lambda element: _typed_column(item, element))
+        return F.transform(node, lambda element: _typed_column(item, element, guarded))
     if field.logical == "string":
         return node
     if field.logical == "boolean":
         return F.when(node.isNotNull(), node == F.lit("true"))
     if field.logical == "integer":
         target = T.IntegerType() if field.arrow == pa.int32() else T.LongType()
+        if not guarded:
+            return node.cast(target)
         return F.when(node.rlike(r"\A-?[0-9]{1,19}\z"), node.cast(target))
     if field.logical == "number":
         if field.decimal is not None:
             target_type: DataType = T.DecimalType(*field.decimal)
         else:
             target_type = T.FloatType() if pa.types.is_float32(field.arrow) else T.DoubleType()
+        if not guarded:
+            return node.cast(target_type)
         return F.when(node.rlike(_FLOAT_TEXT), node.cast(target_type))
     if field.logical == "timestamp":
         return F.try_to_timestamp(node, F.lit(_TIMESTAMP_FORMAT))
@@ -948,13 +962,18 @@ def _hazards(plan: _Plan) -> str:
         # A number with more than 15 digits: its text does not survive the JVM's double.
         f"[:,\\[]{_WS}-?[0-9](?:\\.?[0-9]){{15}}",
     ]
+    keys: list[str] = []
     if strings:
         names = "|".join(re.escape(name) for name in sorted(strings))
-        alternatives.append(f'"(?:{names})"{_WS}:{_WS}[^ \\t\\n\\r"n]')
+        keys.append(f'(?:{names})"{_WS}:{_WS}[^ \\t\\n\\r"n]')
     if quoted_not_allowed:
         names = "|".join(re.escape(name) for name in sorted(quoted_not_allowed))
-        alternatives.append(f'"(?:{names})"{_WS}:{_WS}"')
-    return "|".join(alternatives)
+        keys.append(f'(?:{names})"{_WS}:{_WS}"')
+    if keys:
+        alternatives.append('"(?:' + "|".join(keys) + ")")
+    # Java tries every alternative at every offset: a one-character lookahead on the
+    # alternatives' first characters rejects most offsets at once (same matches).
+    return '(?=[\\x{FFFD}\\\\:,\\["])(?:' + "|".join(alternatives) + ")"
 
 
 def _native_rule(plan: _Plan, rule: RowRule, p: SparkColumn) -> SparkColumn:
