@@ -188,6 +188,31 @@ def classify(parsed: DataFrame, contract: Contract, late_window_days: int) -> Da
     )
 
 
+def compact(classified: DataFrame) -> DataFrame:
+    """The classified rows without what no output needs, before they are cached.
+
+    The raw ``value`` and ``key`` are kept for quarantined rows only (the rest are
+    parsed into ``payload``), and headers and bronze load metadata are dropped: the
+    cache then holds the typed payloads instead of every record twice.
+    """
+    from pyspark.sql import functions as F
+
+    quarantined = F.col(STATUS) == QUARANTINED
+    return classified.select(
+        "topic",
+        "partition",
+        "offset",
+        "timestamp",
+        F.when(quarantined, F.col("key")).alias("key"),
+        F.when(quarantined, F.col("value")).alias("value"),
+        "payload",
+        "violation",
+        BRONZE_DATE,
+        TARGET_DATE,
+        STATUS,
+    )
+
+
 def in_window(first: date, last: date) -> Column:
     """Rows that silver days ``first..last`` account for."""
     from pyspark.sql import functions as F
