@@ -120,6 +120,9 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
     late_window = settings.late_window_days(dataset)
     builder = table_builder(contract.dataset)
     events = event_table(contract)
+    events_partition = contract.partition_column(events)
+    if events_partition is None:
+        raise ValueError(f"{contract.path}: table {events!r} marks no column `partitioned: true`")
     quarantine = contract.quarantine_table
     with warnings.catch_warnings():
         # Beta in 1.13; needed because the newest silver days read bronze days that do
@@ -252,7 +255,7 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
                 duplicates=total(DUPLICATE),
                 quarantined=total(QUARANTINED),
                 accepted_in_table=_count(
-                    iceberg, settings, events, column="event_date", window=window
+                    iceberg, settings, events, column=events_partition, window=window
                 ),
                 quarantined_in_table=_count(
                     iceberg,
