@@ -17,6 +17,7 @@ from confluent_kafka.admin import NewTopic
 from lakehouse_assets.bronze.assets import build_bronze_asset, landing_run_config
 from lakehouse_dev.stack import LocalStack
 from resources.environments import build_resources
+from resources.iceberg_io_manager import IcebergIOManager
 from resources.parquet_io_manager import ParquetStore
 from resources.settings import LakehouseSettings, load_settings
 
@@ -92,6 +93,16 @@ def bronze_dataset(stack: LocalStack) -> BronzeDataset:
     admin = build_resources(settings)["kafka"].admin()
     admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
     return BronzeDataset(name=name, topic=topic, settings=settings, partitions=3)
+
+
+@pytest.fixture
+def io_manager(resources: Any, settings: LakehouseSettings) -> IcebergIOManager:
+    """The Iceberg IO manager on the session's catalog, retrying conflicts without delay."""
+    return IcebergIOManager(
+        catalog=resources.iceberg,
+        namespaces={str(k): v for k, v in settings.catalog.namespaces.items()},
+        retry_base_seconds=0.01,
+    )
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:

@@ -21,7 +21,6 @@ from resources.iceberg_io_manager import (
     IcebergIOManager,
     WriteRequest,
 )
-from resources.settings import LakehouseSettings
 from tests.integration.conftest import failure_message, metadata_value
 
 pytestmark = pytest.mark.integration
@@ -32,15 +31,6 @@ IO_KEY = "iceberg_io_manager"
 
 #: Builds an asset's output for a partition time window.
 Producer = Callable[[dg.AssetExecutionContext], pa.Table]
-
-
-@pytest.fixture
-def io_manager(resources: Any, settings: LakehouseSettings) -> IcebergIOManager:
-    return IcebergIOManager(
-        catalog=resources.iceberg,
-        namespaces={str(k): v for k, v in settings.catalog.namespaces.items()},
-        retry_base_seconds=0.01,
-    )
 
 
 @pytest.fixture

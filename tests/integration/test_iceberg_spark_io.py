@@ -22,7 +22,6 @@ from resources.iceberg_io_manager import (
     IcebergCommitError,
     IcebergIOManager,
 )
-from resources.settings import LakehouseSettings
 from tests.integration.conftest import failure_message, metadata_value
 from tests.integration.test_iceberg_io_manager import (
     DAYS,
@@ -41,15 +40,6 @@ pytestmark = pytest.mark.integration
 
 #: Builds an asset's Spark output for a partition time window.
 SparkProducer = Callable[[dg.AssetExecutionContext], DataFrame]
-
-
-@pytest.fixture
-def io_manager(resources: Any, settings: LakehouseSettings) -> IcebergIOManager:
-    return IcebergIOManager(
-        catalog=resources.iceberg,
-        namespaces={str(k): v for k, v in settings.catalog.namespaces.items()},
-        retry_base_seconds=0.01,
-    )
 
 
 @pytest.fixture

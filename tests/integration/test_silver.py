@@ -141,6 +141,12 @@ class SilverDataset:
             raise_on_error=False,
         )
 
+    def use_contract(self, contract: Path) -> None:
+        """The same dataset, topic and tables under another contract (a new version)."""
+        namespace = self.settings.namespace("silver")
+        self.settings = _dataset_settings(self.name, self.topic, contract, namespace)
+        self.resources = build_resources(self.settings)
+
     def table(self, name: str) -> pa.Table:
         catalog = self.resources["iceberg"].load()
         loaded = catalog.load_table((self.settings.namespace("silver"), name))
@@ -155,17 +161,24 @@ class SilverDataset:
         return dict(snapshot.summary.additional_properties)
 
 
-def _make_dataset(contract: str | Path, late_window: int = 3) -> SilverDataset:
-    suffix = uuid.uuid4().hex[:8]
-    name, topic = f"s_{suffix}", f"silver-{suffix}"
+def _dataset_settings(
+    name: str, topic: str, contract: str | Path, namespace: str, late_window: int = 3
+) -> LakehouseSettings:
+    """Settings with dataset ``name`` on ``topic`` under ``contract``, silver in ``namespace``."""
     environ = dict(os.environ)
     prefix = f"LAKEHOUSE__DATASETS__{name.upper()}"
     environ[f"{prefix}__TOPIC"] = topic
     environ[f"{prefix}__CONTRACT"] = str(contract)
     environ[f"{prefix}__START_DATE"] = _day(-5)
     environ[f"{prefix}__LATE_WINDOW_DAYS"] = str(late_window)
-    environ["LAKEHOUSE__CATALOG__NAMESPACES__SILVER"] = f"silver_{suffix}"
-    settings = load_settings("local", environ=environ)
+    environ["LAKEHOUSE__CATALOG__NAMESPACES__SILVER"] = namespace
+    return load_settings("local", environ=environ)
+
+
+def _make_dataset(contract: str | Path, late_window: int = 3) -> SilverDataset:
+    suffix = uuid.uuid4().hex[:8]
+    name, topic = f"s_{suffix}", f"silver-{suffix}"
+    settings = _dataset_settings(name, topic, contract, f"silver_{suffix}", late_window)
     resources = build_resources(settings)
     admin = resources["kafka"].admin()
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
@@ -363,13 +376,7 @@ def test_a_new_optional_field_evolves_the_silver_schema(
     text = text.replace("      - name: event_date\n", optional + "      - name: event_date\n")
     evolved = tmp_path / "plain.yaml"
     evolved.write_text(text)
-    environ = dict(os.environ)
-    environ[f"LAKEHOUSE__DATASETS__{plain.name.upper()}__CONTRACT"] = str(evolved)
-    environ[f"LAKEHOUSE__DATASETS__{plain.name.upper()}__TOPIC"] = plain.topic
-    environ[f"LAKEHOUSE__DATASETS__{plain.name.upper()}__START_DATE"] = _day(-5)
-    environ["LAKEHOUSE__CATALOG__NAMESPACES__SILVER"] = plain.settings.namespace("silver")
-    plain.settings = load_settings("local", environ=environ)
-    plain.resources = build_resources(plain.settings)
+    plain.use_contract(evolved)
     result = plain.silver(_day(1))
     assert result.success
     rows = _rows(plain.table("plain"), "id", "channel")
@@ -460,14 +467,7 @@ def test_a_failing_blocking_contract_check_stops_the_downstream_asset(
     )
     strict = tmp_path / "plain.yaml"
     strict.write_text(text)
-    environ = dict(os.environ)
-    prefix = f"LAKEHOUSE__DATASETS__{plain.name.upper()}"
-    environ[f"{prefix}__CONTRACT"] = str(strict)
-    environ[f"{prefix}__TOPIC"] = plain.topic
-    environ[f"{prefix}__START_DATE"] = _day(-5)
-    environ["LAKEHOUSE__CATALOG__NAMESPACES__SILVER"] = plain.settings.namespace("silver")
-    plain.settings = load_settings("local", environ=environ)
-    plain.resources = build_resources(plain.settings)
+    plain.use_contract(strict)
     plain.produce([(plain_event(f"e{i}", _at(0, 9 + i)), _at(0, 9 + i)) for i in range(3)])
     plain.land(_day(0), _day(0))
 
