@@ -171,8 +171,9 @@ def test_killed_landing_run_leaves_no_gap_and_no_duplicate(
     bronze_dataset: BronzeDataset,
 ) -> None:
     day1, _ = _recent_days()
-    # Partition 0 lands first and fast; 1 and 2 are large, so the kill lands mid-way.
-    sizes = {0: 2_000, 1: 30_000, 2: 30_000}
+    # Partition 0 lands first and fast; 1 and 2 are large (150 MB each), so the kill
+    # lands mid-way even when the landing is fast and listing the store is slow.
+    sizes = {0: 2_000, 1: 100_000, 2: 100_000}
     for partition, count in sizes.items():
         bronze_dataset.produce(
             _events(day1, count, start=partition * 100_000, size=1500), partition
