@@ -51,6 +51,7 @@ from benchmarks.common import (
     log,
     machine_info,
     median_services_cpu,
+    positive_int,
     produce_topic,
     raise_interrupt,
     render_targets,
@@ -114,7 +115,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument(
         "--repeat",
-        type=int,
+        type=positive_int,
         default=2,
         help="consume and landing runs per size, alternating; medians are reported "
         "(default: %(default)s)",
@@ -124,10 +125,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     args = parser.parse_args(argv)
     if args.quick and args.sizes:
         parser.error("--quick and --sizes exclude each other")
-    if args.repeat < 1:
-        parser.error("--repeat must be >= 1")
-    if args.days < 1:
-        parser.error("--days must be >= 1")
     return Options(
         sizes=QUICK_SIZES if args.quick else (args.sizes or DEFAULT_SIZES),
         repeat=args.repeat,

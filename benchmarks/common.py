@@ -58,6 +58,17 @@ def raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def past_date(text: str) -> date:
     """An ``argparse`` type: a day before today (UTC)."""
     try:
@@ -88,7 +99,9 @@ class EventSpec:
 
 def add_event_arguments(parser: argparse.ArgumentParser) -> None:
     """The generator options (``--days``, ``--end-date``, the shares, ``--seed``)."""
-    parser.add_argument("--days", type=int, default=DEFAULT_DAYS, help="UTC days of events")
+    parser.add_argument(
+        "--days", type=positive_int, default=DEFAULT_DAYS, help="UTC days of events"
+    )
     parser.add_argument(
         "--end-date",
         type=past_date,

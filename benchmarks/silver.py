@@ -59,6 +59,7 @@ from benchmarks.common import (
     log,
     machine_info,
     median_services_cpu,
+    positive_int,
     produce_topic,
     raise_interrupt,
     render_targets,
@@ -136,7 +137,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument(
         "--repeat",
-        type=int,
+        type=positive_int,
         default=2,
         help="plain and ours runs, alternating; medians are reported (default: %(default)s)",
     )
@@ -145,10 +146,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     args = parser.parse_args(argv)
     if args.quick and args.size:
         parser.error("--quick and --size exclude each other")
-    if args.repeat < 1:
-        parser.error("--repeat must be >= 1")
-    if args.days < 1:
-        parser.error("--days must be >= 1")
     return Options(
         size=args.size or (QUICK_SIZE if args.quick else DEFAULT_SIZE),
         overhead_size=args.overhead_size
