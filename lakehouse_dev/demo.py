@@ -25,8 +25,8 @@ import dagster as dg
 from lakehouse_assets.bronze.assets import build_bronze_asset, landing_run_config
 from lakehouse_assets.bronze.landing import day_ranges
 from lakehouse_assets.contracts import load_contract
+from lakehouse_assets.silver import build_silver_checks
 from lakehouse_assets.silver.assets import RECONCILIATION_CHECK, build_silver_asset
-from lakehouse_assets.silver.checks import contract_checks_for_asset
 from lakehouse_dev import generator
 from lakehouse_dev.stack import LocalStack
 from resources.environments import build_resources
@@ -87,8 +87,7 @@ def _silver(
     for dataset in settings.datasets:
         started = time.monotonic()
         asset = build_silver_asset(settings, dataset)
-        contract = load_contract(settings.contract_path(dataset))
-        checks = [c for t in contract.tables for c in contract_checks_for_asset(contract, t, asset)]
+        checks = build_silver_checks(settings, dataset, asset)
         result = dg.materialize(
             [asset, *checks],
             instance=instance,
