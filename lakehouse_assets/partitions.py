@@ -1,4 +1,5 @@
-"""Daily UTC partitions, one definition per dataset (its start date comes from config)."""
+"""Daily UTC partitions, one definition per dataset (its start date comes from config)
+and one for gold, which spans datasets."""
 
 from __future__ import annotations
 
@@ -7,14 +8,20 @@ import dagster as dg
 from resources.settings import LakehouseSettings
 
 
-def daily_partitions(settings: LakehouseSettings, dataset: str) -> dg.DailyPartitionsDefinition:
-    """Daily partitions from the dataset's start date up to and including today (UTC).
+def daily_partitions(
+    settings: LakehouseSettings, dataset: str | None = None
+) -> dg.DailyPartitionsDefinition:
+    """Daily partitions from the dataset's start date (or, with no dataset, the
+    project's ``partitions.start_date``) up to and including today (UTC).
 
     ``end_offset=1`` makes today's partition exist while the day is still open, so
     records arriving today land today instead of tomorrow.
     """
+    start = (
+        settings.partitions.start_date if dataset is None else settings.dataset_start_date(dataset)
+    )
     return dg.DailyPartitionsDefinition(
-        start_date=settings.dataset_start_date(dataset).isoformat(),
+        start_date=start.isoformat(),
         timezone="UTC",
         end_offset=1,
     )

@@ -9,6 +9,8 @@ appear in it only as ``env_var(...)`` references that dbt resolves at run time.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
 import sys
@@ -21,7 +23,7 @@ from resources.settings import LakehouseSettings, cache_dir
 from resources.spark_conf import build_spark_conf
 
 if TYPE_CHECKING:
-    from dagster_dbt import DbtCliResource
+    from dagster_dbt import DbtCliResource, DbtProject
 
 PROFILE_NAME = "lakehouse"
 _LOCAL_S3_PLACEHOLDER = "lakehouse-local"
@@ -72,13 +74,21 @@ def profiles_yaml(settings: LakehouseSettings) -> str:
 
 
 def write_profiles(settings: LakehouseSettings) -> Path:
-    """Write the generated profile to ``<data_dir>/dbt_profiles`` and return that directory."""
-    directory = settings.data_dir / "dbt_profiles"
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "profiles.yml"
+    """Write the generated profile under ``<data_dir>/dbt_profiles/<hash>/`` and return
+    that directory.
+
+    Keyed by content, so settings that differ (another gold namespace, another
+    endpoint) never rewrite a profile that a running dbt invocation reads.
+    """
     text = profiles_yaml(settings)
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    directory = settings.data_dir / "dbt_profiles" / digest
+    path = directory / "profiles.yml"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        staged = directory / f"profiles.yml.{os.getpid()}"
+        staged.write_text(text)
+        staged.replace(path)
     return directory
 
 
@@ -97,3 +107,51 @@ def dbt_resource(settings: LakehouseSettings) -> DbtCliResource:
         profile=PROFILE_NAME,
         target=settings.dbt.target,
     )
+
+
+#: What `dbt parse` reads: a change to any of these makes the manifest stale.
+_PROJECT_SOURCES = ("dbt_project.yml", "models", "macros", "seeds", "snapshots", "tests")
+
+
+def _newest_source_mtime(project_dir: Path) -> float:
+    newest = 0.0
+    for name in _PROJECT_SOURCES:
+        path = project_dir / name
+        paths = [path] if path.is_file() else path.rglob("*") if path.is_dir() else []
+        for item in paths:
+            newest = max(newest, item.stat().st_mtime)
+    return newest
+
+
+def dbt_project(settings: LakehouseSettings) -> DbtProject:
+    """The dbt project of ``settings``, its manifest parsed when missing or stale.
+
+    Deployments build the manifest into the image (``dagster-dbt project
+    prepare-and-package``), so this parses nothing there; a working copy
+    re-parses (``dbt parse``, a few seconds) whenever a model, macro, seed,
+    snapshot or test changed since the last parse. A file lock keeps the
+    processes that load the definitions at once (daemon, UI, runs) from
+    parsing over each other.
+    """
+    from dagster_dbt import DbtProject
+
+    project = DbtProject(
+        project_dir=settings.dbt_project_dir,
+        profiles_dir=write_profiles(settings),
+        profile=PROFILE_NAME,
+        target=settings.dbt.target,
+    )
+    manifest = project.manifest_path
+
+    def stale() -> bool:
+        newest = _newest_source_mtime(project.project_dir)
+        return not manifest.exists() or manifest.stat().st_mtime < newest
+
+    if stale():
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        with (manifest.parent / "parse.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if stale():
+                dbt = dbt_resource(settings)
+                dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
+    return project

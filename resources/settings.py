@@ -172,8 +172,17 @@ class SparkSettings(_Section):
 
 
 class DbtSettings(_Section):
-    project_dir: str = "dbt"
-    target: str = "local"
+    project_dir: str = Field(default="dbt", description="The dbt project, relative to the root.")
+    target: str = Field(default="local", description="The target of the generated dbt profile.")
+    reporting_currency: str = Field(
+        default="EUR",
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 currency gold reports money in (rates: the fx_rates seed).",
+    )
+    owner: str = Field(
+        default="team:data-platform",
+        description="Dagster owner of gold assets whose dbt meta names none (email or team:x).",
+    )
 
 
 class PartitionSettings(_Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -88,3 +89,42 @@ def test_new_records_land_while_the_daemon_runs(resources: Any, daemon: Path) ->
     )
     table_rows = sum(b.num_rows for b in resources.bronze_store.read_batches("plain", [day]))
     assert table_rows == 250
+
+
+def test_new_orders_reach_gold_while_the_daemon_runs(
+    resources: Any, settings: LakehouseSettings, daemon: Path
+) -> None:
+    """Kafka → bronze (arrivals sensor) → silver and gold (declarative automation), no
+    manual step: the day's daily sales count the new orders."""
+    from tests.integration.test_silver import order_event
+
+    stamp = datetime.now(UTC) - timedelta(minutes=1)
+    orders = 5
+    producer = resources.kafka.producer()
+    for number in range(orders):
+        event = order_event(900_000 + number, 1, stamp, status="paid")
+        producer.produce(
+            "purchase-orders",
+            key=event["order_id"].encode(),
+            value=json.dumps(event).encode(),
+            timestamp=int(stamp.timestamp() * 1000),
+        )
+    assert producer.flush(30) == 0
+
+    catalog = resources.iceberg.load()
+    table = (settings.namespace("gold"), "fct_daily_sales")
+    deadline = time.monotonic() + 600
+    sold = 0
+    while time.monotonic() < deadline and sold < orders:
+        time.sleep(5)
+        if catalog.table_exists(table):
+            rows = catalog.load_table(table).scan().to_arrow().to_pylist()
+            sold = sum(
+                r["orders"]
+                for r in rows
+                if r["sales_date"] == stamp.date() and r["country"] == "DE"
+            )
+    assert sold == orders, (
+        f"gold counts {sold} of {orders} orders; daemon log:\n"
+        + daemon.read_text(errors="replace")[-6000:]
+    )

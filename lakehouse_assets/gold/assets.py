@@ -1,0 +1,222 @@
+"""Gold: the dbt project's seeds, models and snapshots as Dagster assets.
+
+Every dbt model, snapshot and seed becomes an asset ``["gold", <name>]``; its
+dbt sources are the silver assets ``["silver", <table>]``, so the lineage runs
+from Kafka to gold in one graph. Models and snapshots are daily-partitioned
+like silver: a run passes its partition window (a single-run backfill passes
+the whole range) and the late window to dbt as vars, and the incremental
+models reprocess that window plus the late window, so late corrections reach
+gold. dbt tests become asset checks. Seeds are reference data, not
+partitioned: they load when missing or when their CSV changes.
+"""
+
+# No `from __future__ import annotations`: Dagster reads these functions' parameter
+# annotations at definition time to find config and resource types.
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+from pyiceberg.exceptions import NoSuchTableError
+
+from lakehouse_assets.partitions import daily_partitions
+from lakehouse_assets.silver.transforms import AHEAD_TOLERANCE_DAYS
+from resources.iceberg import IcebergCatalogResource
+from resources.parquet_io_manager import column_schema
+from resources.settings import LakehouseSettings
+
+GOLD_GROUP = "gold"
+GOLD_POOL = "gold"
+
+
+def gold_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey([GOLD_GROUP, name])
+
+
+def gold_late_window_days(settings: LakehouseSettings) -> int:
+    """The widest late window of the datasets: how far back a gold run reprocesses."""
+    return max((settings.late_window_days(name) for name in settings.datasets), default=0)
+
+
+def gold_automation_condition(
+    late_window_days: int, seeds: Sequence[dg.AssetKey] = ()
+) -> dg.AutomationCondition:
+    """Run a gold day when a table it reads changed, unless a blocking check upstream failed.
+
+    Silver's condition (new data over the last days of the late window, nothing
+    upstream in progress) plus ``all_deps_blocking_checks_passed``: a silver day
+    whose contract check failed stops gold for that day. ``any_deps_updated``
+    also holds when silver is requested on the same tick, so silver and gold of
+    a day usually run together in one run. A model waits for the ``seeds`` it
+    reads to exist: they load in runs of their own.
+    """
+    condition = (
+        dg.AutomationCondition.in_latest_time_window(
+            lookback_delta=timedelta(days=late_window_days + AHEAD_TOLERANCE_DAYS + 1)
+        )
+        & dg.AutomationCondition.any_deps_updated().since_last_handled()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    )
+    if seeds:
+        condition &= ~dg.AutomationCondition.any_deps_match(dg.AutomationCondition.missing()).allow(
+            dg.AssetSelection.assets(*seeds)
+        )
+    return condition.with_label(
+        f"silver updated, its blocking checks passed (late window {late_window_days})"
+    )
+
+
+#: Seeds are loaded when missing and again when their file (code version) changes.
+SEED_AUTOMATION = (
+    dg.AutomationCondition.missing() | dg.AutomationCondition.code_version_changed()
+).newly_true() & ~dg.AutomationCondition.in_progress()
+
+
+class GoldTranslator(DagsterDbtTranslator):
+    """Keys, groups, owners and automation of the dbt project's assets.
+
+    * models, snapshots and seeds: ``["gold", <name>]`` in group ``gold``;
+    * sources: ``[<source name>, <table>]``, so source ``silver`` is the silver assets;
+    * owners: the ``owner`` in a resource's dbt ``meta``, else ``dbt.owner`` of the config;
+    * automation: seeds when missing or changed, everything else
+      :func:`gold_automation_condition`.
+    """
+
+    def __init__(self, settings: LakehouseSettings, seeds: Sequence[str] = ()) -> None:
+        super().__init__(DagsterDbtTranslatorSettings(enable_asset_checks=True))
+        self._default_owner = settings.dbt.owner
+        self._condition = gold_automation_condition(
+            gold_late_window_days(settings), [gold_key(name) for name in seeds]
+        )
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+        return gold_key(dbt_resource_props["name"])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "source":
+            return None
+        return GOLD_GROUP
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        meta = dbt_resource_props.get("config", {}).get("meta") or dbt_resource_props.get("meta")
+        owner = (meta or {}).get("owner")
+        return [str(owner) if owner else self._default_owner]
+
+    def get_automation_condition(
+        self, dbt_resource_props: Mapping[str, Any]
+    ) -> dg.AutomationCondition | None:
+        kind = dbt_resource_props["resource_type"]
+        if kind == "source":
+            return None
+        if kind == "seed":
+            return SEED_AUTOMATION
+        return self._condition
+
+
+def dbt_vars(settings: LakehouseSettings, window: dg.TimeWindow | None) -> dict[str, Any]:
+    """The vars every gold dbt invocation gets (names in ``dbt/dbt_project.yml``).
+
+    ``start_date``/``end_date`` bound the run's partitions, ``[start, end)``; the
+    incremental models reprocess from ``start_date - late_window_days``.
+    """
+    values: dict[str, Any] = {
+        "late_window_days": gold_late_window_days(settings),
+        "silver_namespace": settings.namespace("silver"),
+        "reporting_currency": settings.dbt.reporting_currency,
+    }
+    if window is not None:
+        values["start_date"] = window.start.date().isoformat()
+        values["end_date"] = window.end.date().isoformat()
+    return values
+
+
+def _with_table_metadata(
+    context: dg.AssetExecutionContext,
+    events: Iterator[Any],
+    iceberg: IcebergCatalogResource,
+    namespace: str,
+) -> Iterator[Any]:
+    """Add the Iceberg table's row count, schema, name and snapshot to each dbt output.
+
+    Views (staging models) are not Iceberg tables and keep dbt's metadata only.
+    """
+    catalog = iceberg.load()
+    for event in events:
+        if isinstance(event, dg.Output):
+            name = context.assets_def.asset_key_for_output(event.output_name).path[-1]
+            try:
+                table = catalog.load_table((namespace, name))
+            except NoSuchTableError:
+                yield event
+                continue
+            snapshot = table.current_snapshot()
+            metadata: dict[str, Any] = {
+                "dagster/column_schema": column_schema(table.schema().as_arrow()),
+                "dagster/table_name": f"{namespace}.{name}",
+            }
+            if snapshot is not None:
+                metadata["snapshot_id"] = str(snapshot.snapshot_id)
+                rows = snapshot.summary.get("total-records") if snapshot.summary else None
+                if rows is not None:
+                    metadata["dagster/row_count"] = int(rows)
+            yield event.with_metadata({**event.metadata, **metadata})
+        else:
+            yield event
+
+
+def build_gold_assets(
+    settings: LakehouseSettings, project: DbtProject
+) -> list[dg.AssetsDefinition]:
+    """The partitioned models and snapshots, and the unpartitioned seeds, of ``project``."""
+    manifest = json.loads(project.manifest_path.read_text())
+    seeds = [node["name"] for node in manifest["nodes"].values() if node["resource_type"] == "seed"]
+    translator = GoldTranslator(settings, seeds)
+    namespace = settings.namespace("gold")
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        exclude="resource_type:seed",
+        name="gold_models",
+        partitions_def=daily_partitions(settings),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        dagster_dbt_translator=translator,
+        pool=GOLD_POOL,
+    )
+    def gold_models(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, iceberg: IcebergCatalogResource
+    ) -> Iterator[Any]:
+        """``dbt build`` of the selected models and snapshots, for the run's partition window."""
+        values = dbt_vars(settings, context.partition_time_window)
+        invocation = dbt.cli(["build", "--vars", json.dumps(values)], context=context)
+        yield from _with_table_metadata(context, invocation.stream(), iceberg, namespace)
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        select="resource_type:seed",
+        name="gold_seeds",
+        dagster_dbt_translator=translator,
+        pool=GOLD_POOL,
+    )
+    def gold_seeds(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, iceberg: IcebergCatalogResource
+    ) -> Iterator[Any]:
+        """``dbt build`` of the seeds (reference data such as FX rates) and their tests."""
+        values = dbt_vars(settings, None)
+        invocation = dbt.cli(["build", "--vars", json.dumps(values)], context=context)
+        yield from _with_table_metadata(context, invocation.stream(), iceberg, namespace)
+
+    return [gold_models, gold_seeds]

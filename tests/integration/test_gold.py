@@ -1,0 +1,376 @@
+"""Gold end to end: Kafka → bronze → silver → dbt on Spark → Iceberg, real services.
+
+Each test gets its own topic, dataset and silver and gold namespaces. Gold
+figures are checked against aggregates computed here, in Python, from the
+records the generator produced.
+"""
+
+import csv
+import shutil
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+
+from lakehouse_assets.bronze.assets import build_bronze_asset, landing_run_config
+from lakehouse_assets.gold.assets import build_gold_assets, gold_key
+from lakehouse_assets.silver import build_silver_checks
+from lakehouse_assets.silver.assets import build_silver_asset
+from lakehouse_dev import generator
+from lakehouse_dev.stack import LocalStack
+from resources.dbt import dbt_project
+from resources.environments import build_resources
+from resources.settings import PROJECT_ROOT
+from tests.integration.conftest import failure_message
+from tests.integration.test_silver import (
+    DAY,
+    SilverDataset,
+    _at,
+    _day,
+    _make_dataset,
+    order_event,
+)
+
+CENT = Decimal("0.01")
+
+
+@dataclass
+class Lakehouse:
+    """One purchase-orders dataset through every layer, with gold in its own namespace."""
+
+    dataset: SilverDataset
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        return self.dataset.resources
+
+    def gold_assets(self) -> list[dg.AssetsDefinition]:
+        settings = self.dataset.settings
+        return build_gold_assets(settings, dbt_project(settings))
+
+    def silver_asset(self) -> dg.AssetsDefinition:
+        return build_silver_asset(self.dataset.settings, self.dataset.name)
+
+    def gold_selection(self) -> dg.AssetSelection:
+        """Every gold asset fed by the purchase-order silver tables (not the seeds)."""
+        silver = dg.AssetSelection.assets(*self.silver_asset().keys)
+        return silver.downstream() - silver
+
+    def run(
+        self, first: str, last: str | None = None, *, instance: dg.DagsterInstance | None = None
+    ) -> None:
+        """Land bronze, then build silver and gold for ``first``..``last`` (single runs)."""
+        last = last or first
+        self.dataset.land(first, last)
+        tags = {
+            "dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last,
+        }
+        silver = dg.materialize(
+            [self.silver_asset()], resources=self.resources, tags=tags, instance=instance
+        )
+        assert silver.success
+        self.gold(first, last, instance=instance)
+
+    def gold(
+        self, first: str, last: str | None = None, *, instance: dg.DagsterInstance | None = None
+    ) -> dg.ExecuteInProcessResult:
+        gold = self.gold_assets()
+        models = [a for a in gold if a.partitions_def is not None]
+        seeds = [a for a in gold if a.partitions_def is None]
+        seeded = dg.materialize(seeds, resources=self.resources, instance=instance)
+        assert seeded.success
+        silver = self.silver_asset()
+        result = dg.materialize(
+            [*models, *seeds, silver],
+            selection=self.gold_selection(),
+            resources=self.resources,
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": first,
+                "dagster/asset_partition_range_end": last or first,
+            },
+            raise_on_error=False,
+        )
+        assert result.success, failure_message(result)
+        return result
+
+    def table(self, name: str) -> pa.Table:
+        catalog = self.resources["iceberg"].load()
+        namespace = self.dataset.settings.namespace("gold")
+        return catalog.load_table((namespace, name)).scan().to_arrow()
+
+
+@pytest.fixture
+def lakehouse(stack: LocalStack, spark: Any, monkeypatch: pytest.MonkeyPatch) -> Lakehouse:
+    monkeypatch.setenv("LAKEHOUSE__CATALOG__NAMESPACES__GOLD", f"gold_{uuid.uuid4().hex[:8]}")
+    return Lakehouse(_make_dataset("contracts/purchase_orders.yaml"))
+
+
+# --------------------------------------------------------------------------- the oracle
+
+
+def _fx_rates() -> dict[str, list[tuple[date, Decimal]]]:
+    """The seed's rates to the reporting currency, oldest first, per currency."""
+    rates: defaultdict[str, list[tuple[date, Decimal]]] = defaultdict(list)
+    with (PROJECT_ROOT / "dbt" / "seeds" / "fx_rates.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            if row["reporting_currency"] == "EUR":
+                rates[row["currency"]].append(
+                    (date.fromisoformat(row["valid_from"]), Decimal(row["rate"]))
+                )
+    return {currency: sorted(values) for currency, values in rates.items()}
+
+
+def _rate(rates: dict[str, list[tuple[date, Decimal]]], currency: str, day: date) -> Decimal:
+    return [rate for valid_from, rate in rates[currency] if valid_from <= day][-1]
+
+
+def _accepted_documents(
+    records: Iterable[generator.GeneratedRecord], late_window: int
+) -> list[dict[str, Any]]:
+    """What silver accepts: clean records, once, that arrived within the late window."""
+    documents = []
+    for record in records:
+        if record.is_malformed or record.kind == generator.KIND_DUPLICATE:
+            continue
+        arrival = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC).date()
+        event = datetime.fromtimestamp(record.event_time_ms / 1000, UTC).date()
+        if (arrival - event).days > late_window:
+            continue  # quarantined as `late`
+        documents.append(generator.json.loads(record.value, parse_float=Decimal))
+    return documents
+
+
+def expected_daily_sales(
+    documents: Sequence[dict[str, Any]],
+) -> dict[tuple[date, str], dict[str, Decimal]]:
+    """fct_daily_sales computed from the accepted events (definitions: dbt/models/marts)."""
+    rates = _fx_rates()
+    by_order: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+    for document in documents:
+        by_order[document["order_id"]].append(document)
+    figures: defaultdict[tuple[date, str], defaultdict[str, Decimal]] = defaultdict(
+        lambda: defaultdict(Decimal)
+    )
+    for events in by_order.values():
+        latest = max(events, key=lambda e: e["version"])
+        ordered = min(datetime.fromisoformat(e["event_time"]) for e in events).date()
+        country, currency = latest["customer"]["country"], latest["currency"]
+        subtotal = Decimal(latest["totals"]["subtotal"])
+        day = figures[(ordered, country)]
+        if latest["status"] == "cancelled":
+            day["cancelled_orders"] += 1
+        else:
+            rate = _rate(rates, currency, ordered)
+            day["orders"] += 1
+            day["items"] += sum(item["quantity"] for item in latest["items"])
+            day["gross_revenue"] += sum(
+                item["quantity"] * Decimal(item["unit_price"]) * rate for item in latest["items"]
+            )
+            day["net_sales"] += subtotal * rate
+        if latest["status"] == "refunded":
+            refund = max(e["event_time"] for e in events if e["event_type"] == "order_refunded")
+            refund_day = datetime.fromisoformat(refund).date()
+            figures[(refund_day, country)]["refunds"] += subtotal * _rate(
+                rates, currency, refund_day
+            )
+    result = {}
+    for key, day in figures.items():
+        values = {name: day[name] for name in ("orders", "cancelled_orders", "items")}
+        for name in ("gross_revenue", "net_sales", "refunds"):
+            values[name] = day[name].quantize(CENT, ROUND_HALF_UP)
+        values["net_revenue"] = (day["net_sales"] - day["refunds"]).quantize(CENT, ROUND_HALF_UP)
+        result[key] = values
+    return result
+
+
+def _sales(table: pa.Table) -> dict[tuple[date, str], dict[str, Any]]:
+    return {(row["sales_date"], row["country"]): row for row in table.to_pylist()}
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_gold_daily_sales_match_the_generated_events(lakehouse: Lakehouse) -> None:
+    spec = generator.GeneratorSpec(count=3_000, days=5, end_date=DAY, seed=11)
+    records = list(generator.generate("purchase_orders", spec))
+    lakehouse.dataset.produce(
+        [(r.value, datetime.fromtimestamp(r.timestamp_ms / 1000, UTC)) for r in records]
+    )
+    first, last = spec.first_day.isoformat(), DAY.isoformat()
+    lakehouse.run(first, last)
+
+    expected = expected_daily_sales(_accepted_documents(records, late_window=3))
+    actual = _sales(lakehouse.table("fct_daily_sales"))
+    assert set(actual) == set(expected)
+    for key, values in expected.items():
+        row = actual[key]
+        for name, value in values.items():
+            assert row[name] == value, f"{name} of {key}: gold {row[name]}, expected {value}"
+        if values["orders"]:
+            aov = values["net_sales"] / values["orders"]
+            assert abs(row["average_order_value"] - aov) <= CENT
+        assert row["net_revenue"] <= row["gross_revenue"]
+
+    orders = lakehouse.table("fct_orders")
+    latest = generator.expected_orders(records)
+    accepted = {d["order_id"] for d in _accepted_documents(records, late_window=3)}
+    assert len(orders) == len(accepted)
+    statuses = dict(zip(orders["order_id"].to_pylist(), orders["status"].to_pylist(), strict=True))
+    mismatched = [o for o in accepted if statuses[o] != latest[o]["status"]]
+    assert len(mismatched) <= len(accepted) // 100  # only orders whose newest event came too late
+
+
+def test_a_late_refund_changes_its_day_through_automation(lakehouse: Lakehouse) -> None:
+    """A refund of day 1 that arrives on day 2: automation re-runs silver and gold of
+    day 1, whose refunds and net revenue change; the order's own day keeps its sales."""
+    instance = dg.DagsterInstance.ephemeral()
+    paid = order_event(1, 1, _at(0, 9), status="paid")
+    lakehouse.dataset.produce([(paid, _at(0, 9))])
+    lakehouse.run(_day(0), _day(1), instance=instance)
+    before = _sales(lakehouse.table("fct_daily_sales"))
+    assert before[(DAY, "DE")]["net_sales"] == Decimal("20.00")
+
+    silver = lakehouse.silver_asset()
+    gold = lakehouse.gold_assets()
+    bronze = build_bronze_asset(lakehouse.dataset.settings, lakehouse.dataset.name)
+    defs = dg.Definitions(assets=[bronze, silver, *gold], resources=lakehouse.resources)
+    now = _at(2, 12)
+    baseline = dg.evaluate_automation_conditions(defs, instance, evaluation_time=now)
+
+    refund = order_event(1, 2, _at(1, 15), status="refunded")
+    refund["event_type"] = "order_refunded"
+    lakehouse.dataset.produce([(refund, _at(2, 1))])
+    dg.materialize(
+        [bronze],
+        instance=instance,
+        resources=lakehouse.resources,
+        partition_key=_day(2),
+        run_config=landing_run_config(lakehouse.dataset.name, "append"),
+    )
+    evaluation = dg.evaluate_automation_conditions(
+        defs, instance, evaluation_time=now, cursor=baseline.cursor
+    )
+    sales_key = gold_key("fct_daily_sales")
+    requested = sorted(p for p in evaluation.get_requested_partitions(sales_key) if p)
+    assert _day(1) in requested
+    silver_days = sorted(
+        p
+        for p in evaluation.get_requested_partitions(silver.keys_by_output_name["silver__orders"])
+        if p
+    )
+    assert _day(1) in silver_days
+    # Run what automation asked for, as the daemon would: silver, then gold.
+    tags = {
+        "dagster/asset_partition_range_start": silver_days[0],
+        "dagster/asset_partition_range_end": silver_days[-1],
+    }
+    assert dg.materialize(
+        [silver], resources=lakehouse.resources, tags=tags, instance=instance
+    ).success
+    lakehouse.gold(requested[0], requested[-1], instance=instance)
+
+    after = _sales(lakehouse.table("fct_daily_sales"))
+    assert after[(DAY + timedelta(days=1), "DE")]["refunds"] == Decimal("20.00")
+    assert after[(DAY + timedelta(days=1), "DE")]["net_revenue"] == Decimal("-20.00")
+    assert after[(DAY, "DE")]["net_sales"] == Decimal("20.00")
+    assert after[(DAY, "DE")]["orders"] == 1
+
+
+def test_a_tier_change_adds_a_second_customer_history_row(lakehouse: Lakehouse) -> None:
+    lakehouse.dataset.produce([(order_event(7, 1, _at(0, 9), tier="silver"), _at(0, 9))])
+    lakehouse.run(_day(0))
+    lakehouse.dataset.produce([(order_event(14, 1, _at(1, 10), tier="gold"), _at(1, 10))])
+    lakehouse.run(_day(1))
+
+    history = sorted(
+        (r for r in lakehouse.table("dim_customers").to_pylist() if r["customer_id"] == "C-0"),
+        key=lambda r: r["valid_from"],
+    )
+    assert [r["tier"] for r in history] == ["silver", "gold"]
+    assert [r["is_current"] for r in history] == [False, True]
+    change = _at(1, 10).replace(tzinfo=None)
+    assert history[0]["valid_to"] == change
+    assert history[1]["valid_from"] == change
+    assert history[1]["valid_to"] is None
+
+
+def test_a_failing_blocking_silver_check_stops_gold_for_that_day(
+    lakehouse: Lakehouse, tmp_path: Path
+) -> None:
+    text = (PROJECT_ROOT / "contracts" / "purchase_orders.yaml").read_text()
+    text = text.replace(
+        "mustBeBetween: [0, 5000000]\n        severity: warning",
+        "mustBeBetween: [0, 0]\n        severity: error",
+    )
+    strict = tmp_path / "purchase_orders.yaml"
+    strict.write_text(text)
+    lakehouse.dataset.use_contract(strict)
+    lakehouse.dataset.produce([(order_event(1, 1, _at(0, 9)), _at(0, 9))])
+    lakehouse.dataset.land(_day(0), _day(0))
+
+    silver = lakehouse.silver_asset()
+    checks = build_silver_checks(lakehouse.dataset.settings, lakehouse.dataset.name, silver)
+    gold = lakehouse.gold_assets()
+    result = dg.materialize(
+        [silver, *checks, *gold],
+        selection=dg.AssetSelection.assets(*silver.keys)
+        | dg.AssetSelection.checks_for_assets(*silver.keys)
+        | lakehouse.gold_selection(),
+        resources=lakehouse.resources,
+        partition_key=_day(0),
+        raise_on_error=False,
+    )
+    failed = [
+        (e.asset_check_evaluation_data.asset_key, e.asset_check_evaluation_data.check_name)
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        and not e.asset_check_evaluation_data.passed
+    ]
+    assert failed == [(silver.keys_by_output_name["silver__orders"], "contract_row_count")]
+    gold_materialized = [
+        e.asset_key
+        for e in result.get_asset_materialization_events()
+        if e.asset_key is not None and e.asset_key.path[0] == "gold"
+    ]
+    assert gold_materialized == []
+
+
+def test_a_broken_dbt_model_fails_the_run_with_dbts_message(
+    lakehouse: Lakehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "dbt"
+    shutil.copytree(PROJECT_ROOT / "dbt", project, ignore=shutil.ignore_patterns("target", "logs"))
+    (project / "models" / "broken_model.sql").write_text(
+        "select missing_column from {{ ref('stg_silver__orders') }}\n"
+    )
+    monkeypatch.setenv("LAKEHOUSE__DBT__PROJECT_DIR", str(project))
+    broken = _make_dataset("contracts/purchase_orders.yaml")
+    broken.produce([(order_event(1, 1, _at(0, 9)), _at(0, 9))])
+    broken.land(_day(0), _day(0))
+    silver = build_silver_asset(broken.settings, broken.name)
+    assert dg.materialize([silver], resources=broken.resources, partition_key=_day(0)).success
+
+    resources = build_resources(broken.settings)
+    gold = build_gold_assets(broken.settings, dbt_project(broken.settings))
+    result = dg.materialize(
+        [*gold, silver],
+        selection=dg.AssetSelection.assets(gold_key("broken_model")).upstream()
+        - dg.AssetSelection.assets(*silver.keys),
+        resources=resources,
+        partition_key=_day(0),
+        raise_on_error=False,
+    )
+    assert not result.success
+    message = failure_message(result)
+    assert "broken_model" in message
+    assert "missing_column" in message
