@@ -1,12 +1,13 @@
-"""``python -m benchmarks [bronze|silver|all] [options]``: run benchmarks (default: all).
+"""``python -m benchmarks [bronze|silver|gold|all] [options]``: run benchmarks (default: all).
 
-``bronze`` is :mod:`benchmarks.bronze_landing`, ``silver`` :mod:`benchmarks.silver`. The
-options after the name go to the selected benchmark (see ``python -m benchmarks
-<name> --help``); with ``all`` they go to each benchmark, so only the options both
-know (``--quick``, ``--repeat``, ``--days``, ``--end-date``, the generator shares,
-``--seed``, ``--output``) can be given. Each benchmark writes its section of
-``benchmarks/results.json``. The exit status is the worst of the benchmarks': 0 all
-targets met, 1 a target missed, 2 a benchmark could not run, 130 interrupted.
+``bronze`` is :mod:`benchmarks.bronze_landing`, ``silver`` :mod:`benchmarks.silver`,
+``gold`` :mod:`benchmarks.gold`. The options after the name go to the selected
+benchmark (see ``python -m benchmarks <name> --help``); with ``all`` they go to each
+benchmark, so only the options all know (``--quick``, ``--repeat``, ``--days``,
+``--end-date``, the generator shares, ``--seed``, ``--output``) can be given. Each
+benchmark writes its section of ``benchmarks/results.json``. The exit status is the
+worst of the benchmarks': 0 all targets met, 1 a target missed, 2 a benchmark could
+not run, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,12 +16,19 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from benchmarks import bronze_landing, silver
+from benchmarks import bronze_landing, gold, silver
 from benchmarks.common import raise_interrupt
 
 BENCHMARKS: dict[str, Callable[[Sequence[str]], int]] = {
     "bronze": bronze_landing.main,
     "silver": silver.main,
+    "gold": gold.main,
+}
+#: Each benchmark's option parser, to reject bad options before any benchmark runs.
+PARSERS: dict[str, Callable[[Sequence[str]], object]] = {
+    "bronze": bronze_landing.parse_args,
+    "silver": silver.parse_args,
+    "gold": gold.parse_args,
 }
 
 
@@ -44,8 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if selected == "all":
         # Options that one of them rejects should fail before hours of measuring.
         for name in names:
-            parse = bronze_landing.parse_args if name == "bronze" else silver.parse_args
-            parse(arguments)
+            PARSERS[name](arguments)
     codes = []
     for name in names:
         code = BENCHMARKS[name](arguments)
