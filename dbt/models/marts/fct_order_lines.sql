@@ -1,0 +1,64 @@
+{#-
+  The lines of each order's current version. Silver holds only the latest
+  version's lines, so the lines of an order whose latest version falls in the
+  lookback window replace all of that order's lines here: lines the window
+  brings are upserted, and the order's lines in the table that the window no
+  longer has (an amendment removed them) are deleted, in the same MERGE commit
+  (strategy merge_with_deletes, macros/strategies/merge_with_deletes.sql).
+-#}
+{{
+  config(
+    materialized='incremental',
+    incremental_strategy='merge_with_deletes',
+    unique_key=['order_id', 'line_number'],
+    delete_flag_column='_delete',
+    partition_by=['event_date'],
+  )
+}}
+
+with window_lines as (
+
+    select
+        order_id,
+        line_number,
+        version,
+        sku,
+        quantity,
+        unit_price,
+        discount,
+        -- exact amounts: unit_price has 2 decimals and discount 4, so 6 decimals lose nothing
+        cast(quantity * unit_price as decimal(20, 2)) as gross_amount,
+        cast(quantity * unit_price * discount as decimal(24, 6)) as discount_amount,
+        cast(quantity * unit_price * (1 - discount) as decimal(24, 6)) as net_amount,
+        event_date
+    from {{ ref('stg_silver__order_lines') }}
+    where {{ lookback_filter('event_date') }}
+
+)
+
+{% if is_incremental() %}
+
+, removed_lines as (
+
+    -- lines of the window's orders that their current version no longer has
+    select existing.*
+    from {{ this }} as existing
+    left semi join window_lines as orders_in_window
+        on orders_in_window.order_id = existing.order_id
+    left anti join window_lines as still_there
+        on still_there.order_id = existing.order_id
+        and still_there.line_number = existing.line_number
+
+)
+
+{%- set columns = 'order_id, line_number, version, sku, quantity, unit_price, discount, gross_amount, discount_amount, net_amount, event_date' %}
+
+select {{ columns }}, false as _delete from window_lines
+union all
+select {{ columns }}, true as _delete from removed_lines
+
+{% else %}
+
+select * from window_lines
+
+{% endif %}
