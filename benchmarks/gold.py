@@ -256,6 +256,31 @@ def _tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
+#: What the measured runs execute: a change while the benchmark runs makes variants differ.
+_CODE_PATHS = ("lakehouse_assets", "resources", "contracts", "config", "dbt")
+
+
+def code_fingerprint() -> str:
+    """A digest of the project's code, dbt project and configuration (files and mtimes).
+
+    The runs load whatever is in the working copy when they start; on a shared working
+    copy an edit during the benchmark would make the variants run different code, so
+    the digest is taken before and after and a difference is reported.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for top in _CODE_PATHS:
+        for path in sorted((PROJECT_ROOT / top).rglob("*")):
+            relative = path.relative_to(PROJECT_ROOT)
+            if not path.is_file() or relative.parts[:2] in (("dbt", "target"), ("dbt", "logs")):
+                continue
+            if "__pycache__" in relative.parts:
+                continue
+            digest.update(f"{relative}\0{path.stat().st_mtime_ns}\0".encode())
+    return digest.hexdigest()[:16]
+
+
 # --------------------------------------------------------------------------- the lakehouses
 
 
@@ -1032,6 +1057,11 @@ def render_table(section: dict[str, Any]) -> str:
             )
         median = latency["median_seconds"]
         lines += [row("median s", "", "-" if median is None else f"{median:.1f}"), ""]
+    if section.get("code_changed_during_run"):
+        lines += [
+            "warning: the working copy's code, dbt project or config changed during the run",
+            "",
+        ]
     lines += render_targets(section["targets"])
     return "\n".join(lines)
 
@@ -1061,6 +1091,7 @@ def run(options: Options) -> tuple[dict[str, Any] | None, int]:
         f"{options.repeat} backfill(s) of each variant, {options.latency_probes} latency "
         "probe(s); starting an isolated local stack ..."
     )
+    code_before = code_fingerprint()
     try:
         with IsolatedStack() as stack:
             log(f"stack up in {stack.data_dir} (Kafka {stack.bootstrap_servers})")
@@ -1075,6 +1106,12 @@ def run(options: Options) -> tuple[dict[str, Any] | None, int]:
             file=sys.stderr,
         )
         return None, 130
+    code_after = code_fingerprint()
+    if code_after != code_before:
+        log(
+            "warning: the project's code, dbt project or configuration changed while the "
+            "benchmark ran; the variants may have run different code"
+        )
     section: dict[str, Any] = {
         "benchmark": SECTION,
         "dataset": DATASET,
@@ -1095,6 +1132,8 @@ def run(options: Options) -> tuple[dict[str, Any] | None, int]:
             "latency": "dagster-daemon with default intervals; produce -> order counted in "
             "gold.fct_daily_sales (pyiceberg poll every 2 s)",
         },
+        "code_fingerprint": {"before": code_before, "after": code_after},
+        "code_changed_during_run": code_after != code_before,
         **measured,
     }
     section["targets"] = evaluate_targets(section)
