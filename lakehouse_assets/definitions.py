@@ -11,6 +11,7 @@ from __future__ import annotations
 import dagster as dg
 
 from lakehouse_assets.bronze import bronze_definitions
+from lakehouse_assets.gold import gold_definitions
 from lakehouse_assets.silver import silver_definitions
 from resources.environments import build_resources
 from resources.settings import get_settings
@@ -34,6 +35,7 @@ automation = dg.AutomationConditionSensorDefinition(
 defs = dg.Definitions.merge(
     bronze_definitions(settings),
     silver_definitions(settings),
+    gold_definitions(settings),
     # Steps of a run share one process: one Spark session (one JVM) serves every
     # Spark step of a run, instead of one per step process.
     dg.Definitions(

@@ -7,8 +7,11 @@
 3. runs the pipeline: every dataset's bronze days, then its silver tables with
    their contract checks, each as one single-run backfill recorded in the Dagster
    instance the UI shows;
-4. prints what landed per day next to what Kafka holds, the silver tables, the
-   quarantine by rule and the reconciliation, and how to go on.
+4. builds gold with dbt (seeds, then every model, snapshot and dbt test for the
+   same days, as one single-run backfill);
+5. prints what landed per day next to what Kafka holds, the silver tables, the
+   quarantine by rule and the reconciliation, the daily sales of gold, and how
+   to open the UI.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -25,10 +29,12 @@ import dagster as dg
 from lakehouse_assets.bronze.assets import build_bronze_asset, landing_run_config
 from lakehouse_assets.bronze.landing import day_ranges
 from lakehouse_assets.contracts import load_contract
+from lakehouse_assets.gold.assets import build_gold_assets
 from lakehouse_assets.silver import build_silver_checks
 from lakehouse_assets.silver.assets import RECONCILIATION_CHECK, build_silver_asset
 from lakehouse_dev import generator
 from lakehouse_dev.stack import LocalStack
+from resources.dbt import dbt_project
 from resources.environments import build_resources
 from resources.kafka import TopicReader
 from resources.settings import LakehouseSettings, get_settings
@@ -133,6 +139,96 @@ def _silver(
     return outcomes
 
 
+def _check_outcome(result: dg.ExecuteInProcessResult) -> str:
+    evaluations = [
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ]
+    failed = sorted({e.check_name for e in evaluations if not e.passed})
+    return f"{len(evaluations)} checks, " + (
+        f"FAILED {', '.join(failed)}" if failed else "all passed"
+    )
+
+
+def _gold(settings: LakehouseSettings, resources: dict[str, object], days: list[str]) -> bool:
+    """The seeds, then every gold model, snapshot and dbt test for ``days`` in one run."""
+    instance = dg.DagsterInstance.get()
+    gold = build_gold_assets(settings, dbt_project(settings))
+    seeds = [a for a in gold if a.partitions_def is None]
+    models = [a for a in gold if a.partitions_def is not None]
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    started = time.monotonic()
+    seeded = dg.materialize(
+        seeds, instance=instance, resources=resources, run_config=quiet, raise_on_error=False
+    )
+    print(
+        f"gold seeds: {time.monotonic() - started:.1f}s, run {seeded.run_id[:8]}, "
+        + _check_outcome(seeded)
+    )
+    if not seeded.success:
+        return False
+    started = time.monotonic()
+    silver = [build_silver_asset(settings, dataset) for dataset in settings.datasets]
+    result = dg.materialize(
+        [*models, *seeds, *silver],
+        selection=dg.AssetSelection.assets(*models),
+        instance=instance,
+        resources=resources,
+        run_config=quiet,
+        tags={
+            "dagster/asset_partition_range_start": days[0],
+            "dagster/asset_partition_range_end": days[-1],
+        },
+        raise_on_error=False,
+    )
+    print(
+        f"gold (dbt): {days[0]}..{days[-1]} in one run ({time.monotonic() - started:.1f}s, "
+        f"run {result.run_id[:8]}, " + _check_outcome(result) + ")"
+    )
+    if not result.success:
+        failures = result.get_step_failure_events()
+        error = failures[0].step_failure_data.error if failures else None
+        print(error.message if error else "the gold run failed")
+    return result.success
+
+
+def _gold_summary(settings: LakehouseSettings, resources: dict[str, object]) -> str:
+    catalog = resources["iceberg"].load()  # type: ignore[attr-defined]
+    namespace = settings.namespace("gold")
+    sales = catalog.load_table((namespace, "fct_daily_sales")).scan().to_arrow().to_pylist()
+    currency = settings.dbt.reporting_currency
+    rows = [("day", "country", "orders", "items", f"net sales {currency}", "refunds", "7-day")]
+    last_days = sorted({row["sales_date"] for row in sales})[-3:]
+    for row in sorted(sales, key=lambda r: (r["sales_date"], r["country"])):
+        if row["sales_date"] in last_days:
+            rows.append(
+                (
+                    row["sales_date"].isoformat(),
+                    row["country"],
+                    str(row["orders"]),
+                    str(row["items"]),
+                    str(row["net_sales"]),
+                    str(row["refunds"]),
+                    str(row["revenue_7d"]),
+                )
+            )
+    history = catalog.load_table((namespace, "dim_customers")).scan().to_arrow().to_pylist()
+    changed = len(history) - len({row["customer_id"] for row in history})
+    orders = catalog.load_table((namespace, "fct_orders")).scan().count()
+    return (
+        _table(rows) + f"\nfct_orders {orders} orders; dim_customers {len(history)} rows, "
+        f"{changed} of them history from tier changes"
+    )
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
+    )
+
+
 def _silver_summary(
     settings: LakehouseSettings, resources: dict[str, object], outcomes: dict[str, str]
 ) -> str:
@@ -177,10 +273,7 @@ def _summary(settings: LakehouseSettings, resources: dict[str, object], days: li
                     str(len(landed)),
                 )
             )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
-    )
+    return _table(rows)
 
 
 def main() -> int:
@@ -205,21 +298,28 @@ def main() -> int:
     _land(settings, resources, days)
 
     outcomes = _silver(settings, resources, days)
+    gold_built = _gold(settings, resources, days)
 
     print("\n== bronze (landed = in kafka means every record landed exactly once)")
     print(_summary(settings, resources, days))
     print("\n== silver (rows per table; every bronze record accepted, quarantined or a duplicate)")
     print(_silver_summary(settings, resources, outcomes))
+    if gold_built:
+        print(f"\n== gold: daily sales of the last days ({settings.dbt.reporting_currency})")
+        print(_gold_summary(settings, resources))
     print(
         "\nNext:\n"
         "  make dev                      open the Dagster UI on http://127.0.0.1:3000 with the\n"
-        "                                daemon: the Kafka arrivals sensors land new records\n"
-        "                                and declarative automation updates silver\n"
+        "                                daemon. Assets > Global asset lineage shows Kafka to\n"
+        "                                gold; each asset's Checks tab shows its contract\n"
+        "                                checks and dbt tests; the Kafka arrivals sensors land\n"
+        "                                new records and declarative automation updates silver\n"
+        "                                and gold (Automation tab)\n"
         "  .venv/bin/lakehouse-events --dataset plain --count 100 --days 1\n"
         "                                produce more events, then watch them land\n"
         "  make stack-stop               stop the local services (data is kept)"
     )
-    return 0
+    return 0 if gold_built else 1
 
 
 if __name__ == "__main__":

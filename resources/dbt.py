@@ -54,7 +54,14 @@ def profiles_yaml(settings: LakehouseSettings) -> str:
         shuffle_partitions=settings.spark.shuffle_partitions,
         ivy_dir=str(cache_dir() / "ivy"),
         app_name="lakehouse-dbt",
-        extra=dict(settings.spark.conf),
+        extra={
+            # dbt-spark asks for Hive support; every table lives in the Iceberg catalog,
+            # and a Hive session catalog would boot an embedded Derby metastore in the
+            # working directory that two dbt processes cannot open at once.
+            "spark.sql.catalogImplementation": "in-memory",
+            "spark.sql.warehouse.dir": str(settings.data_dir / "spark-warehouse"),
+            **settings.spark.conf,
+        },
     )
     profile = {
         PROFILE_NAME: {

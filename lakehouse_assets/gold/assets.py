@@ -155,7 +155,7 @@ def _with_table_metadata(
     catalog = iceberg.load()
     for event in events:
         if isinstance(event, dg.Output):
-            name = context.assets_def.asset_key_for_output(event.output_name).path[-1]
+            name = context.assets_def.keys_by_output_name[event.output_name].path[-1]
             try:
                 table = catalog.load_table((namespace, name))
             except NoSuchTableError:

@@ -188,7 +188,7 @@ def expected_daily_sales(
         values = {name: day[name] for name in ("orders", "cancelled_orders", "items")}
         for name in ("gross_revenue", "net_sales", "refunds"):
             values[name] = day[name].quantize(CENT, ROUND_HALF_UP)
-        values["net_revenue"] = (day["net_sales"] - day["refunds"]).quantize(CENT, ROUND_HALF_UP)
+        values["net_revenue"] = values["net_sales"] - values["refunds"]
         result[key] = values
     return result
 
