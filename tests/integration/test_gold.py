@@ -336,6 +336,7 @@ def test_a_failing_blocking_silver_check_stops_gold_for_that_day(
         for e in result.all_events
         if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
         and not e.asset_check_evaluation_data.passed
+        and e.asset_check_evaluation_data.severity == dg.AssetCheckSeverity.ERROR
     ]
     assert failed == [(silver.keys_by_output_name["silver__orders"], "contract_row_count")]
     gold_materialized = [
