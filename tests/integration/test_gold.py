@@ -235,6 +235,7 @@ def test_gold_daily_sales_match_the_generated_events(lakehouse: Lakehouse) -> No
     assert len(mismatched) <= len(accepted) // 100  # only orders whose newest event came too late
 
 
+@pytest.mark.timeout(1800)  # three silver and gold runs, each starting dbt's own JVM
 def test_late_events_update_sales_and_customer_history_through_automation(
     lakehouse: Lakehouse,
 ) -> None:
