@@ -18,7 +18,8 @@
                           must hold each key once (Spark raises
                           MERGE_CARDINALITY_VIOLATION otherwise)
     delete_flag_column    boolean column of the incremental SQL, true = delete
-                          the target row with that key; default `_delete`
+                          the target row with that key (null counts as false);
+                          default `_delete`
     merge_exclude_columns optional, target columns an update leaves untouched
     incremental_predicates optional, extra conditions on DBT_INTERNAL_DEST to
                           prune the target scan
@@ -44,13 +45,6 @@
         "merge_with_deletes: target " ~ target ~ " has the delete flag column '" ~ flag
         ~ "'; it must exist only in the model's incremental SQL (on_schema_change must stay 'ignore')") }}
   {%- endif -%}
-  {%- set source_names = adapter.get_columns_in_relation(source) | map(attribute='name') | map('lower') | list -%}
-  {%- if flag | lower not in source_names -%}
-    {{ exceptions.raise_compiler_error(
-        "merge_with_deletes: the incremental SQL of " ~ model.name ~ " has no delete flag column '"
-        ~ flag ~ "' (config delete_flag_column)") }}
-  {%- endif -%}
-
   {%- set key_names = keys | map('lower') | list -%}
   {%- set excluded = (config.get('merge_exclude_columns') or []) | map('lower') | list -%}
   {%- set update_columns = [] -%}

@@ -12,6 +12,10 @@
     * recomputed days: the changed days and the 6 days after each (revenue_7d);
     * input days: the recomputed days and the 6 days before each, whose daily
       figures revenue_7d sums.
+  The changed days are one small query before the model runs (a few dates per
+  day of window); the model then filters on date literals, so Iceberg prunes
+  fct_orders' and this table's partitions instead of re-evaluating a semi-join
+  subquery for every input and twice more inside the MERGE.
   Rows of the recomputed days that no longer exist (every order of a country
   moved to another day) are deleted in the same MERGE (merge_with_deletes).
 -#}
@@ -27,6 +31,11 @@
 }}
 
 {%- set reporting_currency = var('reporting_currency') | string %}
+{%- if is_incremental() %}
+  {%- set days = sales_days_to_recompute(ref('fct_orders'), ref('stg_silver__order_events')) %}
+  {%- set recomputed_days = date_list(days.recomputed) %}
+  {%- set input_days = date_list(days.inputs) %}
+{%- endif %}
 {%- set columns = [
     'sales_date', 'country', 'reporting_currency', 'orders', 'cancelled_orders', 'items',
     'gross_revenue', 'discounts', 'net_sales', 'refunds', 'net_revenue',
@@ -34,43 +43,6 @@
 ] %}
 
 with
-
-{% if is_incremental() %}
-
-changed_orders as (
-
-    select distinct order_id
-    from {{ ref('stg_silver__order_events') }}
-    where {{ lookback_filter('event_date') }}
-
-),
-
-changed_days as (
-
-    select distinct
-        explode(sequence(o.order_date, greatest(o.order_date, to_date(o.last_event_at)))) as sales_date
-    from {{ ref('fct_orders') }} as o
-    left semi join changed_orders as c on c.order_id = o.order_id
-
-),
-
-recomputed_days as (
-
-    select distinct date_add(d.sales_date, n.days_after) as sales_date
-    from changed_days as d
-    cross join (select explode(sequence(0, 6)) as days_after) as n
-
-),
-
-input_days as (
-
-    select distinct date_sub(d.sales_date, n.days_before) as sales_date
-    from recomputed_days as d
-    cross join (select explode(sequence(0, 6)) as days_before) as n
-
-),
-
-{% endif %}
 
 fx_rates as (
 
@@ -84,28 +56,51 @@ fx_rates as (
 
 ),
 
-placed_orders as (
+-- every order that counts on an input day: placed on it, or refunded on it
+scoped_orders as (
 
-    select o.order_id, o.order_date, o.country, o.currency, o.status, o.subtotal
-    from {{ ref('fct_orders') }} as o
+    select order_id, order_date, refund_date, country, currency, status, subtotal
+    from {{ ref('fct_orders') }}
     {%- if is_incremental() %}
-    left semi join input_days as d on d.sales_date = o.order_date
+    where order_date in {{ input_days }} or refund_date in {{ input_days }}
     {%- endif %}
 
 ),
 
-refunded_orders as (
+-- one fact per order and day it counts on: its sale (order_date) and its refund
+-- (refund_date)
+order_days as (
 
-    select o.order_id, o.refund_date, o.country, o.currency, o.subtotal
-    from {{ ref('fct_orders') }} as o
+    select o.order_id, o.country, o.currency, o.status = 'cancelled' as is_cancelled, o.subtotal,
+        f.fact, f.sales_date
+    from scoped_orders as o
+    lateral view stack(2, 'sale', o.order_date, 'refund', o.refund_date) f as fact, sales_date
+    where f.sales_date is not null
     {%- if is_incremental() %}
-    left semi join input_days as d on d.sales_date = o.refund_date
+        and f.sales_date in {{ input_days }}
     {%- endif %}
-    where o.refund_date is not null
 
 ),
 
-order_line_totals as (
+-- each fact with the rate of its day; a missing rate fails the run instead of
+-- silently dropping amounts
+order_facts as (
+
+    select
+        d.*,
+        coalesce(fx.rate, raise_error(concat(
+            'fx_rates has no rate from ', d.currency, ' to {{ reporting_currency }} valid on ',
+            cast(d.sales_date as string)
+        ))) as rate
+    from order_days as d
+    left join fx_rates as fx
+        on fx.currency = d.currency
+        and d.sales_date >= fx.valid_from
+        and (fx.valid_until is null or d.sales_date < fx.valid_until)
+
+),
+
+sold_order_lines as (
 
     select
         l.order_id,
@@ -113,108 +108,64 @@ order_line_totals as (
         sum(l.gross_amount) as gross_amount,
         sum(l.discount_amount) as discount_amount
     from {{ ref('fct_order_lines') }} as l
-    left semi join placed_orders as o on o.order_id = l.order_id
+    left semi join order_facts as f
+        on f.order_id = l.order_id
+        and f.fact = 'sale'
+        and not f.is_cancelled
     group by l.order_id
 
 ),
 
--- placed orders with the rate of their order day; a missing rate fails the run
--- instead of silently dropping amounts
-placed_orders_rated as (
+-- amounts converted exactly (no rounding yet), summed per day and country
+daily as (
 
     select
-        o.*,
-        coalesce(fx.rate, raise_error(concat(
-            'fx_rates has no rate from ', o.currency, ' to {{ reporting_currency }} valid on ',
-            cast(o.order_date as string)
-        ))) as rate
-    from placed_orders as o
-    left join fx_rates as fx
-        on fx.currency = o.currency
-        and o.order_date >= fx.valid_from
-        and (fx.valid_until is null or o.order_date < fx.valid_until)
+        f.sales_date,
+        f.country,
+        count_if(f.fact = 'sale' and not f.is_cancelled) as orders,
+        count_if(f.fact = 'sale' and f.is_cancelled) as cancelled_orders,
+        coalesce(sum(if(f.fact = 'sale' and not f.is_cancelled, l.items, 0)), 0) as items,
+        sum(if(f.fact = 'sale' and not f.is_cancelled,
+            cast(coalesce(l.gross_amount, 0) as decimal(18, 2)) * f.rate, 0)) as gross_revenue,
+        sum(if(f.fact = 'sale' and not f.is_cancelled,
+            cast(coalesce(l.discount_amount, 0) as decimal(18, 6)) * f.rate, 0)) as discounts,
+        sum(if(f.fact = 'sale' and not f.is_cancelled,
+            cast(f.subtotal as decimal(18, 2)) * f.rate, 0)) as net_sales,
+        sum(if(f.fact = 'refund',
+            cast(f.subtotal as decimal(18, 2)) * f.rate, 0)) as refunds
+    from order_facts as f
+    left join sold_order_lines as l
+        on l.order_id = f.order_id
+        and f.fact = 'sale'
+    group by f.sales_date, f.country
 
 ),
 
--- one row per placed order, amounts converted exactly (no rounding yet)
-placed_orders_converted as (
-
-    select
-        o.order_date as sales_date,
-        o.country,
-        o.status = 'cancelled' as is_cancelled,
-        coalesce(l.items, 0) as items,
-        cast(coalesce(l.gross_amount, 0) as decimal(18, 2)) * o.rate as gross_revenue,
-        cast(coalesce(l.discount_amount, 0) as decimal(18, 6)) * o.rate as discounts,
-        cast(o.subtotal as decimal(18, 2)) * o.rate as net_sales
-    from placed_orders_rated as o
-    left join order_line_totals as l on l.order_id = o.order_id
-
-),
-
-sales as (
+rounded as (
 
     select
         sales_date,
         country,
-        count_if(not is_cancelled) as orders,
-        count_if(is_cancelled) as cancelled_orders,
-        coalesce(sum(if(is_cancelled, 0, items)), 0) as items,
-        sum(if(is_cancelled, null, gross_revenue)) as gross_revenue,
-        sum(if(is_cancelled, null, discounts)) as discounts,
-        sum(if(is_cancelled, null, net_sales)) as net_sales
-    from placed_orders_converted
-    group by sales_date, country
+        cast(orders as bigint) as orders,
+        cast(cancelled_orders as bigint) as cancelled_orders,
+        cast(items as bigint) as items,
+        {%- for money in ['gross_revenue', 'discounts', 'net_sales', 'refunds'] %}
+        cast(round({{ money }}, 2) as decimal(18, 2)) as {{ money }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from daily
 
 ),
 
--- refunds count on the refund's day, at that day's rate
-refunds as (
-
-    select
-        r.refund_date as sales_date,
-        r.country,
-        sum(cast(r.subtotal as decimal(18, 2)) * coalesce(fx.rate, raise_error(concat(
-            'fx_rates has no rate from ', r.currency, ' to {{ reporting_currency }} valid on ',
-            cast(r.refund_date as string)
-        )))) as refunds
-    from refunded_orders as r
-    left join fx_rates as fx
-        on fx.currency = r.currency
-        and r.refund_date >= fx.valid_from
-        and (fx.valid_until is null or r.refund_date < fx.valid_until)
-    group by r.refund_date, r.country
-
-),
-
-daily as (
-
-    select
-        coalesce(s.sales_date, r.sales_date) as sales_date,
-        coalesce(s.country, r.country) as country,
-        coalesce(s.orders, 0) as orders,
-        coalesce(s.cancelled_orders, 0) as cancelled_orders,
-        coalesce(s.items, 0) as items,
-        cast(round(coalesce(s.gross_revenue, 0), 2) as decimal(18, 2)) as gross_revenue,
-        cast(round(coalesce(s.discounts, 0), 2) as decimal(18, 2)) as discounts,
-        cast(round(coalesce(s.net_sales, 0), 2) as decimal(18, 2)) as net_sales,
-        cast(round(coalesce(r.refunds, 0), 2) as decimal(18, 2)) as refunds
-    from sales as s
-    full outer join refunds as r
-        on r.sales_date = s.sales_date
-        and r.country = s.country
-
-),
-
+-- derived from the rounded figures, so the table's identities hold to the cent
 figures as (
 
     select
         sales_date,
         country,
         '{{ reporting_currency }}' as reporting_currency,
-        cast(orders as bigint) as orders,
-        cast(cancelled_orders as bigint) as cancelled_orders,
-        cast(items as bigint) as items,
+        orders,
+        cancelled_orders,
+        items,
         gross_revenue,
         discounts,
         net_sales,
@@ -226,7 +177,7 @@ figures as (
             order by unix_date(sales_date)
             range between 6 preceding and current row
         ) as decimal(18, 2)) as revenue_7d
-    from daily
+    from rounded
 
 )
 
@@ -234,9 +185,9 @@ figures as (
 
 , recomputed as (
 
-    select f.*
-    from figures as f
-    left semi join recomputed_days as d on d.sales_date = f.sales_date
+    select *
+    from figures
+    where sales_date in {{ recomputed_days }}
 
 ),
 
@@ -245,14 +196,24 @@ gone as (
     -- rows of the recomputed days that the recomputation no longer produces
     select t.*
     from {{ this }} as t
-    left semi join recomputed_days as d on d.sales_date = t.sales_date
     left anti join recomputed as f
         on f.sales_date = t.sales_date
         and f.country = t.country
+    where t.sales_date in {{ recomputed_days }}
+
+),
+
+changed as (
+
+    -- recomputed rows that differ from the table's (a re-run of a window merges nothing)
+    select r.*
+    from recomputed as r
+    left anti join (select * from {{ this }} where sales_date in {{ recomputed_days }}) as t
+        on {{ rows_equal('r', 't', columns) }}
 
 )
 
-select {{ columns | join(', ') }}, false as _delete from recomputed
+select {{ columns | join(', ') }}, false as _delete from changed
 union all
 select {{ columns | join(', ') }}, true as _delete from gone
 

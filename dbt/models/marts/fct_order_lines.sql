@@ -16,6 +16,11 @@
   )
 }}
 
+{%- set columns = [
+    'order_id', 'line_number', 'version', 'sku', 'quantity', 'unit_price', 'discount',
+    'gross_amount', 'discount_amount', 'net_amount', 'event_date',
+] %}
+
 with window_lines as (
 
     select
@@ -49,13 +54,20 @@ with window_lines as (
         on still_there.order_id = existing.order_id
         and still_there.line_number = existing.line_number
 
+),
+
+changed_lines as (
+
+    -- lines that differ from the table's (a re-run of a window merges nothing)
+    select w.*
+    from window_lines as w
+    left anti join {{ this }} as t on {{ rows_equal('w', 't', columns) }}
+
 )
 
-{%- set columns = 'order_id, line_number, version, sku, quantity, unit_price, discount, gross_amount, discount_amount, net_amount, event_date' %}
-
-select {{ columns }}, false as _delete from window_lines
+select {{ columns | join(', ') }}, false as _delete from changed_lines
 union all
-select {{ columns }}, true as _delete from removed_lines
+select {{ columns | join(', ') }}, true as _delete from removed_lines
 
 {% else %}
 

@@ -14,35 +14,25 @@
   )
 }}
 
-with events as (
+{%- set state_columns = ['version', 'status', 'currency', 'customer_id', 'country', 'subtotal', 'tax', 'shipping', 'total'] %}
+{%- set time_columns = ['ordered_at', 'last_event_at', 'cancelled_at', 'refunded_at'] %}
 
-    select *
-    from {{ ref('stg_silver__order_events') }}
-    where {{ lookback_filter('event_date') }}
+with window_aggregates as (
 
-),
-
-newest_first as (
-
-    select
-        *,
-        row_number() over (
-            partition by order_id
-            order by version desc, event_time desc, event_id desc
-        ) as newest_rank
-    from events
-
-),
-
-window_times as (
-
+    -- one pass over the window's events: the newest version's state (by version,
+    -- then event time and id, as silver orders it) and the times
     select
         order_id,
+        max_by(
+            struct({{ state_columns | join(', ') }}),
+            struct(version, event_time, event_id)
+        ) as newest,
         min(event_time) as ordered_at,
         max(event_time) as last_event_at,
-        min(case when event_type = 'order_cancelled' then event_time end) as cancelled_at,
-        min(case when event_type = 'order_refunded' then event_time end) as refunded_at
-    from events
+        min(if(event_type = 'order_cancelled', event_time, null)) as cancelled_at,
+        min(if(event_type = 'order_refunded', event_time, null)) as refunded_at
+    from {{ ref('stg_silver__order_events') }}
+    where {{ lookback_filter('event_date') }}
     group by order_id
 
 ),
@@ -50,23 +40,12 @@ window_times as (
 window_orders as (
 
     select
-        latest.order_id,
-        latest.version,
-        latest.status,
-        latest.currency,
-        latest.customer_id,
-        latest.country,
-        latest.subtotal,
-        latest.tax,
-        latest.shipping,
-        latest.total,
-        window_times.ordered_at,
-        window_times.last_event_at,
-        window_times.cancelled_at,
-        window_times.refunded_at
-    from newest_first as latest
-    join window_times on window_times.order_id = latest.order_id
-    where latest.newest_rank = 1
+        order_id,
+        {%- for column in state_columns %}
+        newest.{{ column }},
+        {%- endfor %}
+        {{ time_columns | join(', ') }}
+    from window_aggregates
 
 ),
 
@@ -74,41 +53,47 @@ window_orders as (
 
 merged as (
 
-    -- the table's row wins when it holds a newer version than the window's newest
     select
-        w.order_id,
-        coalesce(t.version > w.version, false) as keep_existing,
-        w.version as window_version, t.version as existing_version,
-        w.status as window_status, t.status as existing_status,
-        w.currency as window_currency, t.currency as existing_currency,
-        w.customer_id as window_customer_id, t.customer_id as existing_customer_id,
-        w.country as window_country, t.country as existing_country,
-        w.subtotal as window_subtotal, t.subtotal as existing_subtotal,
-        w.tax as window_tax, t.tax as existing_tax,
-        w.shipping as window_shipping, t.shipping as existing_shipping,
-        w.total as window_total, t.total as existing_total,
-        -- least/greatest skip nulls: a new order has no table row yet
-        least(t.ordered_at, w.ordered_at) as ordered_at,
-        greatest(t.last_event_at, w.last_event_at) as last_event_at,
-        least(t.cancelled_at, w.cancelled_at) as cancelled_at,
-        least(t.refunded_at, w.refunded_at) as refunded_at
+        w.*,
+        {%- for column in state_columns + time_columns %}
+        t.{{ column }} as existing_{{ column }},
+        {%- endfor %}
+        -- the table's row wins when it holds a newer version than the window's newest
+        coalesce(t.version > w.version, false) as keep_existing
     from window_orders as w
     left join {{ this }} as t on t.order_id = w.order_id
 
 ),
 
-current_state as (
+proposed as (
 
     select
         order_id,
-        {%- for column in ['version', 'status', 'currency', 'customer_id', 'country', 'subtotal', 'tax', 'shipping', 'total'] %}
-        if(keep_existing, existing_{{ column }}, window_{{ column }}) as {{ column }},
+        {%- for column in state_columns %}
+        if(keep_existing, existing_{{ column }}, {{ column }}) as {{ column }},
         {%- endfor %}
-        ordered_at,
-        last_event_at,
-        cancelled_at,
-        refunded_at
+        -- least/greatest skip nulls (a new order has no table row yet)
+        least(existing_ordered_at, ordered_at) as ordered_at,
+        greatest(existing_last_event_at, last_event_at) as last_event_at,
+        least(existing_cancelled_at, cancelled_at) as cancelled_at,
+        least(existing_refunded_at, refunded_at) as refunded_at,
+        {%- for column in state_columns + time_columns %}
+        existing_{{ column }}{{ ',' if not loop.last }}
+        {%- endfor %}
     from merged
+
+),
+
+current_state as (
+
+    -- only orders whose row changes: re-running a window merges nothing
+    select *
+    from proposed
+    where not (
+        {%- for column in state_columns + time_columns %}
+        {{ column }} <=> existing_{{ column }}{{ ' and' if not loop.last }}
+        {%- endfor %}
+    )
 
 )
 

@@ -38,9 +38,19 @@ with totals as (
         and totals.name = t.name
     where {{ lookback_filter('t.event_date') }}
 
+),
+
+changed as (
+
+    -- totals that differ from the table's (a re-run of a window merges nothing)
+    select n.*
+    from totals as n
+    left anti join (select * from {{ this }} where {{ lookback_filter('event_date') }}) as t
+        on {{ rows_equal('n', 't', ['event_date', 'name', 'events', 'total_amount']) }}
+
 )
 
-select event_date, name, events, total_amount, false as _delete from totals
+select event_date, name, events, total_amount, false as _delete from changed
 union all
 select event_date, name, events, total_amount, true as _delete from gone
 
