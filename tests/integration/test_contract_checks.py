@@ -69,6 +69,7 @@ def order(order_id: str, day: str, **changes: Any) -> Row:
         "status": "created",
         "currency": "EUR",
         "customer_id": "C-1",
+        "country": "DE",
         "subtotal": Decimal("35.98"),
         "tax": Decimal("6.84"),
         "shipping": Decimal("4.90"),
