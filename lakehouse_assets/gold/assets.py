@@ -46,17 +46,35 @@ def gold_late_window_days(settings: LakehouseSettings) -> int:
     return max((settings.late_window_days(name) for name in settings.datasets), default=0)
 
 
+def no_blocking_check_failed_upstream() -> dg.AutomationCondition:
+    """True for a day when no table it reads has a failed blocking check, or the
+    table is requested again on this tick (its checks then run in the same run
+    and block there).
+
+    Dagster's ``all_deps_blocking_checks_passed`` asks more: each upstream check
+    must have passed or be requested itself. Contract checks have no automation
+    condition of their own (they ride along in every run of their asset), so for
+    a new silver day they are neither, and gold would never be requested.
+    """
+    failed = dg.AutomationCondition.any_checks_match(
+        dg.AutomationCondition.check_failed(), blocking_only=True
+    )
+    return dg.AutomationCondition.all_deps_match(
+        dg.AutomationCondition.will_be_requested() | ~failed
+    ).with_label("no blocking check failed upstream")
+
+
 def gold_automation_condition(
     late_window_days: int, seeds: Sequence[dg.AssetKey] = ()
 ) -> dg.AutomationCondition:
     """Run a gold day when a table it reads changed, unless a blocking check upstream failed.
 
     Silver's condition (new data over the last days of the late window, nothing
-    upstream in progress) plus ``all_deps_blocking_checks_passed``: a silver day
-    whose contract check failed stops gold for that day. ``any_deps_updated``
-    also holds when silver is requested on the same tick, so silver and gold of
-    a day usually run together in one run. A model waits for the ``seeds`` it
-    reads to exist: they load in runs of their own.
+    upstream in progress) plus :func:`no_blocking_check_failed_upstream`.
+    ``any_deps_updated`` also holds when silver is requested on the same tick, so
+    silver and gold of a day run together in one run, where a failing blocking
+    check stops gold's step. A model waits for the ``seeds`` it reads to exist:
+    they load in runs of their own.
     """
     condition = (
         dg.AutomationCondition.in_latest_time_window(
@@ -65,7 +83,7 @@ def gold_automation_condition(
         & dg.AutomationCondition.any_deps_updated().since_last_handled()
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
-        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+        & no_blocking_check_failed_upstream()
     )
     if seeds:
         condition &= ~dg.AutomationCondition.any_deps_match(dg.AutomationCondition.missing()).allow(

@@ -91,13 +91,6 @@ def test_new_records_land_while_the_daemon_runs(resources: Any, daemon: Path) ->
     assert table_rows == 250
 
 
-@pytest.mark.xfail(
-    run=False,
-    strict=True,
-    reason="known defect, open in issue 5: gold's automation waits on silver's blocking "
-    "checks, which automation never requests (they have no automation condition), so gold "
-    "is never requested by the daemon",
-)
 def test_new_orders_reach_gold_while_the_daemon_runs(
     resources: Any, settings: LakehouseSettings, daemon: Path
 ) -> None:

@@ -252,7 +252,10 @@ def test_late_events_update_sales_and_customer_history_through_automation(
     silver = lakehouse.silver_asset()
     gold = lakehouse.gold_assets()
     bronze = build_bronze_asset(lakehouse.dataset.settings, lakehouse.dataset.name)
-    defs = dg.Definitions(assets=[bronze, silver, *gold], resources=lakehouse.resources)
+    checks = build_silver_checks(lakehouse.dataset.settings, lakehouse.dataset.name, silver)
+    defs = dg.Definitions(
+        assets=[bronze, silver, *gold], asset_checks=checks, resources=lakehouse.resources
+    )
     now = _at(2, 12)
     baseline = dg.evaluate_automation_conditions(defs, instance, evaluation_time=now)
 

@@ -1,0 +1,132 @@
+"""Declarative automation on the real definitions: what one tick requests after bronze lands.
+
+The events are reported to an ephemeral instance (no run executes), and
+``evaluate_automation_conditions`` evaluates the conditions of every asset of
+``lakehouse_assets.definitions`` as the daemon's sensor would.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+
+# Not exported by `dagster`: what a check run records about the materialisation it read.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+
+from lakehouse_assets.definitions import defs
+from lakehouse_assets.gold.assets import gold_key
+
+#: The tick's time, and its day: the days before it are within every late window.
+NOW = datetime(2026, 11, 12, 12, tzinfo=UTC)
+TODAY = "2026-11-12"
+BRONZE = dg.AssetKey(["bronze", "purchase_orders"])
+ORDERS = dg.AssetKey(["silver", "orders"])
+ORDER_EVENTS = dg.AssetKey(["silver", "order_events"])
+DAILY_SALES = gold_key("fct_daily_sales")
+
+
+@pytest.fixture
+def instance() -> dg.DagsterInstance:
+    """Every asset materialised for a day long ago, and a baseline evaluation.
+
+    ``since_last_handled`` conditions do not see what happened before their first
+    evaluation, so the tests report their events after this one.
+    """
+    instance = dg.DagsterInstance.ephemeral()
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        partitioned = graph.get(key).partitions_def is not None
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(key, partition="2026-11-02" if partitioned else None)
+        )
+    return instance
+
+
+def evaluate(
+    instance: dg.DagsterInstance, cursor: dg.AssetDaemonCursor | None = None
+) -> dg.EvaluateAutomationConditionsResult:
+    return dg.evaluate_automation_conditions(defs, instance, evaluation_time=NOW, cursor=cursor)
+
+
+def report_check(
+    instance: dg.DagsterInstance, check: dg.AssetCheckKey, partition: str, *, passed: bool
+) -> None:
+    """A check result on the partition's latest materialisation, as a check step records it."""
+    latest = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=check.asset_key, asset_partitions=[partition]), limit=1
+    ).records[0]
+    instance.report_runless_asset_event(
+        dg.AssetCheckEvaluation(
+            asset_key=check.asset_key,
+            check_name=check.name,
+            passed=passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            partition=partition,
+            target_materialization_data=AssetCheckEvaluationTargetMaterializationData(
+                storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp
+            ),
+        )
+    )
+
+
+def requested_days(result: dg.EvaluateAutomationConditionsResult, key: dg.AssetKey) -> list[str]:
+    return sorted(p for p in result.get_requested_partitions(key) if p is not None)
+
+
+def test_new_bronze_requests_silver_and_gold_of_the_same_days_on_one_tick(
+    instance: dg.DagsterInstance,
+) -> None:
+    baseline = evaluate(instance)
+    instance.report_runless_asset_event(dg.AssetMaterialization(BRONZE, partition=TODAY))
+
+    tick = evaluate(instance, baseline.cursor)
+
+    # Bronze day d can hold late records of days d-3..d, and a little early data of d+1.
+    silver_days = requested_days(tick, ORDERS)
+    assert silver_days[0] == "2026-11-09"
+    assert TODAY in silver_days
+    # Silver's contract checks ride along in silver's run; gold does not wait for them
+    # to be requested on their own, and runs with silver over the same days.
+    assert requested_days(tick, DAILY_SALES) == silver_days
+    assert requested_days(tick, gold_key("fct_orders")) == silver_days
+
+
+@pytest.mark.parametrize("passed", [False, True], ids=["failed", "passed"])
+def test_a_failed_blocking_silver_check_holds_the_gold_it_feeds_until_silver_runs_again(
+    instance: dg.DagsterInstance, passed: bool
+) -> None:
+    baseline = evaluate(instance)
+    # Silver's day ran in a run without gold (as when gold's days differ from the
+    # dataset's), and the blocking row-rules check of order_events failed (or passed).
+    day = "2026-11-11"
+    for table in ("order_events", "order_lines", "orders", "customers"):
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(dg.AssetKey(["silver", table]), partition=day)
+        )
+    check = dg.AssetCheckKey(ORDER_EVENTS, "contract_row_rules")
+    assert defs.resolve_asset_graph().get(check).blocking
+    report_check(instance, check, day, passed=passed)
+
+    tick = evaluate(instance, baseline.cursor)
+
+    assert requested_days(tick, ORDER_EVENTS) == []
+    # What reads only tables whose checks passed goes ahead either way.
+    assert requested_days(tick, gold_key("fct_order_lines")) == [day]
+    # What reads order_events, directly or through fct_orders, waits.
+    for model in ("fct_orders", "fct_daily_sales"):
+        assert requested_days(tick, gold_key(model)) == ([day] if passed else []), model
+    if passed:
+        return
+
+    # The day is fixed upstream: bronze lands again, silver re-runs with its checks and
+    # gold is requested with it.
+    instance.report_runless_asset_event(dg.AssetMaterialization(BRONZE, partition=day))
+    fixed = evaluate(instance, tick.cursor)
+
+    assert day in requested_days(fixed, ORDER_EVENTS)
+    assert day in requested_days(fixed, gold_key("fct_orders"))
+    assert day in requested_days(fixed, DAILY_SALES)
