@@ -312,10 +312,15 @@ def test_late_events_update_sales_and_customer_history_through_automation(
 def test_a_failing_blocking_silver_check_stops_gold_for_that_day(
     lakehouse: Lakehouse, tmp_path: Path
 ) -> None:
+    # order_events, which fct_orders and fct_daily_sales read, gets an error rule that
+    # every order breaks: no more than 0 lines (the raw payload's rules are unchanged,
+    # so the events are accepted, and the table's row-rules check fails).
     text = (PROJECT_ROOT / "contracts" / "purchase_orders.yaml").read_text()
+    line_count = "- name: line_count\n        logicalType: integer\n        required: true\n"
+    assert text.count(line_count + "        logicalTypeOptions:\n          minimum: 1") == 1
     text = text.replace(
-        "mustBeBetween: [0, 5000000]\n        severity: warning",
-        "mustBeBetween: [0, 0]\n        severity: error",
+        line_count + "        logicalTypeOptions:\n          minimum: 1",
+        line_count + "        logicalTypeOptions:\n          maximum: 0",
     )
     strict = tmp_path / "purchase_orders.yaml"
     strict.write_text(text)
@@ -342,7 +347,7 @@ def test_a_failing_blocking_silver_check_stops_gold_for_that_day(
         and not e.asset_check_evaluation_data.passed
         and e.asset_check_evaluation_data.severity == dg.AssetCheckSeverity.ERROR
     ]
-    assert failed == [(silver.keys_by_output_name["silver__orders"], "contract_row_count")]
+    assert failed == [(silver.keys_by_output_name["silver__order_events"], "contract_row_rules")]
     gold_materialized = [
         e.asset_key
         for e in result.get_asset_materialization_events()

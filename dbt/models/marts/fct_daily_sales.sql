@@ -18,8 +18,10 @@
   subquery for every input and twice more inside the MERGE.
   Rows of the recomputed days that no longer exist (every order of a country
   moved to another day) are deleted in the same MERGE (merge_with_deletes).
+  That query reads the silver source itself: staging models are ephemeral
+  (CTEs), which only a model's own SQL can use, not a query run before it.
 -#}
--- depends_on: {{ ref('stg_silver__order_events') }}
+-- depends_on: {{ source('silver', 'order_events') }}
 {{
   config(
     materialized='incremental',
@@ -32,7 +34,7 @@
 
 {%- set reporting_currency = var('reporting_currency') | string %}
 {%- if is_incremental() %}
-  {%- set days = sales_days_to_recompute(ref('fct_orders'), ref('stg_silver__order_events')) %}
+  {%- set days = sales_days_to_recompute(ref('fct_orders'), source('silver', 'order_events')) %}
   {%- set recomputed_days = date_list(days.recomputed) %}
   {%- set input_days = date_list(days.inputs) %}
 {%- endif %}
