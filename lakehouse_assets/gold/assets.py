@@ -55,6 +55,11 @@ def no_blocking_check_failed_upstream() -> dg.AutomationCondition:
     must have passed or be requested itself. Contract checks have no automation
     condition of their own (they ride along in every run of their asset), so for
     a new silver day they are neither, and gold would never be requested.
+
+    Like Dagster's own condition, this sees whether a check failed, not its
+    severity: a blocking check that failed on warning rules only holds the day
+    here too, while in a run it does not block. It matters only when gold runs
+    apart from silver's run (a dataset with a start date of its own).
     """
     failed = dg.AutomationCondition.any_checks_match(
         dg.AutomationCondition.check_failed(), blocking_only=True
