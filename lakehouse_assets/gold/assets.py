@@ -78,8 +78,9 @@ def gold_automation_condition(
     upstream in progress) plus :func:`no_blocking_check_failed_upstream`.
     ``any_deps_updated`` also holds when silver is requested on the same tick, so
     silver and gold of a day run together in one run, where a failing blocking
-    check stops gold's step. A model waits for the ``seeds`` it reads to exist:
-    they load in runs of their own.
+    check stops gold's step. A model waits for the gold models it reads (unless
+    they run on the same tick) and the ``seeds`` it reads to exist: seeds load in
+    runs of their own.
     """
     condition = (
         dg.AutomationCondition.in_latest_time_window(
@@ -90,8 +91,16 @@ def gold_automation_condition(
         & ~dg.AutomationCondition.in_progress()
         & no_blocking_check_failed_upstream()
     )
+    # A model reading another gold model waits for it: run alone, it would fail on the
+    # missing table (or read nothing). Seeds load in runs of their own, so nothing waits
+    # for a seed that is merely requested on this tick.
+    missing = dg.AutomationCondition.missing()
+    models = dg.AssetSelection.groups(GOLD_GROUP) - dg.AssetSelection.assets(*seeds)
+    condition &= ~dg.AutomationCondition.any_deps_match(
+        missing & ~dg.AutomationCondition.will_be_requested()
+    ).allow(models)
     if seeds:
-        condition &= ~dg.AutomationCondition.any_deps_match(dg.AutomationCondition.missing()).allow(
+        condition &= ~dg.AutomationCondition.any_deps_match(missing).allow(
             dg.AssetSelection.assets(*seeds)
         )
     return condition.with_label(

@@ -122,11 +122,33 @@ def test_a_failed_blocking_silver_check_holds_the_gold_it_feeds_until_silver_run
     if passed:
         return
 
-    # The day is fixed upstream: bronze lands again, silver re-runs with its checks and
-    # gold is requested with it.
+    # What that tick requested runs. Then the day is fixed upstream: bronze lands again,
+    # silver re-runs with its checks and gold is requested with it.
+    for key in {result.key for result in tick.results if isinstance(result.key, dg.AssetKey)}:
+        for partition in tick.get_requested_partitions(key):
+            instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
     instance.report_runless_asset_event(dg.AssetMaterialization(BRONZE, partition=day))
     fixed = evaluate(instance, tick.cursor)
 
     assert day in requested_days(fixed, ORDER_EVENTS)
     assert day in requested_days(fixed, gold_key("fct_orders"))
     assert day in requested_days(fixed, DAILY_SALES)
+
+
+def test_on_a_fresh_deployment_gold_waits_for_the_models_it_reads() -> None:
+    """The seeds load first; a model reading another gold model (fct_daily_sales reads
+    fct_orders) is not run alone against a table that does not exist yet."""
+    instance = dg.DagsterInstance.ephemeral()
+    first = evaluate(instance)
+    fx_rates = gold_key("fx_rates")
+    assert first.get_num_requested(fx_rates) == 1
+    instance.report_runless_asset_event(dg.AssetMaterialization(fx_rates))
+
+    tick = evaluate(instance, first.cursor)
+
+    assert requested_days(tick, DAILY_SALES) == []
+    # Once silver lands, the models run together on one tick.
+    instance.report_runless_asset_event(dg.AssetMaterialization(BRONZE, partition=TODAY))
+    landed = evaluate(instance, tick.cursor)
+    assert TODAY in requested_days(landed, gold_key("fct_orders"))
+    assert TODAY in requested_days(landed, DAILY_SALES)
