@@ -91,9 +91,10 @@ def gold_automation_condition(
         & ~dg.AutomationCondition.in_progress()
         & no_blocking_check_failed_upstream()
     )
-    # A model reading another gold model waits for it: run alone, it would fail on the
-    # missing table (or read nothing). Seeds load in runs of their own, so nothing waits
-    # for a seed that is merely requested on this tick.
+    # A model reading another gold model waits for it (run alone it would fail on the
+    # missing table), unless that model is requested on this tick too: then both run
+    # in one run. Seeds load in runs of their own, so a model waits until a seed
+    # exists, even when it is requested on this tick.
     missing = dg.AutomationCondition.missing()
     models = dg.AssetSelection.groups(GOLD_GROUP) - dg.AssetSelection.assets(*seeds)
     condition &= ~dg.AutomationCondition.any_deps_match(
@@ -104,7 +105,7 @@ def gold_automation_condition(
             dg.AssetSelection.assets(*seeds)
         )
     return condition.with_label(
-        f"silver updated, its blocking checks passed (late window {late_window_days})"
+        f"a table it reads updated, no blocking check failed (late window {late_window_days})"
     )
 
 
