@@ -91,6 +91,7 @@ def test_new_records_land_while_the_daemon_runs(resources: Any, daemon: Path) ->
     assert table_rows == 250
 
 
+@pytest.mark.timeout(1500)
 def test_new_orders_reach_gold_while_the_daemon_runs(
     resources: Any, settings: LakehouseSettings, daemon: Path
 ) -> None:
@@ -113,7 +114,9 @@ def test_new_orders_reach_gold_while_the_daemon_runs(
 
     catalog = resources.iceberg.load()
     table = (settings.namespace("gold"), "fct_daily_sales")
-    deadline = time.monotonic() + 600
+    # Correctness, not speed (the gold benchmark measures latency): a fresh daemon loads
+    # the seeds, lands, then runs silver and gold, each a run of a few minutes on 2 cores.
+    deadline = time.monotonic() + 1080
     sold = 0
     while time.monotonic() < deadline and sold < orders:
         time.sleep(5)
