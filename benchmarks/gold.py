@@ -568,7 +568,7 @@ def read_outcome(lakehouse: Lakehouse, days: list[str], gold_keys: list[str]) ->
         try:
             snapshot = catalog.load_table((namespace, name)).current_snapshot()
         except Exception:
-            return None  # not written, or a view
+            return None  # not written
         summary = snapshot.summary if snapshot is not None else None
         total = summary.get("total-records") if summary is not None else None
         return int(total) if total is not None else None
@@ -579,8 +579,8 @@ def read_outcome(lakehouse: Lakehouse, days: list[str], gold_keys: list[str]) ->
     rows = sorted(sales.select(columns).to_pylist(), key=lambda r: [str(r[c]) for c in columns])
     net_revenue = sum((r["net_revenue"] or Decimal(0) for r in rows), Decimal(0))
     orders = sum(r["orders"] or 0 for r in rows) if "orders" in columns else None
-    # Staging models are views: no data of their own.
-    gold_tables = [k.split("/")[-1] for k in gold_keys if not k.split("/")[-1].startswith("stg_")]
+    # Staging models are ephemeral (CTEs), not assets: every gold asset is a table.
+    gold_tables = [k.split("/")[-1] for k in gold_keys]
     return {
         "bronze_rows": resources["bronze_store"].count_rows(DATASET, days),
         "silver_records": {
