@@ -95,13 +95,10 @@ def gold_automation_condition(
     # missing table), unless that model is requested on this tick too: then both run
     # in one run. Seeds load in runs of their own, so a model waits until a seed
     # exists, even when it is requested on this tick.
-    missing = dg.AutomationCondition.missing()
     models = dg.AssetSelection.groups(GOLD_GROUP) - dg.AssetSelection.assets(*seeds)
-    condition &= ~dg.AutomationCondition.any_deps_match(
-        missing & ~dg.AutomationCondition.will_be_requested()
-    ).allow(models)
+    condition &= ~dg.AutomationCondition.any_deps_missing().allow(models)
     if seeds:
-        condition &= ~dg.AutomationCondition.any_deps_match(missing).allow(
+        condition &= ~dg.AutomationCondition.any_deps_match(dg.AutomationCondition.missing()).allow(
             dg.AssetSelection.assets(*seeds)
         )
     return condition.with_label(

@@ -31,10 +31,10 @@ DAILY_SALES = gold_key("fct_daily_sales")
 
 @pytest.fixture
 def instance() -> dg.DagsterInstance:
-    """Every asset materialised for a day long ago, and a baseline evaluation.
+    """Every asset materialised for a day long ago.
 
     ``since_last_handled`` conditions do not see what happened before their first
-    evaluation, so the tests report their events after this one.
+    evaluation, so each test evaluates once as a baseline before reporting its events.
     """
     instance = dg.DagsterInstance.ephemeral()
     graph = defs.resolve_asset_graph()
