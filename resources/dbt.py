@@ -23,7 +23,9 @@ from resources.settings import LakehouseSettings, cache_dir
 from resources.spark_conf import build_spark_conf
 
 if TYPE_CHECKING:
-    from dagster_dbt import DbtCliResource, DbtProject
+    from dagster_dbt import DbtProject
+
+    from resources.dbt_in_process import InProcessDbtResource
 
 PROFILE_NAME = "lakehouse"
 _LOCAL_S3_PLACEHOLDER = "lakehouse-local"
@@ -99,15 +101,20 @@ def write_profiles(settings: LakehouseSettings) -> Path:
     return directory
 
 
-def dbt_resource(settings: LakehouseSettings) -> DbtCliResource:
-    """The dbt CLI resource of an environment, with its generated profile."""
+def dbt_resource(settings: LakehouseSettings, *, in_process: bool = True) -> InProcessDbtResource:
+    """The dbt resource of an environment, with its generated profile.
+
+    ``in_process``: run dbt inside the run's process, on the run's Spark session
+    (see :mod:`resources.dbt_in_process`); otherwise the ``dbt`` executable.
+    """
     # dagster_dbt takes seconds to import; only code that binds dbt pays for it.
-    from dagster_dbt import DbtCliResource
+    from resources.dbt_in_process import InProcessDbtResource
 
     # The dbt beside this interpreter (the project's venv), even when PATH lacks it.
     beside = Path(sys.executable).parent / "dbt"
     executable = str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
-    return DbtCliResource(
+    return InProcessDbtResource(
+        in_process=in_process,
         dbt_executable=executable,
         project_dir=str(settings.dbt_project_dir),
         profiles_dir=str(write_profiles(settings)),
@@ -159,6 +166,7 @@ def dbt_project(settings: LakehouseSettings) -> DbtProject:
         with (manifest.parent / "parse.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if stale():
-                dbt = dbt_resource(settings)
+                # The process loading the definitions has no Spark session to share.
+                dbt = dbt_resource(settings, in_process=False)
                 dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
     return project

@@ -21,7 +21,6 @@ import dagster as dg
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
-    DbtCliResource,
     DbtProject,
     dbt_assets,
 )
@@ -29,9 +28,11 @@ from pyiceberg.exceptions import NoSuchTableError
 
 from lakehouse_assets.partitions import daily_partitions
 from lakehouse_assets.silver.transforms import AHEAD_TOLERANCE_DAYS
+from resources.dbt_in_process import InProcessDbtResource
 from resources.iceberg import IcebergCatalogResource
 from resources.parquet_io_manager import column_schema
 from resources.settings import LakehouseSettings
+from resources.spark import SparkResource
 
 GOLD_GROUP = "gold"
 GOLD_POOL = "gold"
@@ -206,6 +207,26 @@ def _with_table_metadata(
             yield event
 
 
+def _dbt_build(
+    context: dg.AssetExecutionContext,
+    dbt: InProcessDbtResource,
+    spark: SparkResource,
+    iceberg: IcebergCatalogResource,
+    *,
+    namespace: str,
+    values: Mapping[str, Any],
+) -> Iterator[Any]:
+    """``dbt build`` of the step's selection, with the table metadata of each output.
+
+    In-process dbt runs on the run's Spark session, started here from the project's
+    Spark resource (silver steps of the same run have started it already).
+    """
+    if dbt.in_process:
+        spark.spark_session  # noqa: B018  (starts the session dbt-spark will reuse)
+    invocation = dbt.cli(["build", "--vars", json.dumps(values)], context=context)
+    yield from _with_table_metadata(context, invocation.stream(), iceberg, namespace)
+
+
 def build_gold_assets(
     settings: LakehouseSettings, project: DbtProject
 ) -> list[dg.AssetsDefinition]:
@@ -226,12 +247,14 @@ def build_gold_assets(
         pool=GOLD_POOL,
     )
     def gold_models(
-        context: dg.AssetExecutionContext, dbt: DbtCliResource, iceberg: IcebergCatalogResource
+        context: dg.AssetExecutionContext,
+        dbt: InProcessDbtResource,
+        spark: SparkResource,
+        iceberg: IcebergCatalogResource,
     ) -> Iterator[Any]:
         """``dbt build`` of the selected models and snapshots, for the run's partition window."""
         values = dbt_vars(settings, context.partition_time_window)
-        invocation = dbt.cli(["build", "--vars", json.dumps(values)], context=context)
-        yield from _with_table_metadata(context, invocation.stream(), iceberg, namespace)
+        yield from _dbt_build(context, dbt, spark, iceberg, namespace=namespace, values=values)
 
     @dbt_assets(
         manifest=project.manifest_path,
@@ -242,11 +265,13 @@ def build_gold_assets(
         pool=GOLD_POOL,
     )
     def gold_seeds(
-        context: dg.AssetExecutionContext, dbt: DbtCliResource, iceberg: IcebergCatalogResource
+        context: dg.AssetExecutionContext,
+        dbt: InProcessDbtResource,
+        spark: SparkResource,
+        iceberg: IcebergCatalogResource,
     ) -> Iterator[Any]:
         """``dbt build`` of the seeds (reference data such as FX rates) and their tests."""
         values = dbt_vars(settings, None)
-        invocation = dbt.cli(["build", "--vars", json.dumps(values)], context=context)
-        yield from _with_table_metadata(context, invocation.stream(), iceberg, namespace)
+        yield from _dbt_build(context, dbt, spark, iceberg, namespace=namespace, values=values)
 
     return [gold_models, gold_seeds]
