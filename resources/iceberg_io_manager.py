@@ -560,14 +560,16 @@ class IcebergIOManager(dg.ConfigurableIOManager):
                         f"Iceberg table {request.table_name}: upsert column(s) "
                         f"{', '.join(map(str, missing))} are missing from the input"
                     )
-                # Read several times (classification, MERGE, retries): computed once.
-                source = iceberg_spark.dedupe_latest(
+                # Read several times (classification, MERGE, retries): computed once, in
+                # the same pass that counts the duplicates dropped.
+                ranked = iceberg_spark.rank_latest(
                     df, list(request.primary_key), cast(str, request.sequence_column)
                 ).persist()
-                owned.append(source)
-                duplicates = df.count() - source.count()
-            if request.mode == "overwrite" and request.time_window is not None:
-                iceberg_spark.check_rows_in_window(df, cast(str, request.partition_expr), request)
+                owned.append(ranked)
+                total, latest = iceberg_spark.count_ranked(ranked)
+                duplicates = total - latest
+                source = iceberg_spark.latest_only(ranked)
+            # Overwrites check the window as they write (iceberg_spark.overwrite).
 
             def is_conflict(exc: Exception) -> bool:
                 if isinstance(

@@ -44,6 +44,8 @@ _RANK = "__lakehouse_rank"
 _NEW_SEQ = "__lakehouse_new_sequence"
 _DELETE = "__lakehouse_delete"
 _SOURCE_VIEW_PREFIX = "__lakehouse_merge_source_"
+#: Message of the error that rows outside an overwrite's window raise in the write.
+_OUTSIDE_WINDOW = "lakehouse: a row outside the run's partition window"
 
 #: Iceberg exceptions that mean "another writer committed first": retry from scratch.
 _CONFLICT_CLASSES = frozenset(
@@ -174,15 +176,36 @@ def read_window(
 # Preparing the rows -----------------------------------------------------------------------
 
 
-def dedupe_latest(df: DataFrame, keys: Sequence[str], sequence: str) -> DataFrame:
-    """One row per key, the one with the highest sequence (nulls lowest)."""
+def rank_latest(df: DataFrame, keys: Sequence[str], sequence: str) -> DataFrame:
+    """``df`` plus each row's rank within its key, the highest sequence first (nulls lowest)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     latest_first = Window.partitionBy(*keys).orderBy(F.col(sequence).desc_nulls_last())
-    return (
-        df.withColumn(_RANK, F.row_number().over(latest_first)).where(F.col(_RANK) == 1).drop(_RANK)
-    )
+    return df.withColumn(_RANK, F.row_number().over(latest_first))
+
+
+def count_ranked(ranked: DataFrame) -> tuple[int, int]:
+    """Rows of a :func:`rank_latest` frame, and how many are the latest of their key."""
+    from pyspark.sql import functions as F
+
+    counts = ranked.agg(
+        F.count(F.lit(1)).alias("total"),
+        F.sum(F.when(F.col(_RANK) == 1, 1).otherwise(0)).alias("latest"),
+    ).first()
+    return (int(counts["total"]), int(counts["latest"] or 0)) if counts else (0, 0)
+
+
+def latest_only(ranked: DataFrame) -> DataFrame:
+    """The latest row of each key of a :func:`rank_latest` frame, without the rank."""
+    from pyspark.sql import functions as F
+
+    return ranked.where(F.col(_RANK) == 1).drop(_RANK)
+
+
+def dedupe_latest(df: DataFrame, keys: Sequence[str], sequence: str) -> DataFrame:
+    """One row per key, the one with the highest sequence (nulls lowest)."""
+    return latest_only(rank_latest(df, keys, sequence))
 
 
 def align_to_table(df: DataFrame, table_schema: StructType) -> DataFrame:
@@ -224,19 +247,39 @@ def write_options(properties: Mapping[str, str]) -> dict[str, str]:
 
 
 def overwrite(df: DataFrame, request: WriteRequest, table_schema: StructType) -> SparkCommit:
-    """Replace the run's window (or, unpartitioned, the whole table) in one commit."""
+    """Replace the run's window (or, unpartitioned, the whole table) in one commit.
+
+    Rows outside the window (or with a null partition value) fail the write itself: the
+    partition column is checked as the rows are written, so the check costs no pass of
+    its own over the input. Only when it fails are the rows counted, for the message of
+    :func:`check_rows_in_window`; nothing is committed.
+    """
     from pyspark.sql import functions as F
 
-    writer = df.writeTo(quote(request.table_name)).options(
-        **write_options(request.snapshot_properties)
-    )
+    options = write_options(request.snapshot_properties)
     if request.time_window is None:
-        writer.overwrite(F.lit(True))
-    else:
-        column = cast(str, request.partition_expr)
-        data_type = _column_type(table_schema, column, request.table_name, "table")
-        condition = window_condition(column, data_type, request.time_window, request.table_name)
-        writer.overwrite(F.expr(condition))
+        df.writeTo(quote(request.table_name)).options(**options).overwrite(F.lit(True))
+        return SparkCommit(rows=None, details={})
+    column = cast(str, request.partition_expr)
+    data_type = _column_type(table_schema, column, request.table_name, "table")
+    condition = window_condition(column, data_type, request.time_window, request.table_name)
+    marker = f"{_OUTSIDE_WINDOW} {uuid.uuid4().hex}"
+    value = F.col(f"`{column.replace('`', '``')}`")
+    # coalesce(checked, value): the column keeps its type and nullability.
+    checked = F.coalesce(
+        F.when(F.coalesce(F.expr(condition), F.lit(False)), value).otherwise(
+            F.raise_error(F.lit(marker))
+        ),
+        value,
+    )
+    try:
+        df.withColumn(column, checked).writeTo(quote(request.table_name)).options(
+            **options
+        ).overwrite(F.expr(condition))
+    except Exception as exc:
+        if marker in str(exc):
+            check_rows_in_window(df, column, request)
+        raise
     return SparkCommit(rows=None, details={})
 
 
@@ -269,40 +312,45 @@ def upsert(
     else:
         classified = source.withColumn(_SEQ, F.lit(None).cast(source.schema[sequence].dataType))
     newer = F.col(_SEQ).isNull() | (F.col(sequence) > F.col(_SEQ))
-    counts = classified.agg(
-        F.count(F.lit(1)).alias("total"),
-        F.sum(F.when(F.col(_SEQ).isNull(), 1).otherwise(0)).alias("inserted"),
-        F.sum(F.when(F.col(_SEQ).isNotNull() & newer, 1).otherwise(0)).alias("updated"),
-    ).first()
-    total, inserted, updated = (
-        (int(counts["total"]), int(counts["inserted"] or 0), int(counts["updated"] or 0))
-        if counts
-        else (0, 0, 0)
-    )
-    details = {
-        "rows_inserted": inserted,
-        "rows_updated": updated,
-        "rows_skipped_not_newer": total - inserted - updated,
-    }
-    if inserted + updated == 0:
-        return SparkCommit(rows=0, details=details, committed=False)
-
-    changed = classified.where(newer).select(*source.columns)
-    # One view per MERGE: steps of a multi-threaded run share the session's temp views.
-    view = f"{_SOURCE_VIEW_PREFIX}{uuid.uuid4().hex}"
-    changed.createOrReplaceTempView(view)
-    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-    seq = f"`{sequence}`"
-    statement = (
-        f"MERGE INTO {target} AS t USING {view} AS s ON {on} "
-        f"WHEN MATCHED AND (t.{seq} IS NULL OR s.{seq} > t.{seq}) THEN UPDATE SET * "
-        "WHEN NOT MATCHED THEN INSERT *"
-    )
+    # Counted, then merged: computed once (the stored keys are read once too).
+    classified = classified.persist()
     try:
-        with_commit_properties(spark, request.snapshot_properties, lambda: spark.sql(statement))
+        counts = classified.agg(
+            F.count(F.lit(1)).alias("total"),
+            F.sum(F.when(F.col(_SEQ).isNull(), 1).otherwise(0)).alias("inserted"),
+            F.sum(F.when(F.col(_SEQ).isNotNull() & newer, 1).otherwise(0)).alias("updated"),
+        ).first()
+        total, inserted, updated = (
+            (int(counts["total"]), int(counts["inserted"] or 0), int(counts["updated"] or 0))
+            if counts
+            else (0, 0, 0)
+        )
+        details = {
+            "rows_inserted": inserted,
+            "rows_updated": updated,
+            "rows_skipped_not_newer": total - inserted - updated,
+        }
+        if inserted + updated == 0:
+            return SparkCommit(rows=0, details=details, committed=False)
+
+        changed = classified.where(newer).select(*source.columns)
+        # One view per MERGE: steps of a multi-threaded run share the session's temp views.
+        view = f"{_SOURCE_VIEW_PREFIX}{uuid.uuid4().hex}"
+        changed.createOrReplaceTempView(view)
+        on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        seq = f"`{sequence}`"
+        statement = (
+            f"MERGE INTO {target} AS t USING {view} AS s ON {on} "
+            f"WHEN MATCHED AND (t.{seq} IS NULL OR s.{seq} > t.{seq}) THEN UPDATE SET * "
+            "WHEN NOT MATCHED THEN INSERT *"
+        )
+        try:
+            with_commit_properties(spark, request.snapshot_properties, lambda: spark.sql(statement))
+        finally:
+            spark.catalog.dropTempView(view)
+        return SparkCommit(rows=inserted + updated, details=details)
     finally:
-        spark.catalog.dropTempView(view)
-    return SparkCommit(rows=inserted + updated, details=details)
+        classified.unpersist()
 
 
 def upsert_groups(
@@ -351,6 +399,25 @@ def upsert_groups(
             .withColumn(_DELETE, F.lit(True))
         )
         changed = changed.unionByName(removed.select(*changed.columns))
+    # Counted, then merged: computed once.
+    changed = changed.persist()
+    try:
+        return _merge_groups(spark, changed, request, keys=keys, sequence=sequence, target=target)
+    finally:
+        changed.unpersist()
+
+
+def _merge_groups(
+    spark: SparkSession,
+    changed: DataFrame,
+    request: WriteRequest,
+    *,
+    keys: Sequence[str],
+    sequence: str,
+    target: str,
+) -> SparkCommit:
+    from pyspark.sql import functions as F
+
     counts = changed.agg(
         F.sum(F.when(~F.col(_DELETE), 1).otherwise(0)).alias("written"),
         F.sum(F.when(F.col(_DELETE), 1).otherwise(0)).alias("deleted"),

@@ -33,7 +33,6 @@ from lakehouse_assets.silver.transforms import (
     TARGET_DATE,
     bronze_days,
     classify,
-    compact,
     in_window,
     quarantine_rows,
     read_bronze,
@@ -218,7 +217,7 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
         session = spark.spark_session
         bronze = read_bronze(session, bronze_store, dataset, days)
         classified = classify(parse_payload(contract, bronze.frame), contract, late_window)
-        classified = compact(classified).persist(StorageLevel.MEMORY_AND_DISK)
+        classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             counts: dict[tuple[date, str], int] = {
                 (row[TARGET_DATE], row[STATUS]): row["count"]

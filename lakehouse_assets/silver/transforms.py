@@ -115,7 +115,8 @@ def read_bronze(
 
 
 def classify(parsed: DataFrame, contract: Contract, late_window_days: int) -> DataFrame:
-    """Add ``bronze_date``, ``target_date`` and ``status`` to parsed bronze rows.
+    """Parsed bronze rows, compacted (:func:`compact`), with ``bronze_date``,
+    ``target_date`` and ``status``.
 
     ``parsed`` holds the bronze columns plus ``payload`` (typed, null when invalid)
     and ``violation`` (``struct<rule_id, reason>``, null when valid), as
@@ -176,11 +177,12 @@ def classify(parsed: DataFrame, contract: Contract, late_window_days: int) -> Da
     valid = F.col("violation").isNull()
     dated = dated.withColumn(TARGET_DATE, F.when(valid, event_date).otherwise(F.col(BRONZE_DATE)))
     # Duplicates are decided within one silver day, so a day's rows never depend on
-    # which other days a run happens to read.
+    # which other days a run happens to read. The rows are compacted first: ranking
+    # them shuffles every row, and the raw bytes of valid records are not needed.
     arrival = Window.partitionBy(
         valid, F.col(TARGET_DATE), *[F.col("payload").getField(k) for k in keys]
     ).orderBy("timestamp", "partition", "offset")
-    return dated.withColumn(
+    return compact(dated).withColumn(
         STATUS,
         F.when(~valid, F.lit(QUARANTINED))
         .when(F.row_number().over(arrival) == 1, F.lit(ACCEPTED))
@@ -188,17 +190,18 @@ def classify(parsed: DataFrame, contract: Contract, late_window_days: int) -> Da
     )
 
 
-def compact(classified: DataFrame) -> DataFrame:
-    """The classified rows without what no output needs, before they are cached.
+def compact(dated: DataFrame) -> DataFrame:
+    """The dated rows (see :func:`classify`) without what no output needs.
 
-    The raw ``value`` and ``key`` are kept for quarantined rows only (the rest are
-    parsed into ``payload``), and headers and bronze load metadata are dropped: the
-    cache then holds the typed payloads instead of every record twice.
+    The raw ``value`` and ``key`` are kept for quarantined rows only (those with a
+    violation; the others are parsed into ``payload``), and headers and bronze load
+    metadata are dropped: what is shuffled and cached holds the typed payloads instead
+    of every record twice.
     """
     from pyspark.sql import functions as F
 
-    quarantined = F.col(STATUS) == QUARANTINED
-    return classified.select(
+    quarantined = F.col("violation").isNotNull()
+    return dated.select(
         "topic",
         "partition",
         "offset",
@@ -209,7 +212,6 @@ def compact(classified: DataFrame) -> DataFrame:
         "violation",
         BRONZE_DATE,
         TARGET_DATE,
-        STATUS,
     )
 
 
