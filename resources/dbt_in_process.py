@@ -101,6 +101,7 @@ class InProcessDbt:
         self.args = ["dbt", *args]
         self.returncode: int | None = None
         self.stdout = _Lines()
+        self._errors = 0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dbt-in-process", daemon=True)
         self._thread.start()
@@ -110,6 +111,7 @@ class InProcessDbt:
 
         if message.info.level == "debug":
             return
+        self._errors += message.info.level == "error"
         self.stdout.put(env_scrubber(msg_to_json(message)).encode())
 
     def _run(self) -> None:
@@ -120,6 +122,10 @@ class InProcessDbt:
             with _DBT_LOCK:
                 result = dbtRunner(callbacks=[self._event]).invoke(self.args[1:])
             code = 0 if result.success else (2 if result.exception is not None else 1)
+            if result.exception is not None and not self._errors:
+                # Usage errors are raised before dbt's events are set up; the
+                # executable prints them to stderr.
+                self.stdout.put(_error_line(f"dbt: {result.exception}"))
         except BaseException as exc:  # reported as dbt's own crash would be
             self.stdout.put(_error_line(f"dbt crashed: {type(exc).__name__}: {exc}"))
         finally:
@@ -259,8 +265,12 @@ class InProcessDbtResource(DbtCliResource):
             str(target),
             "--log-path",
             str(target),
+            # Nothing on stdout (the events come back through the callback), the
+            # debug log in the invocation's dbt.log as with the executable.
             "--log-level",
             "none",
+            "--log-level-file",
+            "debug",
             "--no-send-anonymous-usage-stats",
         ]
         if self.profiles_dir:

@@ -1,0 +1,57 @@
+"""dbt run in-process (dbtRunner) behaves like the dbt executable for dagster-dbt.
+
+No Spark: ``dbt parse`` and ``dbt ls`` never open a connection. The gold integration
+tests run ``dbt build`` in-process on the test session's Spark.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from resources.dbt import dbt_resource
+from resources.settings import LakehouseSettings, load_settings
+
+
+@pytest.fixture(scope="module")
+def settings() -> LakehouseSettings:
+    return load_settings("local")
+
+
+def test_in_process_events_are_dbts_json_log_lines(settings: LakehouseSettings) -> None:
+    dbt = dbt_resource(settings)
+    assert dbt.in_process
+    invocation = dbt.cli(["ls", "--resource-type", "model", "--output", "name"])
+    events = list(invocation.stream_raw_events())
+    assert invocation.is_successful()
+    assert invocation.process.returncode == 0
+    names = {e.raw_event["info"]["name"] for e in events}
+    assert "PrintEvent" in names  # dbt ls prints its listing as PrintEvent
+    listed = {
+        e.raw_event["info"]["msg"] for e in events if e.raw_event["info"]["name"] == "PrintEvent"
+    }
+    assert {"fct_orders", "fct_daily_sales", "dim_customers"} <= listed
+    # Debug events stay in the invocation's dbt.log, as with the executable's stdout.
+    assert all(e.raw_event["info"]["level"] != "debug" for e in events)
+    assert (invocation.target_path / "dbt.log").exists()
+
+
+def test_in_process_usage_errors_fail_with_dbts_message(settings: LakehouseSettings) -> None:
+    invocation = dbt_resource(settings).cli(["parse", "--no-such-option"], raise_on_error=False)
+    invocation.wait()
+    assert not invocation.is_successful()
+    assert invocation.process.returncode == 2
+    assert "--no-such-option" in str(invocation.get_error())
+
+
+def test_the_executable_and_in_process_list_the_same_nodes(settings: LakehouseSettings) -> None:
+    args = ["ls", "--output", "name"]
+
+    def listed(in_process: bool) -> list[str]:
+        invocation = dbt_resource(settings, in_process=in_process).cli(args)
+        return sorted(
+            e.raw_event["info"]["msg"]
+            for e in invocation.stream_raw_events()
+            if e.raw_event["info"]["name"] == "PrintEvent"
+        )
+
+    assert listed(True) == listed(False) != []
