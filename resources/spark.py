@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from dagster_pyspark import LazyPySparkResource
@@ -83,7 +88,39 @@ class SparkResource(LazyPySparkResource):
             # PySpark's SparkContext starts Python workers (UDFs) with $PYSPARK_PYTHON,
             # not with the spark.pyspark.python setting; both name this interpreter.
             os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])
-            self._spark_session = spark_session_from_config(conf)
+            with retrieved_jars_checked(self.ivy_dir):
+                self._spark_session = spark_session_from_config(conf)
+
+
+@contextmanager
+def retrieved_jars_checked(ivy_dir: str | None) -> Iterator[None]:
+    """Start sessions on one Ivy directory one at a time, never on a truncated jar.
+
+    Every session start resolves ``spark.jars.packages`` and copies ("retrieves") the
+    jars from Ivy's cache into ``<ivy_dir>/jars``; that copy is not atomic. A process
+    killed during it (a run stopped while it starts, on a fresh cache) leaves a
+    truncated jar that every later start takes as already retrieved, and each of them
+    then fails on the classes it lacks (``NoClassDefFoundError:
+    com/amazonaws/auth/AWSCredentialsProvider`` for the AWS SDK bundle). Under an
+    exclusive lock on the directory, jars that are not readable zip files are removed
+    (Ivy copies them again from its cache) before the session starts; the lock, held
+    until the session is up, keeps a second process from checking a jar that the first
+    one is still copying. ``flock`` locks die with their process.
+    """
+    if ivy_dir is None:
+        yield
+        return
+    root = Path(ivy_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".session-start.lock").open("a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        for jar in (root / "jars").glob("*.jar"):
+            try:
+                with zipfile.ZipFile(jar):
+                    pass
+            except (zipfile.BadZipFile, OSError):
+                jar.unlink(missing_ok=True)
+        yield
 
 
 def spark_resource(settings: LakehouseSettings, catalog: IcebergCatalogResource) -> SparkResource:
