@@ -1,9 +1,12 @@
 {#-
   Current state of every order. Each run reads the order events of the lookback
-  window and merges one row per order: a version already in the table is never
-  replaced by an older one, and the first/last/cancel/refund times widen with
-  what the window adds, so re-running any window (or running windows out of
-  order) converges to the same row.
+  window and merges one row per order with an event in it: its state is the
+  order's current version in silver (silver's `orders`, the newest version, as
+  silver's `order_lines` hold that version's lines, so an order and its lines in
+  gold always agree, also when an older day is rebuilt after newer days ran). A
+  version already in the table is never replaced by an older one, and the
+  first/last/cancel/refund times widen with what the window adds, so re-running
+  any window (or running windows out of order) converges to the same row.
 -#}
 {{
   config(
@@ -37,15 +40,33 @@ with window_aggregates as (
 
 ),
 
+current_versions as (
+
+    -- silver's current version of the window's orders
+    select
+        o.order_id,
+        {%- for column in state_columns %}
+        o.{{ column }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from {{ ref('stg_silver__orders') }} as o
+    left semi join window_aggregates as w on w.order_id = o.order_id
+
+),
+
 window_orders as (
 
     select
-        order_id,
+        w.order_id,
         {%- for column in state_columns %}
-        newest.{{ column }},
+        -- the window's newest version only if silver had no row (never, as silver
+        -- writes both tables in one run; kept so that no window event is lost)
+        if(c.order_id is null, w.newest.{{ column }}, c.{{ column }}) as {{ column }},
         {%- endfor %}
-        {{ time_columns | join(', ') }}
-    from window_aggregates
+        {%- for column in time_columns %}
+        w.{{ column }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from window_aggregates as w
+    left join current_versions as c on c.order_id = w.order_id
 
 ),
 
