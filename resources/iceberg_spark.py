@@ -203,11 +203,6 @@ def latest_only(ranked: DataFrame) -> DataFrame:
     return ranked.where(F.col(_RANK) == 1).drop(_RANK)
 
 
-def dedupe_latest(df: DataFrame, keys: Sequence[str], sequence: str) -> DataFrame:
-    """One row per key, the one with the highest sequence (nulls lowest)."""
-    return latest_only(rank_latest(df, keys, sequence))
-
-
 def align_to_table(df: DataFrame, table_schema: StructType) -> DataFrame:
     """The input's columns in table order; table columns the input lacks become nulls.
 
