@@ -12,12 +12,16 @@ export DAGSTER_HOME ?= $(CURDIR)/.lakehouse/dagster_home
 
 .PHONY: install demo test lint typecheck check stack-start stack-stop stack-status dev bench lock clean
 
-$(INSTALLED): requirements.lock pyproject.toml
+# Bytecode is compiled at install: every run, step and Spark Python worker is a fresh
+# interpreter, and where bytecode cannot be written next to the sources (read-only
+# images, PYTHONDONTWRITEBYTECODE) each one would otherwise compile Dagster, dbt,
+# pandas and PySpark from source again, seconds per process.
+$(INSTALLED): requirements.lock pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]} at {sys.executable}"'
 	@command -v java >/dev/null || { echo "A JDK 17 is required (java not found on PATH)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
 

@@ -12,7 +12,7 @@ import dagster as dg
 
 from lakehouse_assets.bronze import bronze_definitions
 from lakehouse_assets.gold import gold_definitions
-from lakehouse_assets.silver import silver_definitions
+from lakehouse_assets.silver.definitions import silver_definitions
 from resources.environments import build_resources
 from resources.settings import get_settings
 

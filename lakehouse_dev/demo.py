@@ -30,8 +30,8 @@ from lakehouse_assets.bronze.assets import build_bronze_asset, landing_run_confi
 from lakehouse_assets.bronze.landing import day_ranges
 from lakehouse_assets.contracts import load_contract
 from lakehouse_assets.gold.assets import build_gold_assets
-from lakehouse_assets.silver import build_silver_checks
 from lakehouse_assets.silver.assets import RECONCILIATION_CHECK, build_silver_asset
+from lakehouse_assets.silver.definitions import build_silver_checks
 from lakehouse_dev import generator
 from lakehouse_dev.stack import LocalStack
 from resources.dbt import dbt_project

@@ -22,8 +22,8 @@ import pytest
 
 from lakehouse_assets.bronze.assets import build_bronze_asset, landing_run_config
 from lakehouse_assets.gold.assets import build_gold_assets, gold_key
-from lakehouse_assets.silver import build_silver_checks
 from lakehouse_assets.silver.assets import build_silver_asset
+from lakehouse_assets.silver.definitions import build_silver_checks
 from lakehouse_dev import generator
 from lakehouse_dev.stack import LocalStack
 from resources.dbt import dbt_project
