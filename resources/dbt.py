@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -123,6 +127,69 @@ def dbt_resource(settings: LakehouseSettings, *, in_process: bool = True) -> InP
     )
 
 
+#: The environment variables that carry a run's partition window ``[start, end)`` to
+#: dbt (``dbt/macros/lookback.sql``). Unset, the window is everything.
+WINDOW_START_VARIABLE = "LAKEHOUSE_DBT_START_DATE"
+WINDOW_END_VARIABLE = "LAKEHOUSE_DBT_END_DATE"
+
+
+def gold_late_window_days(settings: LakehouseSettings) -> int:
+    """The widest late window of the datasets: how far back a gold run reprocesses."""
+    return max((settings.late_window_days(name) for name in settings.datasets), default=0)
+
+
+def project_vars(settings: LakehouseSettings) -> dict[str, Any]:
+    """The vars of every dbt invocation (names in ``dbt/dbt_project.yml``).
+
+    They hold for the deployment, not for a run: dbt re-parses the whole project
+    when its vars differ from the last parse's, so the definitions' ``dbt parse``
+    and every run pass these same ones and runs parse only what changed (about 1
+    s instead of 5). The run's window travels as environment variables
+    (:func:`window_environment`), which dbt re-reads at compile time.
+    """
+    return {
+        "late_window_days": gold_late_window_days(settings),
+        "silver_namespace": settings.namespace("silver"),
+        "reporting_currency": settings.dbt.reporting_currency,
+    }
+
+
+def vars_argument(settings: LakehouseSettings) -> list[str]:
+    return ["--vars", json.dumps(project_vars(settings), sort_keys=True)]
+
+
+def window_environment(start: date | None, end: date | None) -> dict[str, str | None]:
+    """The window variables of a run's ``[start, end)``; ``None`` unsets them (everything)."""
+    return {
+        WINDOW_START_VARIABLE: start.isoformat() if start else None,
+        WINDOW_END_VARIABLE: end.isoformat() if end else None,
+    }
+
+
+@contextmanager
+def environment(values: Mapping[str, str | None]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set (``None``: unset) for the block, then as before.
+
+    dbt reads the window from the environment: in-process on its thread, as the
+    ``dbt`` executable from the environment it inherits. A run's steps run one at a
+    time in its process, so no other step sees the change.
+    """
+    before = {name: os.environ.get(name) for name in values}
+
+    def apply(target: Mapping[str, str | None]) -> None:
+        for name, value in target.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    apply(values)
+    try:
+        yield
+    finally:
+        apply(before)
+
+
 #: What `dbt parse` reads: a change to any of these makes the manifest stale.
 _PROJECT_SOURCES = ("dbt_project.yml", "models", "macros", "seeds", "snapshots", "tests")
 
@@ -168,5 +235,7 @@ def dbt_project(settings: LakehouseSettings) -> DbtProject:
             if stale():
                 # The process loading the definitions has no Spark session to share.
                 dbt = dbt_resource(settings, in_process=False)
-                dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
+                dbt.cli(
+                    ["parse", "--quiet", *vars_argument(settings)], target_path=project.target_path
+                ).wait()
     return project

@@ -4,7 +4,7 @@ Every dbt model, snapshot and seed becomes an asset ``["gold", <name>]``; its
 dbt sources are the silver assets ``["silver", <table>]``, so the lineage runs
 from Kafka to gold in one graph. Models and snapshots are daily-partitioned
 like silver: a run passes its partition window (a single-run backfill passes
-the whole range) and the late window to dbt as vars, and the incremental
+the whole range) and the late window to dbt, and the incremental
 models reprocess that window plus the late window, so late corrections reach
 gold. dbt tests become asset checks. Seeds are reference data, not
 partitioned: they load when missing or when their CSV changes.
@@ -28,6 +28,7 @@ from pyiceberg.exceptions import NoSuchTableError
 
 from lakehouse_assets.partitions import daily_partitions
 from lakehouse_assets.silver.transforms import AHEAD_TOLERANCE_DAYS
+from resources.dbt import environment, gold_late_window_days, vars_argument, window_environment
 from resources.dbt_in_process import InProcessDbtResource
 from resources.iceberg import IcebergCatalogResource
 from resources.parquet_io_manager import column_schema
@@ -40,11 +41,6 @@ GOLD_POOL = "gold"
 
 def gold_key(name: str) -> dg.AssetKey:
     return dg.AssetKey([GOLD_GROUP, name])
-
-
-def gold_late_window_days(settings: LakehouseSettings) -> int:
-    """The widest late window of the datasets: how far back a gold run reprocesses."""
-    return max((settings.late_window_days(name) for name in settings.datasets), default=0)
 
 
 def no_blocking_check_failed_upstream() -> dg.AutomationCondition:
@@ -156,21 +152,13 @@ class GoldTranslator(DagsterDbtTranslator):
         return self._condition
 
 
-def dbt_vars(settings: LakehouseSettings, window: dg.TimeWindow | None) -> dict[str, Any]:
-    """The vars every gold dbt invocation gets (names in ``dbt/dbt_project.yml``).
-
-    ``start_date``/``end_date`` bound the run's partitions, ``[start, end)``; the
-    incremental models reprocess from ``start_date - late_window_days``.
-    """
-    values: dict[str, Any] = {
-        "late_window_days": gold_late_window_days(settings),
-        "silver_namespace": settings.namespace("silver"),
-        "reporting_currency": settings.dbt.reporting_currency,
-    }
-    if window is not None:
-        values["start_date"] = window.start.date().isoformat()
-        values["end_date"] = window.end.date().isoformat()
-    return values
+def dbt_window(window: dg.TimeWindow | None) -> dict[str, str | None]:
+    """The environment that gives dbt a run's partition window (a single-run backfill:
+    the whole range); ``None`` (seeds): everything. The incremental models reprocess
+    from its start minus ``late_window_days`` (``dbt/macros/lookback.sql``)."""
+    if window is None:
+        return window_environment(None, None)
+    return window_environment(window.start.date(), window.end.date())
 
 
 def _with_table_metadata(
@@ -213,8 +201,8 @@ def _dbt_build(
     spark: SparkResource,
     iceberg: IcebergCatalogResource,
     *,
-    namespace: str,
-    values: Mapping[str, Any],
+    settings: LakehouseSettings,
+    window: dg.TimeWindow | None,
 ) -> Iterator[Any]:
     """``dbt build`` of the step's selection, with the table metadata of each output.
 
@@ -223,8 +211,10 @@ def _dbt_build(
     """
     if dbt.in_process:
         spark.spark_session  # noqa: B018  (starts the session dbt-spark will reuse)
-    invocation = dbt.cli(["build", "--vars", json.dumps(values)], context=context)
-    yield from _with_table_metadata(context, invocation.stream(), iceberg, namespace)
+    with environment(dbt_window(window)):
+        invocation = dbt.cli(["build", *vars_argument(settings)], context=context)
+        events = invocation.stream()
+        yield from _with_table_metadata(context, events, iceberg, settings.namespace("gold"))
 
 
 def build_gold_assets(
@@ -234,7 +224,6 @@ def build_gold_assets(
     manifest = json.loads(project.manifest_path.read_text())
     seeds = [node["name"] for node in manifest["nodes"].values() if node["resource_type"] == "seed"]
     translator = GoldTranslator(settings, seeds)
-    namespace = settings.namespace("gold")
 
     @dbt_assets(
         manifest=project.manifest_path,
@@ -253,8 +242,8 @@ def build_gold_assets(
         iceberg: IcebergCatalogResource,
     ) -> Iterator[Any]:
         """``dbt build`` of the selected models and snapshots, for the run's partition window."""
-        values = dbt_vars(settings, context.partition_time_window)
-        yield from _dbt_build(context, dbt, spark, iceberg, namespace=namespace, values=values)
+        window = context.partition_time_window
+        yield from _dbt_build(context, dbt, spark, iceberg, settings=settings, window=window)
 
     @dbt_assets(
         manifest=project.manifest_path,
@@ -271,7 +260,6 @@ def build_gold_assets(
         iceberg: IcebergCatalogResource,
     ) -> Iterator[Any]:
         """``dbt build`` of the seeds (reference data such as FX rates) and their tests."""
-        values = dbt_vars(settings, None)
-        yield from _dbt_build(context, dbt, spark, iceberg, namespace=namespace, values=values)
+        yield from _dbt_build(context, dbt, spark, iceberg, settings=settings, window=None)
 
     return [gold_models, gold_seeds]

@@ -6,9 +6,20 @@ tests run ``dbt build`` in-process on the test session's Spark.
 
 from __future__ import annotations
 
+import os
+from datetime import date
+
 import pytest
 
-from resources.dbt import dbt_resource
+from resources.dbt import (
+    WINDOW_END_VARIABLE,
+    WINDOW_START_VARIABLE,
+    dbt_project,
+    dbt_resource,
+    environment,
+    vars_argument,
+    window_environment,
+)
 from resources.settings import LakehouseSettings, load_settings
 
 
@@ -55,3 +66,28 @@ def test_the_executable_and_in_process_list_the_same_nodes(settings: LakehouseSe
         )
 
     assert listed(True) == listed(False) != []
+
+
+def test_a_runs_window_does_not_make_dbt_parse_the_whole_project(
+    settings: LakehouseSettings,
+) -> None:
+    """Runs pass the definitions' parse vars and their window in the environment, so
+    dbt re-parses at most the files that read the window, never the whole project."""
+    dbt_project(settings)  # the definitions' parse, with the project's vars
+    with environment(window_environment(date(2026, 11, 20), date(2026, 11, 21))):
+        invocation = dbt_resource(settings).cli(["ls", *vars_argument(settings)])
+        invocation.wait()
+    assert invocation.is_successful()
+    log = (invocation.target_path / "dbt.log").read_text()
+    assert "Partial parsing enabled" in log
+    assert "Unable to do partial parsing" not in log
+
+
+def test_environment_sets_and_unsets_for_the_block_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(WINDOW_START_VARIABLE, "2000-01-01")
+    monkeypatch.delenv(WINDOW_END_VARIABLE, raising=False)
+    with environment(window_environment(None, date(2026, 11, 21))):
+        assert WINDOW_START_VARIABLE not in os.environ
+        assert os.environ[WINDOW_END_VARIABLE] == "2026-11-21"
+    assert os.environ[WINDOW_START_VARIABLE] == "2000-01-01"
+    assert WINDOW_END_VARIABLE not in os.environ
