@@ -19,7 +19,6 @@ POSIX file lock on Ivy's cache.
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import os
 import re
@@ -28,10 +27,11 @@ import subprocess
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from resources.locks import file_lock
 
 __all__ = [
     "CACHE_ENV_VAR",
@@ -194,21 +194,6 @@ def _proxy_properties() -> list[str]:
         hosts = "|".join(h.strip() for h in no_proxy.split(",") if h.strip())
         props.append(f"-Dhttp.nonProxyHosts={hosts}")
     return props
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created if needed) for the block.
-
-    ``flock`` locks die with their process, so a killed holder never leaves a stale lock.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _cached_jars(target: Path, marker_text: str) -> list[Path] | None:

@@ -9,7 +9,6 @@ appear in it only as ``env_var(...)`` references that dbt resolves at run time.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from resources.locks import file_lock
 from resources.settings import LakehouseSettings, cache_dir
 from resources.spark_conf import build_spark_conf
 
@@ -229,9 +229,7 @@ def dbt_project(settings: LakehouseSettings) -> DbtProject:
         return not manifest.exists() or manifest.stat().st_mtime < newest
 
     if stale():
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        with (manifest.parent / "parse.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with file_lock(manifest.parent / "parse.lock"):
             if stale():
                 # The process loading the definitions has no Spark session to share.
                 dbt = dbt_resource(settings, in_process=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import zipfile
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from dagster_pyspark.resources import spark_session_from_config
 from pydantic import Field
 
 from resources.iceberg import IcebergCatalogResource
+from resources.locks import file_lock
 from resources.settings import LakehouseSettings, cache_dir
 from resources.spark_conf import bootstrap_sqlite_catalog, build_spark_conf, redact
 
@@ -111,9 +111,7 @@ def retrieved_jars_checked(ivy_dir: str | None) -> Iterator[None]:
         yield
         return
     root = Path(ivy_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / ".session-start.lock").open("a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    with file_lock(root / ".session-start.lock"):
         for jar in (root / "jars").glob("*.jar"):
             try:
                 with zipfile.ZipFile(jar):
