@@ -14,10 +14,9 @@ through pyiceberg (the same helpers as the Arrow path); the rows are written by 
   re-checks the sequence, so a concurrent commit of a newer version is never replaced.
 
 Snapshot properties travel as ``snapshot-property.<key>`` write options for
-``DataFrameWriterV2``; ``MERGE INTO`` has no write options, so it runs inside Iceberg's
-``CommitMetadata.withCommitProperties`` (a thread-local that Spark's Iceberg writes add
-to the snapshot summary). Py4J runs the statement as a Python callback on the same
-pinned JVM thread, which is where Spark commits.
+``DataFrameWriterV2``; ``MERGE INTO`` has no write options, so it runs with Iceberg's ``CommitMetadata``
+thread-local set on the JVM thread that PySpark pins to the caller, which is where
+Spark commits (:func:`with_commit_properties`).
 """
 
 from __future__ import annotations
@@ -444,57 +443,35 @@ def _merge_groups(
     return SparkCommit(rows=written, details=details)
 
 
-class _JavaCallable:
-    """A Python function as a ``java.util.concurrent.Callable`` (a Py4J callback)."""
-
-    def __init__(self, function: Callable[[], object]) -> None:
-        self.function = function
-        self.error: BaseException | None = None
-
-    def call(self) -> None:
-        try:
-            self.function()
-        except BaseException as exc:
-            # Py4J hands Java a generic error; the original one is raised again in Python.
-            self.error = exc
-            raise
-
-    class Java:
-        implements: tuple[str, ...] = ("java.util.concurrent.Callable",)
-
-
 def with_commit_properties(
     spark: SparkSession, properties: Mapping[str, str], statement: Callable[[], object]
 ) -> None:
     """Run ``statement`` so that Spark's Iceberg commits in it carry ``properties``.
 
-    Iceberg's ``CommitMetadata.withCommitProperties(Map, Callable, Class)`` sets a
-    thread-local that ``SparkWrite`` and ``SparkPositionDeltaWrite`` add to the snapshot
-    summary (the supported way for SQL statements, which take no write options). With
-    PySpark's pinned threads, the callback runs on the JVM thread that called it, so the
-    statement commits where the thread-local is set.
+    ``SparkWrite`` and ``SparkPositionDeltaWrite`` add the map in Iceberg's
+    ``CommitMetadata`` thread-local to the snapshot summary; that is the supported way
+    for SQL statements, which take no write options. Its public setter,
+    ``withCommitProperties(Map, Callable, Class)``, needs a Python callback, and a
+    Py4J callback server is one per JVM: with a driver shared by several processes
+    (:mod:`resources.spark_driver`) each would redirect the others' callbacks. So the
+    thread-local is set directly, on the JVM thread that PySpark pins to the calling
+    Python thread, which is the thread that runs the statement and commits; it is
+    cleared afterwards as ``withCommitProperties`` does.
     """
-    from py4j.protocol import Py4JJavaError
-    from pyspark.java_gateway import ensure_callback_server_started
-
-    context = spark.sparkContext
-    gateway = cast(Any, context)._gateway
-    jvm = cast(Any, context)._jvm
-    ensure_callback_server_started(gateway)
+    jvm = cast(Any, spark.sparkContext)._jvm
+    # Py4J resolves the class through Spark's loader of the --packages jars.
+    metadata = jvm.org.apache.iceberg.spark.CommitMetadata._java_lang_class
+    field = metadata.getDeclaredField("COMMIT_PROPERTIES")
+    field.setAccessible(True)
+    thread_local = field.get(None)
     java_properties = jvm.java.util.HashMap()
     for key, value in properties.items():
         java_properties.put(key, value)
-    callable_ = _JavaCallable(statement)
+    thread_local.set(java_properties)
     try:
-        jvm.org.apache.iceberg.spark.CommitMetadata.withCommitProperties(
-            java_properties, callable_, jvm.java.lang.Class.forName("java.lang.Exception")
-        )
-    except Py4JJavaError:
-        if callable_.error is not None:
-            raise callable_.error from None
-        raise
-    if callable_.error is not None:
-        raise callable_.error
+        statement()
+    finally:
+        thread_local.set(jvm.java.util.HashMap())
 
 
 # Conflicts --------------------------------------------------------------------------------
