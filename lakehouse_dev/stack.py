@@ -24,6 +24,8 @@ from lakehouse_dev.kafka_broker import KafkaBroker
 from lakehouse_dev.s3_server import S3Server
 from resources.environments import iceberg_resource, s3_resource
 from resources.settings import ConfigError, LakehouseSettings, load_settings
+from resources.spark import shared_drivers_dir
+from resources.spark_driver import stop_drivers
 
 #: Largest record the local broker accepts (Kafka's default is 1 MB).
 MAX_RECORD_BYTES = 16 * 1024 * 1024
@@ -91,7 +93,8 @@ class LocalStack:
         catalog.ensure_namespaces(self.settings.catalog.namespaces.values())
 
     def stop(self) -> None:
-        """Stop both services; the S3 server saves its objects on the way out."""
+        """Stop the shared Spark drivers, then both services (S3 saves its objects)."""
+        stop_drivers(shared_drivers_dir(self.settings))
         self.kafka.stop()
         self.s3.stop()
 

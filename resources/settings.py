@@ -162,6 +162,14 @@ class SparkSettings(_Section):
     driver_memory: str = "2g"
     shuffle_partitions: int = Field(default=4, ge=1)
     conf: dict[str, str] = Field(default_factory=dict, description="Extra spark.* settings.")
+    shared_driver: bool = Field(
+        default=False,
+        description=(
+            "Runs attach to one warm local Spark driver (started on first use, stopped when "
+            "idle or by `lakehouse-stack stop`) instead of each starting a JVM. For local "
+            "mode on one machine; leave off where Spark runs on a cluster."
+        ),
+    )
 
     @field_validator("driver_memory")
     @classmethod

@@ -17,6 +17,7 @@ from resources.iceberg import IcebergCatalogResource
 from resources.locks import file_lock
 from resources.settings import LakehouseSettings, cache_dir
 from resources.spark_conf import bootstrap_sqlite_catalog, build_spark_conf, redact
+from resources.spark_driver import attach
 
 _GLUE_CATALOG = "org.apache.iceberg.aws.glue.GlueCatalog"
 
@@ -40,6 +41,17 @@ class SparkResource(LazyPySparkResource):
     )
     spark_config: dict[str, Any] = Field(
         default_factory=dict, description="Extra spark.* settings (`spark.conf`); no secrets."
+    )
+    shared_driver_dir: str | None = Field(
+        default=None,
+        description=(
+            "Attach to a warm Spark driver shared by this machine's processes, published in "
+            "this directory and started on first use (`spark.shared_driver`; see "
+            "`resources.spark_driver`). Null: the process starts a JVM of its own."
+        ),
+    )
+    shared_driver_idle_seconds: int = Field(
+        default=900, description="A shared driver with no attached process stops after this."
     )
 
     def session_conf(self) -> dict[str, str]:
@@ -88,6 +100,15 @@ class SparkResource(LazyPySparkResource):
             # PySpark's SparkContext starts Python workers (UDFs) with $PYSPARK_PYTHON,
             # not with the spark.pyspark.python setting; both name this interpreter.
             os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])
+            if self.shared_driver_dir is not None:
+                session: Any = attach(
+                    conf,
+                    Path(self.shared_driver_dir),
+                    ivy_dir=self.ivy_dir,
+                    idle_seconds=self.shared_driver_idle_seconds,
+                )
+                self._spark_session = session
+                return
             with retrieved_jars_checked(self.ivy_dir):
                 self._spark_session = spark_session_from_config(conf)
 
@@ -130,4 +151,12 @@ def spark_resource(settings: LakehouseSettings, catalog: IcebergCatalogResource)
         shuffle_partitions=settings.spark.shuffle_partitions,
         ivy_dir=str(cache_dir() / "ivy"),
         spark_config=dict(settings.spark.conf),
+        shared_driver_dir=str(shared_drivers_dir(settings))
+        if settings.spark.shared_driver
+        else None,
     )
+
+
+def shared_drivers_dir(settings: LakehouseSettings) -> Path:
+    """Where the shared Spark drivers of an environment publish themselves."""
+    return settings.data_dir / "spark-drivers"

@@ -1,0 +1,393 @@
+"""A warm Spark driver that the processes of one machine share (local environments).
+
+Every Dagster run is a process of its own, and with Spark in local mode each one
+would start a JVM and pay for its cold start: the session, the S3A and Iceberg
+initialisation, class loading and a cold JIT. That is about 35 s of a small run.
+With ``spark.shared_driver`` on, the first process that needs Spark starts a
+*driver host* instead: a small Python process that owns one JVM with a SparkContext
+on the lakehouse's configuration. It publishes the JVM's Py4J port and secret in a
+file only its user can read. Later processes attach to that JVM (the way PySpark's
+own ``PYSPARK_GATEWAY_PORT`` start-up does) and work in a SparkSession of their own:
+their own SQL configuration, temporary views and catalog instances, with the JVM's
+warm code and executors shared.
+
+The rules:
+
+* **One host per configuration.** A host serves one Spark configuration and one
+  Python interpreter; the key is a hash of both. A file lock makes sure two
+  processes never start two hosts for the same key.
+* **Leases.** Each attached process holds a lease, a file named by its pid. The host
+  drops the leases of processes that died. When the last client died while its jobs
+  were running, the host cancels the jobs. It exits after ``idle_seconds`` without a
+  lease, under the same lock that attaching takes.
+* **Detaching.** ``stop()`` on an attached session detaches the process and drops
+  its lease. It never stops the shared SparkContext.
+* **Stopping.** ``lakehouse-stack stop`` stops the hosts of its data directory
+  (:func:`stop_drivers`).
+
+What a client cannot get from a shared driver: JVM-wide settings of its own (the
+static ``spark.*`` configuration is the host's, which is why it is part of the key).
+A client killed in the middle of a write leaves that write running in the driver,
+where it still commits atomically or not at all; every write mode of the Iceberg IO
+manager is safe to repeat, so the run that replaces it converges on the same table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from resources.locks import file_lock
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+#: How long a host waits with no client before it stops (seconds).
+DEFAULT_IDLE_SECONDS = 900
+#: How long attaching waits for a new host's JVM to come up (seconds).
+START_TIMEOUT_SECONDS = 300.0
+#: How often a host checks its leases (seconds).
+_POLL_SECONDS = 2.0
+
+
+class DriverError(RuntimeError):
+    """A shared driver could not be started or reached."""
+
+
+def driver_key(conf: Mapping[str, str]) -> str:
+    """The key of the host that serves ``conf`` from this Python interpreter."""
+    material = json.dumps({"conf": sorted(conf.items()), "python": sys.executable})
+    return hashlib.sha256(material.encode()).hexdigest()[:20]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class _Paths:
+    directory: Path
+    key: str
+
+    @property
+    def info(self) -> Path:
+        return self.directory / f"{self.key}.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.directory / f"{self.key}.lock"
+
+    @property
+    def leases(self) -> Path:
+        return self.directory / f"{self.key}.clients"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / f"{self.key}.log"
+
+    def read_info(self) -> dict[str, Any] | None:
+        """The published address of a live host, or None."""
+        try:
+            info = json.loads(self.info.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(info, dict) or not _pid_alive(int(info.get("pid", 0))):
+            return None
+        return info
+
+    def live_leases(self) -> tuple[list[int], list[Path]]:
+        """Pids of attached processes that are alive, and the lease files of dead ones."""
+        alive, dead = [], []
+        for lease in self.leases.glob("*") if self.leases.exists() else []:
+            pid = int(lease.name) if lease.name.isdigit() else 0
+            if pid and _pid_alive(pid):
+                alive.append(pid)
+            else:
+                dead.append(lease)
+        return alive, dead
+
+
+# Clients ----------------------------------------------------------------------------------
+
+
+def attach(
+    conf: Mapping[str, str],
+    directory: Path,
+    *,
+    ivy_dir: str | None = None,
+    idle_seconds: int = DEFAULT_IDLE_SECONDS,
+    start_timeout: float = START_TIMEOUT_SECONDS,
+) -> SparkSession:
+    """A SparkSession of this process on the shared driver for ``conf``, started if needed."""
+    paths = _Paths(directory, driver_key(conf))
+    with file_lock(paths.lock):
+        info = paths.read_info()
+        if info is None:
+            info = _start_host(paths, conf, ivy_dir, idle_seconds, start_timeout)
+        paths.leases.mkdir(parents=True, exist_ok=True)
+        lease = paths.leases / str(os.getpid())
+        lease.touch()
+    atexit.register(lease.unlink, missing_ok=True)
+    try:
+        return _session_on(int(info["port"]), str(info["secret"]), lease)
+    except Exception as exc:
+        lease.unlink(missing_ok=True)
+        raise DriverError(
+            f"cannot attach to the shared Spark driver (pid {info['pid']}, log {paths.log}): {exc}"
+        ) from exc
+
+
+def _start_host(
+    paths: _Paths,
+    conf: Mapping[str, str],
+    ivy_dir: str | None,
+    idle_seconds: int,
+    start_timeout: float,
+) -> dict[str, Any]:
+    """Start a host for ``conf`` and wait until it publishes its address (lock held)."""
+    paths.directory.mkdir(parents=True, exist_ok=True)
+    paths.info.unlink(missing_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "resources.spark_driver",
+        "serve",
+        "--dir",
+        str(paths.directory),
+        "--key",
+        paths.key,
+        "--idle-seconds",
+        str(idle_seconds),
+    ]
+    if ivy_dir:
+        command += ["--ivy-dir", ivy_dir]
+    with paths.log.open("ab") as log:
+        host = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    # The configuration holds credentials: it travels on the pipe, never in argv or a file.
+    assert host.stdin is not None
+    host.stdin.write(json.dumps(dict(conf)).encode())
+    host.stdin.close()
+    deadline = time.monotonic() + start_timeout
+    while time.monotonic() < deadline:
+        info = paths.read_info()
+        if info is not None and info.get("pid") == host.pid:
+            return info
+        if host.poll() is not None:
+            raise DriverError(
+                f"the shared Spark driver exited with status {host.returncode} while starting; "
+                f"its log {paths.log} ends with:\n{_tail(paths.log)}"
+            )
+        time.sleep(0.2)
+    host.kill()
+    raise DriverError(
+        f"the shared Spark driver did not start within {start_timeout:.0f}s; its log "
+        f"{paths.log} ends with:\n{_tail(paths.log)}"
+    )
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _session_on(port: int, secret: str, lease: Path) -> SparkSession:
+    """Wrap the host JVM's SparkContext and open a new SparkSession on it."""
+    from pyspark import SparkContext
+    from pyspark.java_gateway import launch_gateway
+    from pyspark.sql import SparkSession
+
+    with SparkContext._lock:
+        previous = SparkContext._gateway
+        if previous is not None and _gateway_port(previous) != port:
+            # A gateway of an earlier, stopped host: start over on the new one.
+            previous.shutdown()
+            SparkContext._gateway = None
+            SparkContext._jvm = None
+    gateway = SparkContext._gateway
+    if gateway is None:
+        with _environment({"PYSPARK_GATEWAY_PORT": str(port), "PYSPARK_GATEWAY_SECRET": secret}):
+            gateway = launch_gateway()
+    jvm = gateway.jvm
+    scala_context = jvm.org.apache.spark.SparkContext.getOrCreate()
+    java_context = jvm.org.apache.spark.api.java.JavaSparkContext.fromSparkContext(scala_context)
+    context = SparkContext(gateway=gateway, jsc=java_context)
+    # stop() detaches this process; the host owns the SparkContext.
+    context.stop = types.MethodType(_detacher(lease), context)  # type: ignore[method-assign]
+    session = jvm.org.apache.spark.sql.SparkSession(scala_context, jvm.java.util.HashMap())
+    return SparkSession(context, jsparkSession=session)
+
+
+def _gateway_parameters(gateway: Any) -> Any:
+    """Py4J's connection parameters: ``ClientServer`` (pinned threads) or ``JavaGateway``."""
+    return getattr(gateway, "java_parameters", None) or gateway.gateway_parameters
+
+
+def _gateway_port(gateway: Any) -> int | None:
+    return getattr(_gateway_parameters(gateway), "port", None)
+
+
+def _detacher(lease: Path) -> Any:
+    def detach(context: Any) -> None:
+        from pyspark import SparkContext
+
+        context._jsc = None
+        if getattr(context, "_accumulatorServer", None):
+            context._accumulatorServer.shutdown()
+            context._accumulatorServer = None
+        with SparkContext._lock:
+            SparkContext._active_spark_context = None
+        lease.unlink(missing_ok=True)
+
+    return detach
+
+
+# Hosts ------------------------------------------------------------------------------------
+
+
+def serve(paths: _Paths, conf: Mapping[str, str], ivy_dir: str | None, idle_seconds: int) -> int:
+    """Run a host: start the JVM, publish its address, serve until idle or stopped."""
+    from pyspark.sql import SparkSession
+
+    from resources.spark import retrieved_jars_checked
+
+    stopping = False
+
+    def request_stop(signum: int, frame: types.FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    os.environ.setdefault("PYSPARK_PYTHON", conf.get("spark.pyspark.python", sys.executable))
+    builder = SparkSession.builder
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    with retrieved_jars_checked(ivy_dir):
+        session = builder.getOrCreate()
+    context = session.sparkContext
+    parameters = _gateway_parameters(context._gateway)
+    port, secret = parameters.port, parameters.auth_token
+    published = paths.info.with_suffix(".json.tmp")
+    published.write_text(json.dumps({"pid": os.getpid(), "port": port, "secret": secret}))
+    published.chmod(0o600)
+    published.replace(paths.info)
+    print(f"shared Spark driver {paths.key} serving on 127.0.0.1:{port}", flush=True)
+    idle_since = time.monotonic()
+    had_clients = False
+    try:
+        while not stopping:
+            if context._jsc is None or context._jsc.sc().isStopped():
+                print("the SparkContext stopped; the host exits", flush=True)
+                break
+            alive, dead = paths.live_leases()
+            for lease in dead:
+                lease.unlink(missing_ok=True)
+            if alive:
+                had_clients = True
+                idle_since = time.monotonic()
+            elif had_clients:
+                # The last client is gone: whatever it left running serves nobody.
+                context.cancelAllJobs()
+                had_clients = False
+            if not alive and time.monotonic() - idle_since > idle_seconds:
+                with file_lock(paths.lock):
+                    if not paths.live_leases()[0]:
+                        paths.info.unlink(missing_ok=True)
+                        print(f"idle for {idle_seconds}s; the host exits", flush=True)
+                        break
+            time.sleep(_POLL_SECONDS)
+    finally:
+        with contextlib.suppress(OSError):
+            info = json.loads(paths.info.read_text())
+            if info.get("pid") == os.getpid():
+                paths.info.unlink()
+        session.stop()
+    return 0
+
+
+def stop_drivers(directory: Path, grace_seconds: float = 30.0) -> list[int]:
+    """Stop every host whose address is published in ``directory``; their pids."""
+    pids = []
+    for info_path in directory.glob("*.json") if directory.exists() else []:
+        info = _Paths(directory, info_path.stem).read_info()
+        if info is None:
+            info_path.unlink(missing_ok=True)
+            continue
+        pid = int(info["pid"])
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        pids.append(pid)
+    deadline = time.monotonic() + grace_seconds
+    for pid in pids:
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+    return pids
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m resources.spark_driver",
+        description="Host a Spark driver that local processes share (started on demand).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="host a driver; its conf comes on stdin")
+    serve_parser.add_argument("--dir", required=True, type=Path)
+    serve_parser.add_argument("--key", required=True)
+    serve_parser.add_argument("--idle-seconds", type=int, default=DEFAULT_IDLE_SECONDS)
+    serve_parser.add_argument("--ivy-dir", default=None)
+    stop_parser = commands.add_parser("stop", help="stop the hosts of a directory")
+    stop_parser.add_argument("--dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "stop":
+        print(f"stopped {len(stop_drivers(args.dir))} shared Spark driver(s)")
+        return 0
+    conf = json.loads(sys.stdin.read())
+    return serve(_Paths(args.dir, args.key), conf, args.ivy_dir, args.idle_seconds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
