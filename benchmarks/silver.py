@@ -203,6 +203,12 @@ def _first_line(text: str | None) -> str:
 # --------------------------------------------------------------------------- runs
 
 
+def own_jvm(produced: ProducedTopic) -> dict[str, str]:
+    """The workers' environment, each with a JVM of its own: the comparison holds only
+    if neither variant inherits the other's warm JIT from a shared driver."""
+    return {**produced.environ, "LAKEHOUSE__SPARK__SHARED_DRIVER": "false"}
+
+
 def plain_run(
     stack: IsolatedStack, produced: ProducedTopic, paths: list[str], run: int
 ) -> dict[str, Any]:
@@ -211,7 +217,7 @@ def plain_run(
     arguments += ["--first-day", produced.days[0], "--last-day", produced.days[-1]]
     for path in paths:
         arguments += ["--path", path]
-    outcome = run_worker(stack, f"silver-plain-{run}", arguments, produced.environ, WORKERS)
+    outcome = run_worker(stack, f"silver-plain-{run}", arguments, own_jvm(produced), WORKERS)
     outcome["namespace"] = namespace
     return outcome
 
@@ -220,7 +226,7 @@ def ours_run(stack: IsolatedStack, produced: ProducedTopic, run: int) -> dict[st
     namespace = f"silver_ours_{run}_{uuid.uuid4().hex[:6]}"
     arguments = ["ours", "--dataset", produced.dataset, "--namespace", namespace]
     arguments += ["--first-day", produced.days[0], "--last-day", produced.days[-1]]
-    outcome = run_worker(stack, f"silver-ours-{run}", arguments, produced.environ, WORKERS)
+    outcome = run_worker(stack, f"silver-ours-{run}", arguments, own_jvm(produced), WORKERS)
     outcome["namespace"] = namespace
     if not outcome["reconciliation_passed"]:
         raise BenchmarkError(f"ours run {run}: reconciliation failed: {outcome['reconciliation']}")
@@ -231,7 +237,7 @@ def overhead_run(stack: IsolatedStack, produced: ProducedTopic) -> dict[str, Any
     day = produced.days[len(produced.days) // 2]
     arguments = ["overhead", "--dataset", produced.dataset, "--day", day]
     arguments += ["--runs", str(OVERHEAD_RUNS)]
-    return run_worker(stack, "silver-overhead", arguments, produced.environ, WORKERS)
+    return run_worker(stack, "silver-overhead", arguments, own_jvm(produced), WORKERS)
 
 
 # --------------------------------------------------------------------------- results
