@@ -78,12 +78,24 @@ def gold_automation_condition(
     check stops gold's step. A model waits for the gold models it reads (unless
     they run on the same tick) and the ``seeds`` it reads to exist: seeds load in
     runs of their own.
+
+    A trigger is handled when gold is requested, not when it updates
+    (``since_last_handled`` takes both). Silver requested on a tick triggers gold
+    through "will be requested", which carries no time, so when the model's own
+    update from the previous run is seen on that same tick, Dagster cannot order the
+    two and the reset wins: the new day's gold would wait for the next change
+    upstream. Updates of silver in a run that also built gold never trigger it
+    (``any_deps_updated`` leaves them out), so no run repeats itself; a gold model
+    materialised by hand after silver changed may run once more.
     """
+    handled = (
+        dg.AutomationCondition.newly_requested() | dg.AutomationCondition.initial_evaluation()
+    ).with_label("requested")
     condition = (
         dg.AutomationCondition.in_latest_time_window(
             lookback_delta=timedelta(days=late_window_days + AHEAD_TOLERANCE_DAYS + 1)
         )
-        & dg.AutomationCondition.any_deps_updated().since_last_handled()
+        & dg.AutomationCondition.any_deps_updated().since(handled)
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
         & no_blocking_check_failed_upstream()

@@ -95,6 +95,28 @@ def test_new_bronze_requests_silver_and_gold_of_the_same_days_on_one_tick(
     assert requested_days(tick, gold_key("fct_orders")) == silver_days
 
 
+def test_gold_finishing_as_new_bronze_lands_still_runs_gold_with_the_new_silver(
+    instance: dg.DagsterInstance,
+) -> None:
+    """The previous run's last model and a new landing are seen on the same tick.
+
+    Silver is requested for the landing, so gold's trigger is "will be requested",
+    which carries no time. Dagster's ``since_last_handled`` resets on the model's own
+    update, and with no time to order the two, the reset would win: the day's gold
+    would wait for the next change upstream (a second run, a minute later, or never
+    in a quiet hour).
+    """
+    baseline = evaluate(instance)
+    instance.report_runless_asset_event(dg.AssetMaterialization(DAILY_SALES, partition=TODAY))
+    instance.report_runless_asset_event(dg.AssetMaterialization(BRONZE, partition=TODAY))
+
+    tick = evaluate(instance, baseline.cursor)
+
+    assert TODAY in requested_days(tick, ORDERS)
+    assert TODAY in requested_days(tick, DAILY_SALES)
+    assert requested_days(tick, DAILY_SALES) == requested_days(tick, ORDERS)
+
+
 @pytest.mark.parametrize("passed", [False, True], ids=["failed", "passed"])
 def test_a_failed_blocking_silver_check_holds_the_gold_it_feeds_until_silver_runs_again(
     instance: dg.DagsterInstance, passed: bool
