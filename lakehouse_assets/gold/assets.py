@@ -79,18 +79,21 @@ def gold_automation_condition(
     they run on the same tick) and the ``seeds`` it reads to exist: seeds load in
     runs of their own.
 
-    A trigger is handled when gold is requested, not when it updates
-    (``since_last_handled`` takes both). Silver requested on a tick triggers gold
-    through "will be requested", which carries no time, so when the model's own
-    update from the previous run is seen on that same tick, Dagster cannot order the
-    two and the reset wins: the new day's gold would wait for the next change
-    upstream. Updates of silver in a run that also built gold never trigger it
-    (``any_deps_updated`` leaves them out), so no run repeats itself; a gold model
-    materialised by hand after silver changed may run once more.
+    A model's own update does not reset its trigger on a tick that requests a table
+    it reads. The trigger on that tick is "will be requested", which carries no
+    time, so when the model's update from the previous run is seen on the same tick,
+    Dagster's ``since_last_handled`` cannot order the two and the reset wins: the
+    new day's gold would wait for the next change upstream. On every other tick the
+    reset is Dagster's own (requested, updated or first evaluation).
     """
+    deps_requested = dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.will_be_requested()
+    )
     handled = (
-        dg.AutomationCondition.newly_requested() | dg.AutomationCondition.initial_evaluation()
-    ).with_label("requested")
+        dg.AutomationCondition.newly_requested()
+        | (dg.AutomationCondition.newly_updated() & ~deps_requested)
+        | dg.AutomationCondition.initial_evaluation()
+    ).with_label("handled, unless a table it reads is requested now")
     condition = (
         dg.AutomationCondition.in_latest_time_window(
             lookback_delta=timedelta(days=late_window_days + AHEAD_TOLERANCE_DAYS + 1)
