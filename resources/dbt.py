@@ -124,6 +124,7 @@ def dbt_resource(settings: LakehouseSettings, *, in_process: bool = True) -> InP
         profiles_dir=str(write_profiles(settings)),
         profile=PROFILE_NAME,
         target=settings.dbt.target,
+        parse_target_path=str(parse_target_path(settings)),
     )
 
 
@@ -204,6 +205,27 @@ def _newest_source_mtime(project_dir: Path) -> float:
     return newest
 
 
+def parse_target_path(settings: LakehouseSettings) -> Path:
+    """Where the definitions' ``dbt parse`` for these settings goes, relative to the project.
+
+    dbt parses the whole project again when the vars or the profile differ from
+    those of the ``partial_parse.msgpack`` it starts from, and every run starts from
+    the definitions' one. Environments that share a working copy (the demo, the
+    tests, a benchmark's lakehouses, each with its own namespaces and endpoints)
+    would overwrite each other's and every run would parse it all (5-10 s). So each
+    set of vars, profile and target parses into a directory of its own.
+    """
+    material = json.dumps(
+        {
+            "vars": project_vars(settings),
+            "profiles": profiles_yaml(settings),
+            "target": settings.dbt.target,
+        },
+        sort_keys=True,
+    )
+    return Path("target") / f"parse-{hashlib.sha256(material.encode()).hexdigest()[:12]}"
+
+
 def dbt_project(settings: LakehouseSettings) -> DbtProject:
     """The dbt project of ``settings``, its manifest parsed when missing or stale.
 
@@ -221,6 +243,7 @@ def dbt_project(settings: LakehouseSettings) -> DbtProject:
         profiles_dir=write_profiles(settings),
         profile=PROFILE_NAME,
         target=settings.dbt.target,
+        target_path=parse_target_path(settings),
     )
     manifest = project.manifest_path
 

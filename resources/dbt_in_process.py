@@ -171,11 +171,13 @@ def _error_line(text: str) -> bytes:
     )
 
 
-def _reuse_partial_parse(project_dir: Path, target: Path) -> None:
-    """Start from the project's ``partial_parse.msgpack``, as dagster-dbt does for the CLI."""
+def _reuse_partial_parse(project_dir: Path, parsed: Path | None, target: Path) -> None:
+    """Start from the ``partial_parse.msgpack`` of the project's parse (``parsed``, the
+    ``DbtProject``'s target path; dbt's default target path without one), as
+    dagster-dbt does for the CLI."""
     from dagster_dbt.core.dbt_cli_invocation import _get_dbt_target_path
 
-    default = _get_dbt_target_path()
+    default = parsed if parsed is not None else _get_dbt_target_path()
     source = (default if default.is_absolute() else project_dir / default) / PARTIAL_PARSE
     destination = target / PARTIAL_PARSE
     if source.exists() and not destination.exists():
@@ -219,6 +221,15 @@ class InProcessDbtResource(DbtCliResource):
         ),
     )
 
+    parse_target_path: str | None = Field(
+        default=None,
+        description=(
+            "Where the definitions' `dbt parse` for this deployment went (relative to the "
+            "project): invocations start from its partial_parse.msgpack. Null: the "
+            "DbtProject's target path, else dbt's default."
+        ),
+    )
+
     def cli(
         self,
         args: Sequence[str],
@@ -255,7 +266,12 @@ class InProcessDbtResource(DbtCliResource):
         target = target_path or self._get_unique_target_path(context=context)
         if not target.is_absolute():
             target = project_dir / target
-        _reuse_partial_parse(project_dir, target)
+        parsed = (
+            Path(self.parse_target_path)
+            if self.parse_target_path
+            else (Path(params.dbt_project.target_path) if params.dbt_project else None)
+        )
+        _reuse_partial_parse(project_dir, parsed, target)
         # What the executable gets through environment variables, as options: the
         # environment is the whole process's, and other threads read it.
         options = [

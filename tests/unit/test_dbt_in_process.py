@@ -83,6 +83,26 @@ def test_a_runs_window_does_not_make_dbt_parse_the_whole_project(
     assert "Unable to do partial parsing" not in log
 
 
+def test_deployments_sharing_the_project_keep_their_own_parse(
+    settings: LakehouseSettings,
+) -> None:
+    """Another namespace means other vars: its parse goes elsewhere, and a run of the
+    first deployment after it still partial-parses."""
+    other = load_settings(
+        "local", environ={**os.environ, "LAKEHOUSE__CATALOG__NAMESPACES__SILVER": "silver_other"}
+    )
+    first, second = dbt_project(settings), dbt_project(other)
+    assert first.manifest_path != second.manifest_path
+    assert first.manifest_path.exists()
+    assert second.manifest_path.exists()
+    invocation = dbt_resource(settings).cli(["ls", *vars_argument(settings)])
+    invocation.wait()
+    assert invocation.is_successful()
+    log = (invocation.target_path / "dbt.log").read_text()
+    assert "Partial parsing enabled" in log
+    assert "Unable to do partial parsing" not in log
+
+
 def test_environment_sets_and_unsets_for_the_block_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(WINDOW_START_VARIABLE, "2000-01-01")
     monkeypatch.delenv(WINDOW_END_VARIABLE, raising=False)
