@@ -237,6 +237,13 @@ def _session_on(port: int, secret: str, lease: Path) -> SparkSession:
     from pyspark.java_gateway import launch_gateway
     from pyspark.sql import SparkSession
 
+    active = SparkContext._active_spark_context
+    if active is not None and active._jsc is not None:
+        if _gateway_port(active._gateway) != port:
+            raise DriverError("this process already runs a SparkContext of another driver")
+        # A second resource of the same run (or test) gets the process's session, as
+        # SparkSession.builder.getOrCreate() does without a shared driver.
+        return SparkSession.builder.getOrCreate()
     with SparkContext._lock:
         previous = SparkContext._gateway
         if previous is not None and _gateway_port(previous) != port:

@@ -7,6 +7,8 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
 )
 
+from lakehouse_assets.groups import GOLD_GROUP
+
 # define_asset_job returns this type; dagster does not re-export its name.
 LandingJob = UnresolvedAssetJobDefinition
 
@@ -21,4 +23,31 @@ def build_landing_job(dataset: str, asset: dg.AssetsDefinition) -> LandingJob:
         name=landing_job_name(dataset),
         selection=[asset.key],
         description=f"Land Kafka records of {dataset} into bronze (S3 Parquet).",
+    )
+
+
+def refresh_job_name(dataset: str) -> str:
+    return f"refresh_{dataset}"
+
+
+def build_refresh_job(
+    dataset: str, asset: dg.AssetsDefinition, *, with_gold: bool
+) -> UnresolvedAssetJobDefinition:
+    """Lands a dataset's newest days and rebuilds what reads them, in one run.
+
+    The selection is bronze and everything downstream of it: the dataset's silver
+    tables with their contract checks and, with ``with_gold``, the gold models over
+    them with their dbt tests. One run holds one partitions definition, so gold is
+    left to automation when its days start on another date than the dataset's.
+    """
+    selection: dg.AssetSelection = dg.AssetSelection.assets(asset.key).downstream()
+    if not with_gold:
+        selection = selection - dg.AssetSelection.groups(GOLD_GROUP)
+    return dg.define_asset_job(
+        name=refresh_job_name(dataset),
+        selection=selection,
+        description=(
+            f"Land new Kafka records of {dataset} and rebuild its silver and gold days in the "
+            "same run (what the arrivals sensor requests for today's records)."
+        ),
     )

@@ -33,6 +33,9 @@ _ACTIVE = [
 
 #: Run tag naming the offsets a sensor-requested run was asked to land.
 TARGET_TAG = "lakehouse/landing_target"
+#: Dagster's tags of a run over a range of partitions (single-run backfills).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def sensor_name(dataset: str) -> str:
@@ -53,33 +56,80 @@ def lookback_days(settings: LakehouseSettings, dataset: str, today: datetime) ->
 
 
 def _run_request(
-    instance: dg.DagsterInstance, dataset: str, day: str, target: str
+    instance: dg.DagsterInstance,
+    dataset: str,
+    day: str,
+    target: str,
+    refresh: tuple[str, str] | None = None,
 ) -> dg.RunRequest:
     """A run request whose key repeats while the same offsets are wanted, so repeats are no-ops.
 
     No landing run of the dataset is in flight when this is called, so an earlier
     run for the same target has ended without landing it (failed or killed): the
     attempt number in the key lets the sensor request it again.
+
+    With ``refresh`` (a job name and the first day of the window), the run is of the
+    refresh job over ``[first day, day]``: it lands the day and rebuilds the silver
+    and gold days that its records can belong to, in one run.
     """
     earlier = instance.get_run_records(
         filters=dg.RunsFilter(tags={LANDING_TAG: dataset, TARGET_TAG: target})
     )
+    tags = {LANDING_TAG: dataset, TARGET_TAG: target}
+    if refresh is None:
+        return dg.RunRequest(
+            run_key=f"{target}#{len(earlier)}",
+            partition_key=day,
+            run_config=landing_run_config(dataset, "append"),
+            tags=tags,
+        )
+    job_name, first_day = refresh
     return dg.RunRequest(
         run_key=f"{target}#{len(earlier)}",
-        partition_key=day,
+        job_name=job_name,
         run_config=landing_run_config(dataset, "append"),
-        tags={LANDING_TAG: dataset, TARGET_TAG: target},
+        tags={**tags, RANGE_START_TAG: first_day, RANGE_END_TAG: day},
     )
 
 
+def _inputs_exist(context: dg.SensorEvaluationContext, job_name: str) -> bool:
+    """Whether every asset that the job's assets read from outside it was materialised.
+
+    The refresh run rebuilds gold, which also reads tables loaded apart (dbt seeds):
+    on a fresh deployment, before automation has loaded them, today's records land
+    alone and automation takes them on from there.
+    """
+    repository = context.repository_def
+    if repository is None:
+        return False
+    selected = repository.get_job(job_name).asset_layer.selected_asset_keys
+    graph = repository.asset_graph
+    outside = {parent for key in selected for parent in graph.get(key).parent_keys} - selected
+    return all(context.instance.get_latest_materialization_event(key) for key in outside)
+
+
 def build_arrivals_sensor(
-    settings: LakehouseSettings, dataset: str, job: LandingJob
+    settings: LakehouseSettings,
+    dataset: str,
+    job: LandingJob,
+    refresh_job: LandingJob | None = None,
 ) -> dg.SensorDefinition:
+    """The dataset's arrivals sensor.
+
+    With ``refresh_job``, today's new records go to one run of it: it lands them and
+    rebuilds the silver and gold days they can belong to (the late window back from
+    today), so fresh data reaches gold without waiting for automation's tick and a
+    second run. Other days land with ``job``; automation then updates what reads
+    them. While that run is in flight, new records wait for it (the sensor requests
+    one landing of a dataset at a time).
+    """
     topic = settings.dataset(dataset).topic
+    late_window = timedelta(days=settings.late_window_days(dataset))
+    start = settings.dataset_start_date(dataset)
 
     @dg.sensor(
         name=sensor_name(dataset),
-        job=job,
+        jobs=[job] if refresh_job is None else [job, refresh_job],
         minimum_interval_seconds=settings.landing.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
@@ -104,7 +154,9 @@ def build_arrivals_sensor(
                 if previous.get("highs") == highs and previous.get("complete"):
                     return dg.SkipReason(f"no new records on {topic} since the last tick")
                 requests, skipped = [], []
-                for day in lookback_days(settings, dataset, datetime.now(UTC)):
+                now = datetime.now(UTC)
+                today = now.date()
+                for day in lookback_days(settings, dataset, now):
                     try:
                         (ranges,) = day_ranges(reader, [day])
                     except RetentionError as exc:
@@ -113,7 +165,17 @@ def build_arrivals_sensor(
                     planned = plan_files(ranges, topic, "append", bronze_store.landed(dataset, day))
                     if planned:
                         target = f"{day}|" + ",".join(f"{r.partition}:{r.last}" for r in planned)
-                        requests.append(_run_request(context.instance, dataset, day, target))
+                        refresh = None
+                        if (
+                            refresh_job is not None
+                            and day == today.isoformat()
+                            and _inputs_exist(context, refresh_job.name)
+                        ):
+                            first = max(start, today - late_window).isoformat()
+                            refresh = (refresh_job.name, first)
+                        requests.append(
+                            _run_request(context.instance, dataset, day, target, refresh)
+                        )
         except (ServiceUnreachableError, LookupError) as exc:
             return dg.SkipReason(f"cannot check {topic}: {exc}")
         for reason in skipped:

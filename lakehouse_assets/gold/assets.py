@@ -26,6 +26,7 @@ from dagster_dbt import (
 )
 from pyiceberg.exceptions import NoSuchTableError
 
+from lakehouse_assets.groups import GOLD_GROUP
 from lakehouse_assets.partitions import daily_partitions
 from lakehouse_assets.silver.transforms import AHEAD_TOLERANCE_DAYS
 from resources.dbt import environment, gold_late_window_days, vars_argument, window_environment
@@ -35,7 +36,6 @@ from resources.parquet_io_manager import column_schema
 from resources.settings import LakehouseSettings
 from resources.spark import SparkResource
 
-GOLD_GROUP = "gold"
 GOLD_POOL = "gold"
 
 

@@ -15,8 +15,8 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
-from lakehouse_assets.bronze.jobs import build_landing_job
-from lakehouse_assets.bronze.sensors import build_arrivals_sensor
+from lakehouse_assets.bronze.jobs import build_landing_job, build_refresh_job, refresh_job_name
+from lakehouse_assets.bronze.sensors import TARGET_TAG, build_arrivals_sensor
 from resources.kafka import KafkaResource
 from tests.conftest import _free_port
 from tests.integration.conftest import BronzeDataset, Record
@@ -90,6 +90,54 @@ def test_sensor_requests_each_day_with_new_records_then_rests(
     second = _tick(bronze_dataset, instance, cursor=first.cursor)
     assert not second.run_requests
     assert _unique_count(bronze_dataset.read([day1, day2])) == (500, 500)
+
+
+def test_todays_records_go_to_one_refresh_run_over_the_late_window(
+    bronze_dataset: BronzeDataset,
+) -> None:
+    """Today's records land in the refresh job's run, which also rebuilds the silver
+    (and gold) days they can belong to; older days land alone."""
+    day1, _ = _recent_days()
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    today: list[Record] = [
+        (f"t{i}".encode(), b'{"id": 1}', max(now - timedelta(seconds=30 + i), midnight), None)
+        for i in range(20)
+    ]
+    bronze_dataset.produce(_events(day1, 30) + today)
+    asset = bronze_dataset.asset()
+    landing = build_landing_job(bronze_dataset.name, asset)
+    refresh = build_refresh_job(bronze_dataset.name, asset, with_gold=False)
+    sensor = build_arrivals_sensor(bronze_dataset.settings, bronze_dataset.name, landing, refresh)
+    definitions = dg.Definitions(
+        assets=[asset],
+        jobs=[landing, refresh],
+        sensors=[sensor],
+        resources=bronze_dataset.resources,
+    )
+    resources = {k: bronze_dataset.resources[k] for k in ("kafka", "bronze_store")}
+    with dg.build_sensor_context(
+        instance=dg.DagsterInstance.ephemeral(),
+        resources=resources,
+        definitions=definitions,
+    ) as context:
+        result = sensor(context)
+
+    assert isinstance(result, dg.SensorResult)
+    assert result.run_requests is not None
+    by_job = {request.job_name: request for request in result.run_requests}
+    assert set(by_job) == {None, refresh_job_name(bronze_dataset.name)}
+    assert by_job[None].partition_key == day1
+    refreshing = by_job[refresh_job_name(bronze_dataset.name)]
+    window = bronze_dataset.settings.late_window_days(bronze_dataset.name)
+    first = max(
+        bronze_dataset.settings.dataset_start_date(bronze_dataset.name),
+        now.date() - timedelta(days=window),
+    )
+    assert refreshing.tags["dagster/asset_partition_range_start"] == first.isoformat()
+    assert refreshing.tags["dagster/asset_partition_range_end"] == now.date().isoformat()
+    assert refreshing.run_config == by_job[None].run_config  # append mode, as landings
+    assert refreshing.tags[TARGET_TAG].startswith(now.date().isoformat())
 
 
 def test_lost_cursor_never_duplicates(bronze_dataset: BronzeDataset) -> None:
