@@ -92,52 +92,55 @@ def test_sensor_requests_each_day_with_new_records_then_rests(
     assert _unique_count(bronze_dataset.read([day1, day2])) == (500, 500)
 
 
+def _refresh_tick(dataset: BronzeDataset) -> list[dg.RunRequest]:
+    """The run requests of one tick of a sensor that has a refresh job."""
+    asset = dataset.asset()
+    landing = build_landing_job(dataset.name, asset)
+    refresh = build_refresh_job(dataset.name, asset, with_gold=False)
+    sensor = build_arrivals_sensor(dataset.settings, dataset.name, landing, refresh)
+    definitions = dg.Definitions(
+        assets=[asset], jobs=[landing, refresh], sensors=[sensor], resources=dataset.resources
+    )
+    resources = {k: dataset.resources[k] for k in ("kafka", "bronze_store")}
+    with dg.build_sensor_context(
+        instance=dg.DagsterInstance.ephemeral(), resources=resources, definitions=definitions
+    ) as context:
+        result = sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    assert result.run_requests is not None
+    return list(result.run_requests)
+
+
+def _today_records(count: int) -> list[Record]:
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return [
+        (f"t{i}".encode(), b'{"id": 1}', max(now - timedelta(seconds=30 + i), midnight), None)
+        for i in range(count)
+    ]
+
+
 def test_todays_records_go_to_one_refresh_run_over_the_late_window(
     bronze_dataset: BronzeDataset,
 ) -> None:
     """Today's records land in the refresh job's run, which also rebuilds the silver
-    (and gold) days they can belong to; older days land alone."""
-    day1, _ = _recent_days()
-    now = datetime.now(UTC)
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    today: list[Record] = [
-        (f"t{i}".encode(), b'{"id": 1}', max(now - timedelta(seconds=30 + i), midnight), None)
-        for i in range(20)
-    ]
-    bronze_dataset.produce(_events(day1, 30) + today)
-    asset = bronze_dataset.asset()
-    landing = build_landing_job(bronze_dataset.name, asset)
-    refresh = build_refresh_job(bronze_dataset.name, asset, with_gold=False)
-    sensor = build_arrivals_sensor(bronze_dataset.settings, bronze_dataset.name, landing, refresh)
-    definitions = dg.Definitions(
-        assets=[asset],
-        jobs=[landing, refresh],
-        sensors=[sensor],
-        resources=bronze_dataset.resources,
-    )
-    resources = {k: bronze_dataset.resources[k] for k in ("kafka", "bronze_store")}
-    with dg.build_sensor_context(
-        instance=dg.DagsterInstance.ephemeral(),
-        resources=resources,
-        definitions=definitions,
-    ) as context:
-        result = sensor(context)
+    (and gold) days they can belong to; a day before the window lands alone."""
+    settings, name = bronze_dataset.settings, bronze_dataset.name
+    window = settings.late_window_days(name)
+    today = datetime.now(UTC).date()
+    before = (today - timedelta(days=window + 1)).isoformat()
+    bronze_dataset.produce(_events(before, 30) + _today_records(20))
 
-    assert isinstance(result, dg.SensorResult)
-    assert result.run_requests is not None
-    by_job = {request.job_name: request for request in result.run_requests}
-    assert set(by_job) == {None, refresh_job_name(bronze_dataset.name)}
-    assert by_job[None].partition_key == day1
-    refreshing = by_job[refresh_job_name(bronze_dataset.name)]
-    window = bronze_dataset.settings.late_window_days(bronze_dataset.name)
-    first = max(
-        bronze_dataset.settings.dataset_start_date(bronze_dataset.name),
-        now.date() - timedelta(days=window),
-    )
+    by_job = {request.job_name: request for request in _refresh_tick(bronze_dataset)}
+
+    assert set(by_job) == {None, refresh_job_name(name)}
+    assert by_job[None].partition_key == before
+    refreshing = by_job[refresh_job_name(name)]
+    first = max(settings.dataset_start_date(name), today - timedelta(days=window))
     assert refreshing.tags["dagster/asset_partition_range_start"] == first.isoformat()
-    assert refreshing.tags["dagster/asset_partition_range_end"] == now.date().isoformat()
+    assert refreshing.tags["dagster/asset_partition_range_end"] == today.isoformat()
     assert refreshing.run_config == by_job[None].run_config  # append mode, as landings
-    assert refreshing.tags[TARGET_TAG].startswith(now.date().isoformat())
+    assert refreshing.tags[TARGET_TAG].startswith(today.isoformat())
 
 
 def test_lost_cursor_never_duplicates(bronze_dataset: BronzeDataset) -> None:

@@ -68,6 +68,16 @@ def test_the_executable_and_in_process_list_the_same_nodes(settings: LakehouseSe
     assert listed(True) == listed(False) != []
 
 
+def assert_partial_parse(settings: LakehouseSettings) -> None:
+    """A run's invocation of ``settings`` parses only what changed, never everything."""
+    invocation = dbt_resource(settings).cli(["ls", *vars_argument(settings)])
+    invocation.wait()
+    assert invocation.is_successful()
+    log = (invocation.target_path / "dbt.log").read_text()
+    assert "Partial parsing enabled" in log
+    assert "Unable to do partial parsing" not in log
+
+
 def test_a_runs_window_does_not_make_dbt_parse_the_whole_project(
     settings: LakehouseSettings,
 ) -> None:
@@ -75,12 +85,7 @@ def test_a_runs_window_does_not_make_dbt_parse_the_whole_project(
     dbt re-parses at most the files that read the window, never the whole project."""
     dbt_project(settings)  # the definitions' parse, with the project's vars
     with environment(window_environment(date(2026, 11, 20), date(2026, 11, 21))):
-        invocation = dbt_resource(settings).cli(["ls", *vars_argument(settings)])
-        invocation.wait()
-    assert invocation.is_successful()
-    log = (invocation.target_path / "dbt.log").read_text()
-    assert "Partial parsing enabled" in log
-    assert "Unable to do partial parsing" not in log
+        assert_partial_parse(settings)
 
 
 def test_deployments_sharing_the_project_keep_their_own_parse(
@@ -95,12 +100,7 @@ def test_deployments_sharing_the_project_keep_their_own_parse(
     assert first.manifest_path != second.manifest_path
     assert first.manifest_path.exists()
     assert second.manifest_path.exists()
-    invocation = dbt_resource(settings).cli(["ls", *vars_argument(settings)])
-    invocation.wait()
-    assert invocation.is_successful()
-    log = (invocation.target_path / "dbt.log").read_text()
-    assert "Partial parsing enabled" in log
-    assert "Unable to do partial parsing" not in log
+    assert_partial_parse(settings)
 
 
 def test_environment_sets_and_unsets_for_the_block_only(monkeypatch: pytest.MonkeyPatch) -> None:
