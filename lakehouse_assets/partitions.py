@@ -25,3 +25,11 @@ def daily_partitions(
         timezone="UTC",
         end_offset=1,
     )
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """The tags of one run over the partitions ``first``..``last`` (a single-run backfill)."""
+    return {
+        "dagster/asset_partition_range_start": first,
+        "dagster/asset_partition_range_end": last,
+    }

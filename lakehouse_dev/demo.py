@@ -30,6 +30,7 @@ from lakehouse_assets.bronze.assets import build_bronze_asset, landing_run_confi
 from lakehouse_assets.bronze.landing import day_ranges
 from lakehouse_assets.contracts import load_contract
 from lakehouse_assets.gold.assets import build_gold_assets
+from lakehouse_assets.partitions import range_tags
 from lakehouse_assets.silver.assets import RECONCILIATION_CHECK, build_silver_asset
 from lakehouse_assets.silver.definitions import build_silver_checks
 from lakehouse_dev import generator
@@ -73,10 +74,7 @@ def _land(settings: LakehouseSettings, resources: dict[str, object], days: list[
                 **landing_run_config(dataset, "replace"),
                 "loggers": {"console": {"config": {"log_level": "INFO"}}},
             },
-            tags={
-                "dagster/asset_partition_range_start": days[0],
-                "dagster/asset_partition_range_end": days[-1],
-            },
+            tags=range_tags(days[0], days[-1]),
         )
         print(
             f"bronze/{dataset}: landed {days[0]}..{days[-1]} in one run "
@@ -99,10 +97,7 @@ def _silver(
             instance=instance,
             resources=resources,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            tags={
-                "dagster/asset_partition_range_start": days[0],
-                "dagster/asset_partition_range_end": days[-1],
-            },
+            tags=range_tags(days[0], days[-1]),
             raise_on_error=False,
         )
         evaluations = [
@@ -176,10 +171,7 @@ def _gold(settings: LakehouseSettings, resources: dict[str, object], days: list[
         instance=instance,
         resources=resources,
         run_config=quiet,
-        tags={
-            "dagster/asset_partition_range_start": days[0],
-            "dagster/asset_partition_range_end": days[-1],
-        },
+        tags=range_tags(days[0], days[-1]),
         raise_on_error=False,
     )
     print(

@@ -18,6 +18,7 @@ import dagster as dg
 from lakehouse_assets.bronze.assets import LANDING_TAG, landing_run_config
 from lakehouse_assets.bronze.jobs import LandingJob
 from lakehouse_assets.bronze.landing import RetentionError, day_ranges, plan_files
+from lakehouse_assets.partitions import range_tags
 from resources.errors import ServiceUnreachableError
 from resources.kafka import KafkaResource, TopicReader
 from resources.parquet_io_manager import ParquetStore
@@ -33,9 +34,6 @@ _ACTIVE = [
 
 #: Run tag naming the offsets a sensor-requested run was asked to land.
 TARGET_TAG = "lakehouse/landing_target"
-#: Dagster's tags of a run over a range of partitions (single-run backfills).
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def sensor_name(dataset: str) -> str:
@@ -88,7 +86,7 @@ def _run_request(
         run_key=f"{target}#{len(earlier)}",
         job_name=job_name,
         run_config=landing_run_config(dataset, "append"),
-        tags={**tags, RANGE_START_TAG: first_day, RANGE_END_TAG: day},
+        tags={**tags, **range_tags(first_day, day)},
     )
 
 
