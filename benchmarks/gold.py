@@ -57,7 +57,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -89,6 +88,7 @@ from benchmarks.common import (
     write_section,
 )
 from benchmarks.isolated import IsolatedStack, free_port
+from lakehouse_dev.processes import port_is_open
 
 if TYPE_CHECKING:
     from lakehouse_dev.generator import GeneratedRecord
@@ -818,8 +818,11 @@ class Daemon:
             self.server_log_file,
         )
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while not _listening(port):
+        while not port_is_open("127.0.0.1", port):
             if self._server.poll() is not None or time.monotonic() > deadline:
+                # __exit__ does not run when __enter__ raises: stop the server here.
+                stop_processes(self._server, self.lakehouse.marker, STOP_GRACE_S)
+                self._server = None
                 raise BenchmarkError(
                     f"the code server did not start:\n{_tail(self.server_log_file)}"
                 )
@@ -858,12 +861,6 @@ class Daemon:
         if self._server is not None:
             stop_processes(self._server, self.lakehouse.marker, STOP_GRACE_S)
             self._server = None
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _runs(home: Path, since: float) -> list[dict[str, Any]]:
