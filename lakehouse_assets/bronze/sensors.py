@@ -14,8 +14,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from dagster._core.execution.stats import StepEventStatus  # what get_run_step_stats returns
 
-from lakehouse_assets.bronze.assets import LANDING_TAG, landing_run_config
+from lakehouse_assets.bronze.assets import LANDING_TAG, bronze_key, landing_run_config
 from lakehouse_assets.bronze.jobs import LandingJob
 from lakehouse_assets.bronze.landing import RetentionError, day_ranges, plan_files
 from lakehouse_assets.partitions import range_tags
@@ -62,9 +63,9 @@ def _run_request(
 ) -> dg.RunRequest:
     """A run request whose key repeats while the same offsets are wanted, so repeats are no-ops.
 
-    No landing run of the dataset is in flight when this is called, so an earlier
-    run for the same target has ended without landing it (failed or killed): the
-    attempt number in the key lets the sensor request it again.
+    No run of the dataset that has yet to land is in flight when this is called, so
+    an earlier run for the same target has ended without landing it (failed or
+    killed): the attempt number in the key lets the sensor request it again.
 
     With ``refresh`` (a job name and the first day of the window), the run is of the
     refresh job over ``[first day, day]``: it lands the day and rebuilds the silver
@@ -88,6 +89,23 @@ def _run_request(
         run_config=landing_run_config(dataset, "append"),
         tags={**tags, **range_tags(first_day, day)},
     )
+
+
+def _not_landed_yet(instance: dg.DagsterInstance, dataset: str) -> dg.DagsterRun | None:
+    """A run of the dataset in flight whose bronze step has not succeeded, if any.
+
+    Once a run's bronze step succeeded its offsets are in the store, which the tick
+    reads; the rest of the run (silver and gold of a refresh run) does not hold new
+    records back. Their steps queue on the datasets' pools behind it.
+    """
+    step = bronze_key(dataset).to_python_identifier()
+    for run in instance.get_runs(
+        filters=dg.RunsFilter(statuses=_ACTIVE, tags={LANDING_TAG: dataset})
+    ):
+        stats = instance.get_run_step_stats(run.run_id, step_keys=[step])
+        if not any(s.status == StepEventStatus.SUCCESS for s in stats):
+            return run
+    return None
 
 
 def _inputs_exist(context: dg.SensorEvaluationContext, job_name: str) -> bool:
@@ -118,8 +136,9 @@ def build_arrivals_sensor(
     rebuilds the silver and gold days they can belong to (the late window back from
     today), so fresh data reaches gold without waiting for automation's tick and a
     second run. Other days land with ``job``; automation then updates what reads
-    them. While that run is in flight, new records wait for it (the sensor requests
-    one landing of a dataset at a time).
+    them. Until a requested run's bronze step has succeeded, new records wait for it
+    (the sensor lands a dataset one run at a time); after that, the next run may
+    start while silver and gold of the previous one are still running.
     """
     topic = settings.dataset(dataset).topic
     late_window = timedelta(days=settings.late_window_days(dataset))
@@ -140,11 +159,9 @@ def build_arrivals_sensor(
         kafka: KafkaResource,
         bronze_store: ParquetStore,
     ) -> dg.SensorResult | dg.SkipReason:
-        active = context.instance.get_runs(
-            filters=dg.RunsFilter(statuses=_ACTIVE, tags={LANDING_TAG: dataset}), limit=1
-        )
-        if active:
-            return dg.SkipReason(f"landing run {active[0].run_id} of {dataset} is still in flight")
+        landing = _not_landed_yet(context.instance, dataset)
+        if landing is not None:
+            return dg.SkipReason(f"run {landing.run_id} has yet to land records of {dataset}")
         try:
             with TopicReader(kafka, topic, group_id=f"lakehouse-sensor-{dataset}") as reader:
                 highs = {str(p): high for p, (_, high) in reader.watermarks().items()}

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +16,13 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
-from lakehouse_assets.bronze.jobs import build_landing_job, build_refresh_job, refresh_job_name
+from lakehouse_assets.bronze.assets import bronze_key
+from lakehouse_assets.bronze.jobs import (
+    build_landing_job,
+    build_refresh_job,
+    landing_job_name,
+    refresh_job_name,
+)
 from lakehouse_assets.bronze.sensors import TARGET_TAG, build_arrivals_sensor
 from resources.kafka import KafkaResource
 from tests.conftest import _free_port
@@ -141,6 +148,91 @@ def test_todays_records_go_to_one_refresh_run_over_the_late_window(
     assert refreshing.tags["dagster/asset_partition_range_end"] == today.isoformat()
     assert refreshing.run_config == by_job[None].run_config  # append mode, as landings
     assert refreshing.tags[TARGET_TAG].startswith(today.isoformat())
+
+
+def _bronze_succeeded(instance: dg.DagsterInstance, run_id: str, dataset: str) -> bool:
+    step = bronze_key(dataset).to_python_identifier()
+    return any(
+        s.status is not None and s.status.value == "SUCCESS"
+        for s in instance.get_run_step_stats(run_id, step_keys=[step])
+    )
+
+
+def test_new_records_wait_for_a_run_until_its_bronze_step_has_landed(
+    bronze_dataset: BronzeDataset,
+) -> None:
+    """A run not started yet holds new records back (one landing at a time); once its bronze
+    step succeeded, they get a run of their own while the rest of it still runs."""
+    name = bronze_dataset.name
+    day1, _ = _recent_days()
+    bronze_dataset.produce(_events(day1, 100))
+    asset = bronze_dataset.asset()
+    release = threading.Event()
+
+    @dg.asset(deps=[asset.key], partitions_def=asset.partitions_def)
+    def downstream() -> None:
+        """Stands for the silver and gold steps of a refresh run."""
+        assert release.wait(120)
+
+    with dg.instance_for_test() as instance:
+        (request,) = _tick(bronze_dataset, instance, cursor=None).run_requests
+        job = dg.Definitions(
+            assets=[asset],
+            jobs=[build_landing_job(name, asset)],
+            resources=bronze_dataset.resources,
+        ).resolve_job_def(landing_job_name(name))
+        pending = instance.create_run_for_job(
+            job,
+            run_config=request.run_config,
+            tags={**request.tags, "dagster/partition": request.partition_key},
+            status=dg.DagsterRunStatus.NOT_STARTED,
+        )
+        waiting = _tick(bronze_dataset, instance, cursor=None)
+        assert isinstance(waiting, dg.SkipReason)
+        assert pending.run_id in str(waiting.skip_message)
+        instance.report_run_canceled(pending)
+
+        outcome: list[dg.ExecuteInProcessResult] = []
+        running = threading.Thread(
+            target=lambda: outcome.append(
+                dg.materialize(
+                    [asset, downstream],
+                    instance=instance,
+                    resources=bronze_dataset.resources,
+                    partition_key=request.partition_key,
+                    run_config=request.run_config,
+                    tags=request.tags,
+                )
+            )
+        )
+        running.start()
+        try:
+            deadline = time.monotonic() + 120
+            while not any(
+                _bronze_succeeded(instance, run.run_id, name)
+                for run in instance.get_runs(
+                    filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+                )
+            ):
+                assert time.monotonic() < deadline, "the bronze step never succeeded"
+                time.sleep(0.2)
+            bronze_dataset.produce(_events(day1, 50, start=100))
+
+            (following,) = _tick(bronze_dataset, instance, cursor=None).run_requests
+
+            (started,) = instance.get_runs(
+                filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+            )
+            assert started.tags[TARGET_TAG] == request.tags[TARGET_TAG]  # still in flight
+        finally:
+            release.set()
+            running.join(180)
+        assert len(outcome) == 1
+        assert outcome[0].success
+        assert following.run_key != request.run_key
+        assert following.tags[TARGET_TAG] != request.tags[TARGET_TAG]
+        assert _run(bronze_dataset, instance, following)
+        assert _unique_count(bronze_dataset.read([day1])) == (150, 150)
 
 
 def test_lost_cursor_never_duplicates(bronze_dataset: BronzeDataset) -> None:
