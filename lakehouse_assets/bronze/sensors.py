@@ -11,7 +11,7 @@ work when nothing changed since a tick that found everything landed.
 # No `from __future__ import annotations`: Dagster reads these functions' parameter
 # annotations at definition time to find config and resource types.
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 from dagster._core.execution.stats import StepEventStatus  # what get_run_step_stats returns
@@ -20,6 +20,7 @@ from lakehouse_assets.bronze.assets import LANDING_TAG, bronze_key, landing_run_
 from lakehouse_assets.bronze.jobs import LandingJob
 from lakehouse_assets.bronze.landing import RetentionError, day_ranges, plan_files
 from lakehouse_assets.partitions import range_tags
+from lakehouse_assets.silver.transforms import automated_days
 from resources.errors import ServiceUnreachableError
 from resources.kafka import KafkaResource, TopicReader
 from resources.parquet_io_manager import ParquetStore
@@ -69,7 +70,7 @@ def _run_request(
 
     With ``refresh`` (a job name and the first day of the window), the run is of the
     refresh job over ``[first day, day]``: it lands the day and rebuilds the silver
-    and gold days that its records can belong to, in one run.
+    and gold days that automation keeps current, in one run.
     """
     earlier = instance.get_run_records(
         filters=dg.RunsFilter(tags={LANDING_TAG: dataset, TARGET_TAG: target})
@@ -89,6 +90,17 @@ def _run_request(
         run_config=landing_run_config(dataset, "append"),
         tags={**tags, **range_tags(first_day, day)},
     )
+
+
+def refresh_start(settings: LakehouseSettings, dataset: str, today: date) -> date:
+    """The first day of a refresh run: the oldest day automation keeps current.
+
+    Today's records belong to fewer days, but the run's landing touches every bronze
+    day of its range (appending nothing to the older ones), and automation would
+    rebuild any silver day before the range that reads them, in a run of its own.
+    """
+    days = automated_days(settings.late_window_days(dataset))
+    return max(settings.dataset_start_date(dataset), today - timedelta(days=days - 1))
 
 
 def _not_landed_yet(instance: dg.DagsterInstance, dataset: str) -> dg.DagsterRun | None:
@@ -133,16 +145,14 @@ def build_arrivals_sensor(
     """The dataset's arrivals sensor.
 
     With ``refresh_job``, today's new records go to one run of it: it lands them and
-    rebuilds the silver and gold days they can belong to (the late window back from
-    today), so fresh data reaches gold without waiting for automation's tick and a
+    rebuilds the silver and gold days that automation keeps current (the late window
+    back from today and one day more, :func:`automated_days`), so fresh data reaches gold without waiting for automation's tick and a
     second run. Other days land with ``job``; automation then updates what reads
     them. Until a requested run's bronze step has succeeded, new records wait for it
     (the sensor lands a dataset one run at a time); after that, the next run may
     start while silver and gold of the previous one are still running.
     """
     topic = settings.dataset(dataset).topic
-    late_window = timedelta(days=settings.late_window_days(dataset))
-    start = settings.dataset_start_date(dataset)
 
     @dg.sensor(
         name=sensor_name(dataset),
@@ -186,7 +196,7 @@ def build_arrivals_sensor(
                             and day == today.isoformat()
                             and _inputs_exist(context, refresh_job.name)
                         ):
-                            first = max(start, today - late_window).isoformat()
+                            first = refresh_start(settings, dataset, today).isoformat()
                             refresh = (refresh_job.name, first)
                         requests.append(
                             _run_request(context.instance, dataset, day, target, refresh)

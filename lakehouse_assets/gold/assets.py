@@ -28,7 +28,7 @@ from pyiceberg.exceptions import NoSuchTableError
 
 from lakehouse_assets.groups import GOLD_GROUP
 from lakehouse_assets.partitions import daily_partitions
-from lakehouse_assets.silver.transforms import AHEAD_TOLERANCE_DAYS
+from lakehouse_assets.silver.transforms import automated_days
 from resources.dbt import environment, gold_late_window_days, vars_argument, window_environment
 from resources.dbt_in_process import InProcessDbtResource
 from resources.iceberg import IcebergCatalogResource
@@ -96,7 +96,7 @@ def gold_automation_condition(
     ).with_label("handled, unless a table it reads is requested now")
     condition = (
         dg.AutomationCondition.in_latest_time_window(
-            lookback_delta=timedelta(days=late_window_days + AHEAD_TOLERANCE_DAYS + 1)
+            lookback_delta=timedelta(days=automated_days(late_window_days))
         )
         & dg.AutomationCondition.any_deps_updated().since(handled)
         & ~dg.AutomationCondition.any_deps_in_progress()

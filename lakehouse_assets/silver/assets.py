@@ -31,6 +31,7 @@ from lakehouse_assets.silver.transforms import (
     QUARANTINED,
     STATUS,
     TARGET_DATE,
+    automated_days,
     bronze_days,
     classify,
     in_window,
@@ -75,7 +76,7 @@ def silver_automation_condition(late_window_days: int) -> dg.AutomationCondition
     """
     return (
         dg.AutomationCondition.in_latest_time_window(
-            lookback_delta=timedelta(days=late_window_days + AHEAD_TOLERANCE_DAYS + 1)
+            lookback_delta=timedelta(days=automated_days(late_window_days))
         )
         & dg.AutomationCondition.any_deps_updated().since_last_handled()
         & ~dg.AutomationCondition.any_deps_in_progress()

@@ -43,6 +43,20 @@ AHEAD_RULE = "event_time_ahead"
 #: Days an event time may lie ahead of its Kafka timestamp (producer clock skew).
 AHEAD_TOLERANCE_DAYS = 1
 
+
+def automated_days(late_window_days: int) -> int:
+    """How many days, today included, automation keeps current in silver and gold:
+    the late window ``W``, the ahead tolerance and today.
+
+    A record landed in bronze day ``b`` belongs to silver ``b - W .. b + 1``;
+    records stamped yesterday still arrive after midnight, so silver days back to
+    ``today - W - 1`` still change. The arrivals sensor's refresh run covers exactly
+    these days: had it covered fewer, its no-op landings of the older bronze days
+    would make automation rebuild the day before its range in a run of its own.
+    """
+    return late_window_days + AHEAD_TOLERANCE_DAYS + 1
+
+
 #: Status of every bronze record read, see :func:`classify`.
 ACCEPTED, DUPLICATE, QUARANTINED = "accepted", "duplicate", "quarantined"
 

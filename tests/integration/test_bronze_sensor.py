@@ -24,6 +24,7 @@ from lakehouse_assets.bronze.jobs import (
     refresh_job_name,
 )
 from lakehouse_assets.bronze.sensors import TARGET_TAG, build_arrivals_sensor
+from lakehouse_assets.silver.transforms import automated_days
 from resources.kafka import KafkaResource
 from tests.conftest import _free_port
 from tests.integration.conftest import BronzeDataset, Record
@@ -131,11 +132,11 @@ def test_todays_records_go_to_one_refresh_run_over_the_late_window(
     bronze_dataset: BronzeDataset,
 ) -> None:
     """Today's records land in the refresh job's run, which also rebuilds the silver
-    (and gold) days they can belong to; a day before the window lands alone."""
+    (and gold) days that automation keeps current; a day before them lands alone."""
     settings, name = bronze_dataset.settings, bronze_dataset.name
-    window = settings.late_window_days(name)
+    days = automated_days(settings.late_window_days(name))
     today = datetime.now(UTC).date()
-    before = (today - timedelta(days=window + 1)).isoformat()
+    before = (today - timedelta(days=days)).isoformat()
     bronze_dataset.produce(_events(before, 30) + _today_records(20))
 
     by_job = {request.job_name: request for request in _refresh_tick(bronze_dataset)}
@@ -143,7 +144,7 @@ def test_todays_records_go_to_one_refresh_run_over_the_late_window(
     assert set(by_job) == {None, refresh_job_name(name)}
     assert by_job[None].partition_key == before
     refreshing = by_job[refresh_job_name(name)]
-    first = max(settings.dataset_start_date(name), today - timedelta(days=window))
+    first = max(settings.dataset_start_date(name), today - timedelta(days=days - 1))
     assert refreshing.tags["dagster/asset_partition_range_start"] == first.isoformat()
     assert refreshing.tags["dagster/asset_partition_range_end"] == today.isoformat()
     assert refreshing.run_config == by_job[None].run_config  # append mode, as landings

@@ -7,7 +7,7 @@ The events are reported to an ephemeral instance (no run executes), and
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -17,8 +17,11 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
+from lakehouse_assets.bronze.jobs import refresh_job_name
+from lakehouse_assets.bronze.sensors import refresh_start
 from lakehouse_assets.definitions import defs
 from lakehouse_assets.gold.assets import gold_key
+from resources.settings import load_settings
 
 #: The tick's time, and its day: the days before it are within every late window.
 NOW = datetime(2026, 11, 12, 12, tzinfo=UTC)
@@ -155,6 +158,39 @@ def test_a_failed_blocking_silver_check_holds_the_gold_it_feeds_until_silver_run
     assert day in requested_days(fixed, ORDER_EVENTS)
     assert day in requested_days(fixed, gold_key("fct_orders"))
     assert day in requested_days(fixed, DAILY_SALES)
+
+
+def report_run(instance: dg.DagsterInstance, keys: set[dg.AssetKey], days: list[str]) -> None:
+    """What a run over ``days`` records: each asset's days, upstream assets first."""
+    for key in defs.resolve_asset_graph().toposorted_asset_keys:
+        if key in keys:
+            for day in days:
+                instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=day))
+
+
+@pytest.mark.parametrize("extra_days", [0, -1], ids=["sensor's range", "one day shorter"])
+def test_after_a_refresh_run_automation_has_nothing_left_to_run(
+    instance: dg.DagsterInstance, extra_days: int
+) -> None:
+    """The refresh run lands today and rebuilds silver and gold over its range; its
+    landing also touches the older bronze days of the range. Its range is what
+    automation keeps current, so no silver day before it is rebuilt alone (as it was
+    when the range was one day shorter)."""
+    baseline = evaluate(instance)
+    first = refresh_start(load_settings(), "purchase_orders", NOW.date())
+    first += timedelta(days=-extra_days)
+    days = [
+        (first + timedelta(days=i)).isoformat()
+        for i in range((date.fromisoformat(TODAY) - first).days + 1)
+    ]
+    job = defs.resolve_job_def(refresh_job_name("purchase_orders"))
+
+    report_run(instance, set(job.asset_layer.selected_asset_keys), days)
+    tick = evaluate(instance, baseline.cursor)
+
+    before = (first - timedelta(days=1)).isoformat()
+    assert requested_days(tick, ORDERS) == ([] if extra_days == 0 else [before])
+    assert requested_days(tick, DAILY_SALES) == ([] if extra_days == 0 else [before])
 
 
 def test_on_a_fresh_deployment_gold_waits_for_the_models_it_reads() -> None:
