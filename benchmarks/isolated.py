@@ -5,7 +5,8 @@ Like the test harness (tests/conftest.py), the stack is configured only through 
 production code and a developer's running demo stack (ports 19000/19092) is never
 touched. :class:`IsolatedStack` is a context manager: on exit the services are
 stopped (their processes gone) and the data dir is deleted, also after an error
-or Ctrl-C.
+or Ctrl-C. After an error the services' logs (broker, S3 server) are kept first,
+in a directory of their own that the error message names.
 """
 
 from __future__ import annotations
@@ -146,10 +147,25 @@ class IsolatedStack:
             raise
         return self
 
+    def keep_logs(self) -> Path | None:
+        """Copy the services' log directories out of the data dir; where they went."""
+        found = [d for d in self.data_dir.rglob("logs") if d.is_dir()]
+        if not found:
+            return None
+        kept = Path(tempfile.mkdtemp(prefix="lakehouse-bench-logs-"))
+        for directory in found:
+            shutil.copytree(directory, kept / directory.relative_to(self.data_dir))
+        return kept
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        if exc is not None and not isinstance(exc, KeyboardInterrupt):
+            # A service that died mid-benchmark says why only in its log.
+            kept = self.keep_logs()
+            if kept is not None:
+                exc.add_note(f"service logs of the benchmark's stack kept in {kept}")
         self.close()
