@@ -103,20 +103,29 @@ def refresh_start(settings: LakehouseSettings, dataset: str, today: date) -> dat
     return max(settings.dataset_start_date(dataset), today - timedelta(days=days - 1))
 
 
-def _not_landed_yet(instance: dg.DagsterInstance, dataset: str) -> dg.DagsterRun | None:
-    """A run of the dataset in flight whose bronze step has not succeeded, if any.
+#: Landing runs of a dataset in flight at most: one in silver or gold while the next
+#: lands. More would only queue on the pools, a process each, when records arrive
+#: faster than silver and gold take them; waiting, they are landed by fewer runs.
+MAX_RUNS_IN_FLIGHT = 2
 
-    Once a run's bronze step succeeded its offsets are in the store, which the tick
-    reads; the rest of the run (silver and gold of a refresh run) does not hold new
-    records back. Their steps queue on the datasets' pools behind it.
+
+def _why_wait(instance: dg.DagsterInstance, dataset: str) -> str | None:
+    """Why the tick must not request a landing of the dataset now, if it must not.
+
+    A run whose bronze step has not succeeded holds new records back (one landing at
+    a time). Once it succeeded its offsets are in the store, which the tick reads,
+    and the rest of the run (silver and gold of a refresh run) holds them back only
+    when :data:`MAX_RUNS_IN_FLIGHT` runs are in flight.
     """
     step = bronze_key(dataset).to_python_identifier()
-    for run in instance.get_runs(
-        filters=dg.RunsFilter(statuses=_ACTIVE, tags={LANDING_TAG: dataset})
-    ):
+    active = instance.get_runs(filters=dg.RunsFilter(statuses=_ACTIVE, tags={LANDING_TAG: dataset}))
+    for run in active:
         stats = instance.get_run_step_stats(run.run_id, step_keys=[step])
         if not any(s.status == StepEventStatus.SUCCESS for s in stats):
-            return run
+            return f"run {run.run_id} has yet to land records of {dataset}"
+    if len(active) >= MAX_RUNS_IN_FLIGHT:
+        ids = ", ".join(run.run_id for run in active)
+        return f"{len(active)} runs of {dataset} are in flight ({ids})"
     return None
 
 
@@ -150,7 +159,8 @@ def build_arrivals_sensor(
     second run. Other days land with ``job``; automation then updates what reads
     them. Until a requested run's bronze step has succeeded, new records wait for it
     (the sensor lands a dataset one run at a time); after that, the next run may
-    start while silver and gold of the previous one are still running.
+    start while silver and gold of the previous one are still running, up to
+    :data:`MAX_RUNS_IN_FLIGHT` runs.
     """
     topic = settings.dataset(dataset).topic
 
@@ -169,9 +179,9 @@ def build_arrivals_sensor(
         kafka: KafkaResource,
         bronze_store: ParquetStore,
     ) -> dg.SensorResult | dg.SkipReason:
-        landing = _not_landed_yet(context.instance, dataset)
-        if landing is not None:
-            return dg.SkipReason(f"run {landing.run_id} has yet to land records of {dataset}")
+        wait = _why_wait(context.instance, dataset)
+        if wait is not None:
+            return dg.SkipReason(wait)
         try:
             with TopicReader(kafka, topic, group_id=f"lakehouse-sensor-{dataset}") as reader:
                 highs = {str(p): high for p, (_, high) in reader.watermarks().items()}

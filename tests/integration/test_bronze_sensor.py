@@ -23,7 +23,7 @@ from lakehouse_assets.bronze.jobs import (
     landing_job_name,
     refresh_job_name,
 )
-from lakehouse_assets.bronze.sensors import TARGET_TAG, build_arrivals_sensor
+from lakehouse_assets.bronze.sensors import MAX_RUNS_IN_FLIGHT, TARGET_TAG, build_arrivals_sensor
 from lakehouse_assets.silver.transforms import automated_days
 from resources.kafka import KafkaResource
 from tests.conftest import _free_port
@@ -151,32 +151,78 @@ def test_todays_records_go_to_one_refresh_run_over_the_late_window(
     assert refreshing.tags[TARGET_TAG].startswith(today.isoformat())
 
 
-def _bronze_succeeded(instance: dg.DagsterInstance, run_id: str, dataset: str) -> bool:
-    step = bronze_key(dataset).to_python_identifier()
-    return any(
-        s.status is not None and s.status.value == "SUCCESS"
-        for s in instance.get_run_step_stats(run_id, step_keys=[step])
-    )
+class _GatedRun:
+    """A run of a request, executing in a thread, whose step after bronze waits for
+    :meth:`release` (it stands for the silver and gold steps of a refresh run)."""
+
+    def __init__(
+        self, dataset: BronzeDataset, instance: dg.DagsterInstance, request: dg.RunRequest
+    ) -> None:
+        asset = dataset.asset()
+        self._gate = threading.Event()
+        self._outcome: list[bool] = []
+        self._instance, self._target = instance, request.tags[TARGET_TAG]
+        self._step = bronze_key(dataset.name).to_python_identifier()
+        gate = self._gate
+
+        @dg.asset(
+            deps=[asset.key],
+            partitions_def=asset.partitions_def,
+            backfill_policy=dg.BackfillPolicy.single_run(),
+        )
+        def downstream() -> None:
+            assert gate.wait(120)
+
+        def execute() -> None:
+            result = dg.materialize(
+                [asset, downstream],
+                instance=instance,
+                resources=dataset.resources,
+                partition_key=request.partition_key,
+                run_config=request.run_config,
+                tags=request.tags,
+            )
+            self._outcome.append(result.success)
+
+        self._thread = threading.Thread(target=execute)
+        self._thread.start()
+
+    def wait_landed(self) -> None:
+        """Until the run's bronze step has succeeded (the run itself is still in flight)."""
+        deadline = time.monotonic() + 120
+        while True:
+            runs = self._instance.get_runs(filters=dg.RunsFilter(tags={TARGET_TAG: self._target}))
+            stats = [
+                s
+                for run in runs
+                for s in self._instance.get_run_step_stats(run.run_id, [self._step])
+            ]
+            if any(s.status is not None and s.status.value == "SUCCESS" for s in stats):
+                return
+            assert time.monotonic() < deadline, "the bronze step never succeeded"
+            time.sleep(0.2)
+
+    def release(self) -> bool:
+        """Let the run finish; whether it succeeded."""
+        self._gate.set()
+        self._thread.join(180)
+        return self._outcome == [True]
 
 
-def test_new_records_wait_for_a_run_until_its_bronze_step_has_landed(
+def test_new_records_wait_until_the_run_in_flight_has_landed(
     bronze_dataset: BronzeDataset,
 ) -> None:
-    """A run not started yet holds new records back (one landing at a time); once its bronze
-    step succeeded, they get a run of their own while the rest of it still runs."""
+    """A run not started yet holds new records back (one landing at a time). Once its
+    bronze step succeeded, they get a run of their own while the rest of it still
+    runs, up to MAX_RUNS_IN_FLIGHT runs of the dataset."""
+    assert MAX_RUNS_IN_FLIGHT == 2  # the runs below
     name = bronze_dataset.name
     day1, _ = _recent_days()
     bronze_dataset.produce(_events(day1, 100))
     asset = bronze_dataset.asset()
-    release = threading.Event()
-
-    @dg.asset(deps=[asset.key], partitions_def=asset.partitions_def)
-    def downstream() -> None:
-        """Stands for the silver and gold steps of a refresh run."""
-        assert release.wait(120)
 
     with dg.instance_for_test() as instance:
-        (request,) = _tick(bronze_dataset, instance, cursor=None).run_requests
+        (first,) = _tick(bronze_dataset, instance, cursor=None).run_requests
         job = dg.Definitions(
             assets=[asset],
             jobs=[build_landing_job(name, asset)],
@@ -184,56 +230,36 @@ def test_new_records_wait_for_a_run_until_its_bronze_step_has_landed(
         ).resolve_job_def(landing_job_name(name))
         pending = instance.create_run_for_job(
             job,
-            run_config=request.run_config,
-            tags={**request.tags, "dagster/partition": request.partition_key},
+            run_config=first.run_config,
+            tags={**first.tags, "dagster/partition": first.partition_key},
             status=dg.DagsterRunStatus.NOT_STARTED,
         )
         waiting = _tick(bronze_dataset, instance, cursor=None)
         assert isinstance(waiting, dg.SkipReason)
-        assert pending.run_id in str(waiting.skip_message)
+        assert f"run {pending.run_id} has yet to land" in str(waiting.skip_message)
         instance.report_run_canceled(pending)
 
-        outcome: list[dg.ExecuteInProcessResult] = []
-        running = threading.Thread(
-            target=lambda: outcome.append(
-                dg.materialize(
-                    [asset, downstream],
-                    instance=instance,
-                    resources=bronze_dataset.resources,
-                    partition_key=request.partition_key,
-                    run_config=request.run_config,
-                    tags=request.tags,
-                )
-            )
-        )
-        running.start()
+        gated: list[_GatedRun] = []
         try:
-            deadline = time.monotonic() + 120
-            while not any(
-                _bronze_succeeded(instance, run.run_id, name)
-                for run in instance.get_runs(
-                    filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
-                )
-            ):
-                assert time.monotonic() < deadline, "the bronze step never succeeded"
-                time.sleep(0.2)
+            gated.append(_GatedRun(bronze_dataset, instance, first))
+            gated[0].wait_landed()
             bronze_dataset.produce(_events(day1, 50, start=100))
+            (second,) = _tick(bronze_dataset, instance, cursor=None).run_requests
+            assert second.run_key != first.run_key
+            assert second.tags[TARGET_TAG] != first.tags[TARGET_TAG]
 
-            (following,) = _tick(bronze_dataset, instance, cursor=None).run_requests
-
-            (started,) = instance.get_runs(
-                filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
-            )
-            assert started.tags[TARGET_TAG] == request.tags[TARGET_TAG]  # still in flight
+            gated.append(_GatedRun(bronze_dataset, instance, second))
+            gated[1].wait_landed()
+            bronze_dataset.produce(_events(day1, 25, start=150))
+            full = _tick(bronze_dataset, instance, cursor=None)
+            assert isinstance(full, dg.SkipReason)
+            assert f"2 runs of {name} are in flight" in str(full.skip_message)
         finally:
-            release.set()
-            running.join(180)
-        assert len(outcome) == 1
-        assert outcome[0].success
-        assert following.run_key != request.run_key
-        assert following.tags[TARGET_TAG] != request.tags[TARGET_TAG]
-        assert _run(bronze_dataset, instance, following)
-        assert _unique_count(bronze_dataset.read([day1])) == (150, 150)
+            finished = [run.release() for run in gated]
+        assert finished == [True, True]
+        (third,) = _tick(bronze_dataset, instance, cursor=None).run_requests
+        assert _run(bronze_dataset, instance, third)
+        assert _unique_count(bronze_dataset.read([day1])) == (175, 175)
 
 
 def test_lost_cursor_never_duplicates(bronze_dataset: BronzeDataset) -> None:
