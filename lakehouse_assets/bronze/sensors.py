@@ -155,12 +155,12 @@ def build_arrivals_sensor(
 
     With ``refresh_job``, today's new records go to one run of it: it lands them and
     rebuilds the silver and gold days that automation keeps current (the late window
-    back from today and one day more, :func:`automated_days`), so fresh data reaches gold without waiting for automation's tick and a
-    second run. Other days land with ``job``; automation then updates what reads
-    them. Until a requested run's bronze step has succeeded, new records wait for it
-    (the sensor lands a dataset one run at a time); after that, the next run may
-    start while silver and gold of the previous one are still running, up to
-    :data:`MAX_RUNS_IN_FLIGHT` runs.
+    back from today and one day more, :func:`refresh_start`), so fresh data reaches
+    gold without waiting for automation's tick and a second run. Other days land
+    with ``job``; automation then updates what reads them. Until a requested run's
+    bronze step has succeeded, new records wait for it (the sensor lands a dataset
+    one run at a time); after that, the next run may start while silver and gold of
+    the previous one are still running, up to :data:`MAX_RUNS_IN_FLIGHT` runs.
     """
     topic = settings.dataset(dataset).topic
 
