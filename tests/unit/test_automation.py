@@ -168,9 +168,9 @@ def report_run(instance: dg.DagsterInstance, keys: set[dg.AssetKey], days: list[
                 instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=day))
 
 
-@pytest.mark.parametrize("extra_days", [0, -1], ids=["sensor's range", "one day shorter"])
+@pytest.mark.parametrize("shorter_by", [0, 1], ids=["sensor's range", "one day shorter"])
 def test_after_a_refresh_run_automation_has_nothing_left_to_run(
-    instance: dg.DagsterInstance, extra_days: int
+    instance: dg.DagsterInstance, shorter_by: int
 ) -> None:
     """The refresh run lands today and rebuilds silver and gold over its range; its
     landing also touches the older bronze days of the range. Its range is what
@@ -178,7 +178,7 @@ def test_after_a_refresh_run_automation_has_nothing_left_to_run(
     when the range was one day shorter)."""
     baseline = evaluate(instance)
     first = refresh_start(load_settings(), "purchase_orders", NOW.date())
-    first += timedelta(days=-extra_days)
+    first += timedelta(days=shorter_by)
     days = [
         (first + timedelta(days=i)).isoformat()
         for i in range((date.fromisoformat(TODAY) - first).days + 1)
@@ -189,8 +189,8 @@ def test_after_a_refresh_run_automation_has_nothing_left_to_run(
     tick = evaluate(instance, baseline.cursor)
 
     before = (first - timedelta(days=1)).isoformat()
-    assert requested_days(tick, ORDERS) == ([] if extra_days == 0 else [before])
-    assert requested_days(tick, DAILY_SALES) == ([] if extra_days == 0 else [before])
+    assert requested_days(tick, ORDERS) == ([] if shorter_by == 0 else [before])
+    assert requested_days(tick, DAILY_SALES) == ([] if shorter_by == 0 else [before])
 
 
 def test_on_a_fresh_deployment_gold_waits_for_the_models_it_reads() -> None:
