@@ -18,6 +18,7 @@ from resources.locks import file_lock
 from resources.settings import LakehouseSettings, cache_dir
 from resources.spark_conf import bootstrap_sqlite_catalog, build_spark_conf, redact
 from resources.spark_driver import attach
+from resources.spark_udfs import udf_jar
 
 _GLUE_CATALOG = "org.apache.iceberg.aws.glue.GlueCatalog"
 
@@ -48,6 +49,14 @@ class SparkResource(LazyPySparkResource):
             "Attach to a warm Spark driver shared by this machine's processes, published in "
             "this directory and started on first use (`spark.shared_driver`; see "
             "`resources.spark_driver`). Null: the process starts a JVM of its own."
+        ),
+    )
+    udf_cache_dir: str | None = Field(
+        default=None,
+        description=(
+            "Where the project's Java UDFs (`resources/java`, e.g. the contract certifier) are "
+            "compiled with the JDK's javac and cached; their jar joins `spark.jars`. Null: "
+            "they are left out, and silver checks every payload in Python (correct, slower)."
         ),
     )
     shared_driver_idle_seconds: int = Field(
@@ -84,6 +93,9 @@ class SparkResource(LazyPySparkResource):
                 conf[f"{prefix}.catalog-impl"] = _GLUE_CATALOG
         for key, value in self.catalog.properties.items():
             conf[f"{prefix}.{key}"] = value
+        if self.udf_cache_dir is not None:
+            jar = str(udf_jar(Path(self.udf_cache_dir)))
+            conf["spark.jars"] = ",".join(filter(None, [conf.get("spark.jars"), jar]))
         return conf
 
     def redacted_conf(self) -> dict[str, str]:
@@ -150,6 +162,7 @@ def spark_resource(settings: LakehouseSettings, catalog: IcebergCatalogResource)
         driver_memory=settings.spark.driver_memory,
         shuffle_partitions=settings.spark.shuffle_partitions,
         ivy_dir=str(cache_dir() / "ivy"),
+        udf_cache_dir=str(cache_dir() / "udfs"),
         spark_config=dict(settings.spark.conf),
         shared_driver_dir=str(shared_drivers_dir(settings))
         if settings.spark.shared_driver

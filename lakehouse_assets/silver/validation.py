@@ -4,13 +4,14 @@ Two engines, one verdict:
 
 * :func:`first_violation` (and :func:`classify`) is the **reference evaluator**, the
   specification: plain Python over one record's bytes.
-* :func:`parse_payload` classifies a whole bronze DataFrame with native Spark
-  expressions. It *certifies* the rows whose validity native expressions can
-  establish exactly (the bulk: well-formed records), and sends every other row,
-  and only those, through the reference evaluator. Verdicts therefore agree by
-  construction: a row is either proven valid natively (and the proof implies the
-  reference evaluator finds no violation and yields the same typed values), or
-  the reference evaluator itself decides it, rule id and reason included.
+* :func:`parse_payload` classifies a whole bronze DataFrame in Spark. A Java UDF
+  (``resources/java/lakehouse/validation/PayloadCertifier.java``) *certifies* the
+  rows whose validity it can establish exactly in one pass over their bytes (the
+  bulk: well-formed records), and every other row, and only those, goes through
+  the reference evaluator. Verdicts therefore agree by construction: a row is
+  either proven valid in the JVM (and the proof implies the reference evaluator
+  finds no violation and Spark's parse yields the same typed values), or the
+  reference evaluator itself decides it, rule id and reason included.
 
 Semantics (the rules come from :meth:`Contract.row_rules` of the payload object,
 evaluated in that order; the first failing rule of severity ``error`` is the
@@ -56,6 +57,7 @@ a null passes. Paths in reasons are JSONPath-like with 0-based indexes
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import sys
@@ -79,7 +81,7 @@ from lakehouse_assets.contracts import (
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import Column as SparkColumn
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import DataType, StructType
 
 __all__ = [
@@ -96,17 +98,13 @@ __all__ = [
 PAYLOAD_COLUMN = "payload"
 VIOLATION_COLUMN = "violation"
 
+_LOG = logging.getLogger(__name__)
 _SHOW_LIMIT = 60
 _EXACT = Context(prec=1000)
 _INT_RANGES = {pa.int64(): (-(2**63), 2**63 - 1), pa.int32(): (-(2**31), 2**31 - 1)}
 
 # Grammars shared by both engines (ASCII classes only: Python's \d is Unicode).
 _DECIMAL_TEXT = r"-?[0-9]+(?:\.[0-9]+)?"
-_YEAR = r"(?!0000)[0-9]{4}"
-_DATE_TEXT = _YEAR + r"-[0-9]{2}-[0-9]{2}"
-_TIMESTAMP_TEXT = (
-    _DATE_TEXT + r"T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
-)
 _TIMESTAMP_RE = re.compile(
     r"(?!0000)([0-9]{4})-([0-9]{2})-([0-9]{2})"
     r"T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?(Z|([+-])([0-9]{2}):([0-9]{2}))"
@@ -677,12 +675,8 @@ _PARSED = "__validation_parsed"
 _CERTIFIED = "__validation_certified"
 _JUDGED = "__validation_python"
 _TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS]XXX"
-_MIN_MICROS = -62135596800000000  # 0001-01-01T00:00:00Z
-_MAX_MICROS = 253402300799999999  # 9999-12-31T23:59:59.999999Z
-_WS = "[ \\t\\n\\r]*"
-#: Sentinel key for the trailing-content check; raw text holding `\u0000` is routed.
-_SENTINEL_OPEN = '{"w":'
-_SENTINEL_CLOSE = ',"\\u0000":0}'
+#: The JVM certifier (``resources/java``, on the classpath through ``spark.jars``).
+_CERTIFIER_CLASS = "lakehouse.validation.PayloadCertifier"
 _JSON_OPTIONS = {
     "mode": "PERMISSIVE",
     "columnNameOfCorruptRecord": _CORRUPT,
@@ -706,13 +700,14 @@ def parse_payload(contract: Contract, df: DataFrame, value_column: str = "value"
     row is invalid) and ``violation`` (``struct<rule_id: string, reason: string>``,
     null when the row is valid).
 
-    Rows are certified valid with native expressions (one ``from_json`` with a
-    lenient schema whose scalar leaves are strings, one key scan for trailing
-    content, one regex over the raw text, and the contract's rules as column
-    expressions); only rows that are not certified (invalid ones, and the rare
-    valid ones whose exactness native expressions cannot prove) have their bytes
-    evaluated by :func:`classify` in a pandas UDF. Certified rows reach the UDF
-    operator as a null argument and are not looked at in Python.
+    Rows are certified valid in the JVM: a Java UDF (``PayloadCertifier``) reads each
+    payload's bytes once and checks them against the contract, and one ``from_json``
+    with a lenient schema (scalar leaves as strings) gives the values, converted to
+    the contract's types. Only rows that are not certified (invalid ones, and the rare
+    valid ones whose exactness the certifier cannot prove) have their bytes evaluated
+    by :func:`classify` in a pandas UDF. Certified rows reach the UDF operator as a
+    null argument and are not looked at in Python. Without the certifier's jar on the
+    session's classpath every row goes to Python: the same verdicts, far slower.
     """
     from pyspark.sql import functions as F
 
@@ -745,12 +740,12 @@ def parse_payload(contract: Contract, df: DataFrame, value_column: str = "value"
             ),
         )
     )
-    # A certified row's leaves passed their type rules, whose texts the conversion's own
-    # guards accept: they convert without the guards (same values, no regex per leaf).
+    # The certifier checked every leaf of a certified row (the type of every field, not
+    # only those with a type rule) in the form the conversion takes exactly: no guards.
     canonical = F.from_json(python.getField("canonical"), lenient, _JSON_OPTIONS)
-    payload = F.when(
-        F.col(_CERTIFIED), _typed_struct(plan.fields, p, guarded=not _fully_typed(plan))
-    ).when(canonical.isNotNull(), _typed_struct(plan.fields, canonical, guarded=True))
+    payload = F.when(F.col(_CERTIFIED), _typed_struct(plan.fields, p, guarded=False)).when(
+        canonical.isNotNull(), _typed_struct(plan.fields, canonical, guarded=True)
+    )
     return judged.select(
         *[F.col(f"`{name}`") for name in df.columns],
         payload.alias(PAYLOAD_COLUMN),
@@ -760,37 +755,116 @@ def parse_payload(contract: Contract, df: DataFrame, value_column: str = "value"
 
 def _certify(plan: _Plan, df: DataFrame, value_column: str) -> DataFrame:
     """``df`` plus the lenient parse (``_PARSED``) and whether the row is certified valid
-    natively (``_CERTIFIED``, never null)."""
+    in the JVM (``_CERTIFIED``, never null)."""
     from pyspark.sql import functions as F
 
     value = F.col(value_column)
-    text = value.cast("string")
-    parsed = F.from_json(text, _lenient_struct(plan.fields, corrupt=True), _JSON_OPTIONS)
-    # Spark ignores what follows the first JSON value; this key scan does not: the
-    # sentinel key is second only if the value is followed by nothing but whitespace.
-    keys = F.json_object_keys(F.concat(F.lit(_SENTINEL_OPEN), text, F.lit(_SENTINEL_CLOSE)))
+    parsed = F.from_json(
+        value.cast("string"), _lenient_struct(plan.fields, corrupt=True), _JSON_OPTIONS
+    )
     staged = df.withColumn(_PARSED, parsed)
     p = F.col(_PARSED)
-    structurally_sound = (
-        value.isNotNull()
-        & p.isNotNull()
-        & p.getField(_CORRUPT).isNull()
-        & (keys == F.array(F.lit("w"), F.lit("\x00")))
-        & ~text.rlike(_hazards(plan))
+    certifier = _certifier(df.sparkSession, plan)
+    if certifier is None:
+        return staged.withColumn(_CERTIFIED, F.lit(False))
+    # The parse is the certifier's own check repeated in Spark's reader: should it ever
+    # disagree (a corrupt record), Python decides.
+    certified = certifier(value) & p.isNotNull() & p.getField(_CORRUPT).isNull()
+    return staged.withColumn(_CERTIFIED, F.coalesce(certified, F.lit(False)))
+
+
+def _certifier(spark: SparkSession, plan: _Plan) -> Callable[[SparkColumn], SparkColumn] | None:
+    """The JVM certifier of ``plan`` as a column function, or None without its jar."""
+    from pyspark.sql.column import Column as SparkColumnClass
+    from pyspark.sql.column import _to_java_column, _to_seq
+
+    from resources.spark_udfs import has_class
+
+    if not has_class(spark, _CERTIFIER_CLASS):
+        _LOG.warning(
+            "%s is not on the Spark session's classpath (spark.jars): every payload of %s "
+            "is checked in Python, which is correct but slow",
+            _CERTIFIER_CLASS,
+            plan.contract.path.name,
+        )
+        return None
+    jvm = spark._jvm  # type: ignore[attr-defined]
+    instance = jvm.lakehouse.validation.PayloadCertifier(_certifier_spec(plan))
+    udf = jvm.org.apache.spark.sql.functions.udf(
+        instance, jvm.org.apache.spark.sql.types.DataTypes.BooleanType
     )
-    rules = [_native_rule(plan, rule, p) for rule in plan.rules if rule.kind != "parseable"]
-    return staged.withColumn(
-        _CERTIFIED, F.coalesce(_all_of([structurally_sound, *rules]), F.lit(False))
-    )
+    context = spark.sparkContext
+
+    def certify(value: SparkColumn) -> SparkColumn:
+        return SparkColumnClass(udf.apply(_to_seq(context, [value], _to_java_column)))
+
+    return certify
 
 
-def _all_of(conditions: Sequence[SparkColumn]) -> SparkColumn:
-    from pyspark.sql import functions as F
+def _certifier_spec(plan: _Plan) -> str:
+    """The plan as the JVM certifier reads it: the payload's fields and its error rules."""
 
-    result = F.lit(True)
-    for condition in conditions:
-        result = result & F.coalesce(condition, F.lit(False))
-    return result
+    def field(node: _Field) -> dict[str, Any]:
+        return {
+            "name": node.name,
+            "kind": node.logical,
+            "int32": node.arrow == pa.int32(),
+            "float32": pa.types.is_float32(node.arrow),
+            "decimal": list(node.decimal) if node.decimal is not None else None,
+            "children": [field(child) for child in node.children],
+            "item": field(node.item) if node.item is not None else None,
+        }
+
+    rules = [_rule_spec(rule) for rule in plan.rules if rule.kind != "parseable"]
+    return json.dumps({"fields": [field(node) for node in plan.fields], "rules": rules})
+
+
+def _number_text(value: Any) -> str | None:
+    """A contract's numeric literal as exact decimal text (None: not a number)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        return None
+    number = Decimal(value)
+    return str(number) if number.is_finite() else None
+
+
+def _rule_spec(rule: RowRule) -> dict[str, Any]:
+    arguments = rule.arguments
+    if isinstance(arguments, SumEquals):
+        return {
+            "kind": "sum_equals",
+            "terms": list(arguments.terms),
+            "equals": arguments.equals,
+            "tolerance": str(arguments.tolerance),
+        }
+    if isinstance(arguments, LinesSumTo):
+        return {
+            "kind": "lines_sum_to",
+            "lines": arguments.lines,
+            "quantity": arguments.quantity,
+            "unit_price": arguments.unit_price,
+            "discount": arguments.discount,
+            "equals": arguments.equals,
+            "tolerance": str(arguments.tolerance),
+        }
+    if rule.kind == "builtin":
+        return {"kind": f"unknown builtin {rule.rule}"}  # never certain in the JVM
+    spec: dict[str, Any] = {"kind": rule.kind, "column": rule.column}
+    if rule.kind == "allowed_values":
+        values = list(rule.value)
+        spec["strings"] = [v for v in values if isinstance(v, str)]
+        spec["integers"] = [t for t in map(_number_text, values) if t is not None]
+    elif rule.kind == "pattern":
+        spec["regex"] = _java_regex(rule.value)
+    elif rule.kind in ("comparison", "length"):
+        operator = rule.operator or "=="
+        spec["operator"] = operator
+        bounds = list(rule.value) if operator == "between" else [rule.value]
+        texts = [_number_text(bound) for bound in bounds]
+        if any(text is None for text in texts):
+            spec["bound"] = None
+        else:
+            spec["bound"] = texts if operator == "between" else texts[0]
+    return spec
 
 
 def _violation_type() -> StructType:
@@ -874,12 +948,6 @@ def _lenient_struct(fields: Sequence[_Field], corrupt: bool) -> StructType:
     return struct
 
 
-def _fully_typed(plan: _Plan) -> bool:
-    """Whether every column of the payload has a type rule (certification checked it)."""
-    typed = {rule.column for rule in plan.rules if rule.kind == "type"}
-    return typed >= set(plan.chains)
-
-
 def _typed_struct(fields: Sequence[_Field], node: SparkColumn, guarded: bool) -> SparkColumn:
     from pyspark.sql import functions as F
 
@@ -896,7 +964,7 @@ def _typed_column(field: _Field, node: SparkColumn, guarded: bool) -> SparkColum
 
     ``guarded``: integers and numbers convert only when their text has the expected
     shape (null otherwise); without it they are cast as they are, which is exact only
-    for text that passed the type rule's native check.
+    for text the JVM certifier accepted.
     """
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -933,279 +1001,6 @@ def _typed_column(field: _Field, node: SparkColumn, guarded: bool) -> SparkColum
 
 #: What a canonical or certified number looks like (Python's repr may add an exponent).
 _FLOAT_TEXT = r"\A-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?\z"
-
-
-# Certification --------------------------------------------------------------------------
-
-
-def _hazards(plan: _Plan) -> str:
-    """A Java regex over the raw text: a match means native evaluation cannot be exact."""
-    strings: set[str] = set()
-    quoted_not_allowed: set[str] = set()
-
-    def visit(fields: Sequence[_Field]) -> None:
-        for field in fields:
-            if field.logical == "string":
-                strings.add(field.name)
-            elif field.logical in ("integer", "boolean"):
-                quoted_not_allowed.add(field.name)
-            visit(field.children)
-            if field.item is not None:
-                visit(field.item.children)
-
-    visit(plan.fields)
-    alternatives = [
-        # Invalid UTF-8 (the JVM decodes it to U+FFFD), or a real U+FFFD: Python decides.
-        "\\x{FFFD}",
-        # Escapes that could spell a key, a lone surrogate, or the sentinel key.
-        "\\\\u(?:0000|00[2-7][0-9a-fA-F]|[dD][89abAB])",
-        # A number with more than 15 digits: its text does not survive the JVM's double.
-        f"[:,\\[]{_WS}-?[0-9](?:\\.?[0-9]){{15}}",
-    ]
-    keys: list[str] = []
-    if strings:
-        names = "|".join(re.escape(name) for name in sorted(strings))
-        keys.append(f'(?:{names})"{_WS}:{_WS}[^ \\t\\n\\r"n]')
-    if quoted_not_allowed:
-        names = "|".join(re.escape(name) for name in sorted(quoted_not_allowed))
-        keys.append(f'(?:{names})"{_WS}:{_WS}"')
-    if keys:
-        alternatives.append('"(?:' + "|".join(keys) + ")")
-    # Java tries every alternative at every offset: a one-character lookahead on the
-    # alternatives' first characters rejects most offsets at once (same matches).
-    return '(?=[\\x{FFFD}\\\\:,\\["])(?:' + "|".join(alternatives) + ")"
-
-
-def _native_rule(plan: _Plan, rule: RowRule, p: SparkColumn) -> SparkColumn:
-    """True only when ``rule`` certainly passes (False when unsure)."""
-    from pyspark.sql import functions as F
-
-    if rule.kind == "builtin":
-        return _native_builtin(plan, rule, p)
-    assert rule.column is not None
-    chain = plan.chains[rule.column]
-    field = chain[-1]
-    if rule.kind == "required":
-        return _every(p, chain, lambda x: x.isNotNull())
-
-    def when_present(check: Callable[[SparkColumn], SparkColumn]) -> SparkColumn:
-        return _every(p, chain, lambda x: x.isNull() | F.coalesce(check(x), F.lit(False)))
-
-    if rule.kind == "type":
-        return when_present(lambda x: _native_type(field, x))
-    if rule.kind == "allowed_values":
-        values = list(rule.value)
-        if field.logical == "integer":
-            return when_present(
-                lambda x: _certified_number(field, x).isin([F.lit(Decimal(v)) for v in values])
-            )
-        return when_present(lambda x: x.isin(values))
-    if rule.kind == "pattern":
-        java = _java_regex(rule.value)
-        if java is None:
-            return when_present(lambda x: F.lit(False))
-        return when_present(lambda x: x.rlike(java))
-    if rule.kind == "comparison":
-        operator, bound = rule.operator or "==", rule.value
-        return when_present(lambda x: _native_compare(_certified_number(field, x), operator, bound))
-    if rule.kind == "length":
-        operator, bound = rule.operator or "==", rule.value
-        if field.logical == "array":
-            return when_present(lambda x: _native_compare(F.size(x), operator, bound))
-        return when_present(lambda x: _native_compare(F.length(x), operator, bound))
-    raise AssertionError(rule.kind)
-
-
-def _every(
-    p: SparkColumn, chain: Sequence[_Field], check: Callable[[SparkColumn], SparkColumn]
-) -> SparkColumn:
-    """``check`` holds for the column wherever its parents exist (through arrays)."""
-    from pyspark.sql import functions as F
-
-    def walk(node: SparkColumn, depth: int) -> SparkColumn:
-        field = chain[depth]
-        child = node.getField(field.name)
-        if depth == len(chain) - 1:
-            return F.coalesce(check(child), F.lit(False))
-        if field.logical == "array":
-            return child.isNull() | F.forall(
-                child, lambda element: element.isNull() | walk(element, depth + 1)
-            )
-        return child.isNull() | walk(child, depth + 1)
-
-    return F.coalesce(walk(p, 0), F.lit(False))
-
-
-_INTEGER_TEXT = {pa.int32(): r"\A-?[0-9]{1,9}\z", pa.int64(): r"\A-?[0-9]{1,18}\z"}
-
-
-def _number_text(field: _Field) -> str:
-    """Certifiable number text: plain, at most 15 digits, representable in the column."""
-    shape = r"(?=-?[0-9]+(?:\.[0-9]+)?\z)(?=-?(?:[0-9]\.?){1,15}\z)"
-    if field.decimal is None:
-        return r"\A" + shape
-    precision, scale = field.decimal
-    return r"\A" + shape + f"-?0*[0-9]{{0,{precision - scale}}}(?:\\.[0-9]{{0,{scale}}}0*)?\\z"
-
-
-def _native_type(field: _Field, x: SparkColumn) -> SparkColumn:
-    from pyspark.sql import functions as F
-
-    logical = field.logical
-    if logical in ("string", "object"):
-        # Strings: the hazard regex routes non-string tokens at string keys; objects: a
-        # wrong shape makes from_json report the record as corrupt.
-        return F.lit(True)
-    if logical == "boolean":
-        return x.isin("true", "false")
-    if logical == "integer":
-        return x.rlike(_INTEGER_TEXT.get(field.arrow, _INTEGER_TEXT[pa.int64()]))
-    if logical == "number":
-        return x.rlike(_number_text(field))
-    if logical == "timestamp":
-        stamp = F.try_to_timestamp(x, F.lit(_TIMESTAMP_FORMAT))
-        return (
-            x.rlike(r"\A" + _TIMESTAMP_TEXT + r"\z")
-            & stamp.isNotNull()
-            & (stamp >= F.timestamp_micros(F.lit(_MIN_MICROS)))
-            & (stamp <= F.timestamp_micros(F.lit(_MAX_MICROS)))
-        )
-    if logical == "date":
-        return (
-            x.rlike(r"\A" + _DATE_TEXT + r"\z")
-            & F.try_to_timestamp(x, F.lit("yyyy-MM-dd")).isNotNull()
-        )
-    if logical == "array":
-        item = field.item
-        assert item is not None
-        if item.logical == "object":
-            return F.forall(x, lambda element: element.isNotNull())
-        if item.logical in ("timestamp", "date", "number"):
-            return F.forall(x, lambda element: element.isNotNull() & _native_type(item, element))
-        # Scalars whose JSON type the lenient text hides: only an empty array is certain.
-        return F.size(x) == 0
-    raise AssertionError(logical)
-
-
-def _certified_number(field: _Field, x: SparkColumn) -> SparkColumn:
-    """The exact decimal value of a certified number or integer text (null otherwise)."""
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
-
-    if field.logical == "integer":
-        return F.when(x.rlike(_INTEGER_TEXT[pa.int64()]), x.cast(T.DecimalType(18, 0)))
-    if field.logical == "number":
-        target = (
-            T.DecimalType(*field.decimal) if field.decimal is not None else T.DecimalType(38, 18)
-        )
-        return F.when(x.rlike(_number_text(field)), x.cast(target))
-    return F.lit(None)
-
-
-def _native_compare(value: SparkColumn, operator: str, bound: Any) -> SparkColumn:
-    from pyspark.sql import functions as F
-
-    if operator == "between":
-        return (value >= F.lit(bound[0])) & (value <= F.lit(bound[1]))
-    literal = F.lit(bound)
-    return {
-        "==": value == literal,
-        "!=": value != literal,
-        ">": value > literal,
-        ">=": value >= literal,
-        "<": value < literal,
-        "<=": value <= literal,
-    }[operator]
-
-
-def _native_builtin(plan: _Plan, rule: RowRule, p: SparkColumn) -> SparkColumn:
-    from pyspark.sql import functions as F
-
-    arguments = rule.arguments
-
-    def at(path: str, node: SparkColumn) -> SparkColumn:
-        for name in path.split("."):
-            node = node.getField(name)
-        return node
-
-    def number(path: str, node: SparkColumn, field: _Field) -> SparkColumn:
-        return _certified_number(field, at(path, node))
-
-    if isinstance(arguments, SumEquals):
-        terms = [number(t, p, plan.chains[t][-1]) for t in arguments.terms]
-        expected = number(arguments.equals, p, plan.chains[arguments.equals][-1])
-        raw = [at(t, p) for t in (*arguments.terms, arguments.equals)]
-        any_null = _any_of([column.isNull() for column in raw])
-        total = terms[0]
-        for term in terms[1:]:
-            total = F.try_add(total, term)
-        difference = F.abs(F.try_subtract(total, expected))
-        return any_null | (difference <= F.lit(arguments.tolerance))
-    if isinstance(arguments, LinesSumTo):
-        lines = at(arguments.lines, p)
-        parts = [arguments.quantity, arguments.unit_price] + (
-            [arguments.discount] if arguments.discount else []
-        )
-        fields = [plan.chains[f"{arguments.lines}.{part}"][-1] for part in parts]
-        if not all(_exact_line_types(fields)):
-            return lines.isNull()
-        exact_scale = sum(_scale_of(field) or 0 for field in fields)
-        expected = number(arguments.equals, p, plan.chains[arguments.equals][-1])
-        scale = _scale_of(plan.chains[arguments.equals][-1])
-
-        def amount(line: SparkColumn) -> SparkColumn:
-            values = [number(part, line, field) for part, field in zip(parts, fields, strict=True)]
-            result = F.try_multiply(values[0], values[1])
-            if len(values) > 2:
-                result = F.try_multiply(result, F.try_subtract(F.lit(Decimal(1)), values[2]))
-            return result
-
-        from pyspark.sql import types as T
-
-        accumulator = T.DecimalType(38, exact_scale)
-        total = F.aggregate(
-            lines,
-            F.lit(Decimal(0)).cast(accumulator),
-            lambda acc, line: F.try_add(acc, amount(line)).cast(accumulator),
-        )
-        if scale is not None:
-            total = F.round(total, scale)
-        any_null = _any_of(
-            [
-                lines.isNull(),
-                at(arguments.equals, p).isNull(),
-                F.exists(
-                    lines,
-                    lambda line: _any_of(
-                        [line.isNull(), *[at(part, line).isNull() for part in parts]]
-                    ),
-                ),
-            ]
-        )
-        difference = F.abs(F.try_subtract(total, expected))
-        return any_null | (difference <= F.lit(arguments.tolerance))
-    return F.lit(False)
-
-
-def _exact_line_types(fields: Sequence[_Field]) -> Iterator[bool]:
-    """Whether Spark's decimal arithmetic keeps every digit of a line amount.
-
-    Spark keeps the full scale of a product while it needs at most 38 digits and
-    otherwise trims the scale to 6; the accumulator holds the exact scale, so
-    the sum of the scales must stay at most 6 and the operands must be exact
-    decimals (integers or decimal columns, not doubles).
-    """
-    yield all(field.decimal is not None or field.logical == "integer" for field in fields)
-    yield sum(_scale_of(field) or 0 for field in fields) <= 6
-
-
-def _any_of(conditions: Sequence[SparkColumn]) -> SparkColumn:
-    from pyspark.sql import functions as F
-
-    result = F.lit(False)
-    for condition in conditions:
-        result = result | F.coalesce(condition, F.lit(False))
-    return result
 
 
 # Contract patterns in Java's regex dialect ------------------------------------------------
