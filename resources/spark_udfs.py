@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from resources.locks import file_lock
 
@@ -124,7 +124,7 @@ def has_class(spark: SparkSession, name: str) -> bool:
     """Whether the session's JVM can load class ``name`` (the UDF jar is on its classpath)."""
     from py4j.java_gateway import JavaClass
 
-    node = spark._jvm  # type: ignore[attr-defined]
+    node: Any = spark._jvm
     for part in name.split("."):
         node = getattr(node, part)
     return isinstance(node, JavaClass)

@@ -788,7 +788,7 @@ def _certifier(spark: SparkSession, plan: _Plan) -> Callable[[SparkColumn], Spar
             plan.contract.path.name,
         )
         return None
-    jvm = spark._jvm  # type: ignore[attr-defined]
+    jvm: Any = spark._jvm
     instance = jvm.lakehouse.validation.PayloadCertifier(_certifier_spec(plan))
     udf = jvm.org.apache.spark.sql.functions.udf(
         instance, jvm.org.apache.spark.sql.types.DataTypes.BooleanType
