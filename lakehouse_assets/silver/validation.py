@@ -789,10 +789,7 @@ def _certifier(spark: SparkSession, plan: _Plan) -> Callable[[SparkColumn], Spar
         )
         return None
     jvm: Any = spark._jvm
-    instance = jvm.lakehouse.validation.PayloadCertifier(_certifier_spec(plan))
-    udf = jvm.org.apache.spark.sql.functions.udf(
-        instance, jvm.org.apache.spark.sql.types.DataTypes.BooleanType
-    )
+    udf = jvm.lakehouse.validation.PayloadCertifier.udf(_certifier_spec(plan))
     context = spark.sparkContext
 
     def certify(value: SparkColumn) -> SparkColumn:

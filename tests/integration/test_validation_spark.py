@@ -1,4 +1,5 @@
-"""The Spark evaluator agrees with the Python reference on every record, and is native for valid ones."""
+"""The Spark evaluator agrees with the Python reference on every record, and the JVM
+certifier takes the valid ones itself."""
 
 from __future__ import annotations
 
@@ -79,6 +80,38 @@ PLAIN_EDGES: list[bytes | None] = [
 ]
 
 
+#: Valid records in unusual but exact forms: the JVM certifier must take them itself.
+PLAIN_CERTIFIED: list[bytes] = [
+    PLAIN % (b"1", b"2026-11-21T10:15:00.1Z"),
+    PLAIN % (b"-0", b"2026-11-21T10:15:00.12345-00:00"),
+    PLAIN % (b'"0019.50"', b"2026-11-21T23:15:00+17:59"),
+    PLAIN % (b"12345678.5", b"2026-11-21T00:15:00.000001-17:30"),
+    b' \n{"id":"e1","extra":{"deep":[1,2.5e300,"x",null,true]},"name":"A\\u00e9\xc3\xa9",'
+    b'"amount":0.5,"event_time":"2026-11-21T10:15:00-05:00"}\t',
+    b'{"id":"e1","name":"A\xf0\x9f\x98\x80","amount":1,"event_time":"2026-11-21T10:15:00Z"}',
+    # Spark skips unknown fields as the certifier does, never converting their numbers.
+    b'{"id":"e1","name":"Ada","amount":1.00,"event_time":"2026-11-21T10:15:00Z","n":1e999999}',
+]
+
+#: Records only the reference may decide: duplicate keys, a BOM, text that is not
+#: strict UTF-8 or holds raw control characters, offsets Spark's parser refuses.
+PLAIN_ROUTED: list[bytes] = [
+    b'{"id":"e1","id":"e2","name":"Ada","amount":1.00,"event_time":"2026-11-21T10:15:00Z"}',
+    b'{"id":"e1","name":"Ada","amount":1.00,"amount":2.00,"event_time":"2026-11-21T10:15:00Z"}',
+    b'\xef\xbb\xbf{"id":"e1","name":"Ada","amount":1.00,"event_time":"2026-11-21T10:15:00Z"}',
+    b'{"id":"e1","name":"A\xc0\xafa","amount":1.00,"event_time":"2026-11-21T10:15:00Z"}',
+    b'{"id":"e1","name":"A\xed\xa0\x80","amount":1.00,"event_time":"2026-11-21T10:15:00Z"}',
+    b'{"id":"e1","name":"A\xf4\x90\x80\x80","amount":1.00,"event_time":"2026-11-21T10:15:00Z"}',
+    b'{"id":"e1","name":"A\x01","amount":1.00,"event_time":"2026-11-21T10:15:00Z"}',
+    b'{"id":"e1","name":"Ada","amount":1.00,"event_time":"2026-11-21T10:15:00+18:00"}',
+    b'{"id":"e1","name":"Ada","amount":1.00,"event_time":"2026-11-21T10:15:00-23:59"}',
+    b'{"id":"e1","name":"Ada","amount":"1.0E2","event_time":"2026-11-21T10:15:00Z"}',
+    b'{"id":"e1","name":"","amount":1.00,"event_time":"2026-11-21T10:15:00Z"}',
+    b'{"id":"e1","name":"Ada","amount":1.00,"event_time":"0001-01-01T00:15:00+01:00"}',
+    b'{"id":"e1","name":"Ada","amount":1.00,"event_time":"9999-12-31T23:15:00-01:00"}',
+]
+
+
 def order(**changes: Any) -> bytes:
     document: dict[str, Any] = {
         "event_id": "3d55d6e9-e28e-4857-9242-bc0713efd51f",
@@ -112,10 +145,36 @@ def order(**changes: Any) -> bytes:
 
 _DELETE = object()
 
+#: Valid orders in unusual but exact forms: the JVM certifier must take them itself.
+ORDER_CERTIFIED: list[bytes] = [
+    order(),
+    order(items__0__unit_price=19.99, totals__shipping=4.9),
+    order(customer__contact_info=None, customer__loyalty={"points": [1, 2]}),
+    order(customer__contact_info__email=None, items__0__note="gift"),
+    # 0.05 * 0.5 = 0.025 rounds half up to 0.03, within 0.01 of 0.04 (0.02 would not be).
+    order(
+        items=[{"sku": "S", "quantity": 1, "unit_price": "0.05", "discount": "0.5"}],
+        totals={"subtotal": "0.04", "tax": "0", "shipping": "0.00", "total": "0.04"},
+    ),
+]
+
 ORDER_EDGES: list[bytes | None] = [
     None,
     b"",
-    order(),
+    *ORDER_CERTIFIED,
+    # 0.025 rounds half up to 0.03, 0.02 away from 0.01 (0.02 would be within 0.01).
+    order(
+        items=[{"sku": "S", "quantity": 1, "unit_price": "0.05", "discount": "0.5"}],
+        totals={"subtotal": "0.01", "tax": "0", "shipping": "0.00", "total": "0.01"},
+    ),
+    order().replace(b'"version": 3', b'"version": 3, "version": 4'),
+    order().replace(b'"tier": "gold"', b'"tier": "gold", "tier": "silver"'),
+    order(version=-0),
+    order(items__0__quantity=0),
+    order(items__0__quantity=True),
+    order(customer__name=["Ada"]),
+    order(items=[{"sku": "S", "quantity": 1, "unit_price": "1.00", "discount": "0"}, None]),
+    order(totals__subtotal=35.98),
     order(version="3"),
     order(version=3.0),
     order(version=2**63),
@@ -157,7 +216,9 @@ def contracts() -> dict[str, Contract]:
 
 def values_of(dataset: str) -> list[bytes | None]:
     generated: list[bytes | None] = [record.value for record in generate(dataset, SPEC)]
-    return generated + (PLAIN_EDGES if dataset == "plain" else ORDER_EDGES)
+    if dataset == "plain":
+        return generated + PLAIN_EDGES + PLAIN_CERTIFIED + PLAIN_ROUTED
+    return generated + ORDER_EDGES
 
 
 def frame(spark: SparkSession, values: list[bytes | None]) -> DataFrame:
@@ -202,18 +263,49 @@ def test_spark_verdicts_equal_the_reference_on_every_row(
     assert not mismatches, mismatches[:3]
 
 
+def certified_ids(spark: SparkSession, contract: Contract, values: list[bytes]) -> set[int]:
+    staged = validation._certify(validation._plan(contract), frame(spark, values), "value")
+    return {row.id for row in staged.where(validation._CERTIFIED).select("id").collect()}
+
+
 @pytest.mark.parametrize("dataset", ["plain", "purchase_orders"])
-def test_generated_valid_records_are_certified_natively(
+def test_valid_records_are_certified_in_the_jvm(
     spark: SparkSession, contracts: dict[str, Contract], dataset: str
 ) -> None:
     contract = contracts[dataset]
     records = list(generate(dataset, SPEC))
-    staged = validation._certify(
-        validation._plan(contract), frame(spark, [r.value for r in records]), "value"
-    )
-    certified = {row.id for row in staged.where(validation._CERTIFIED).select("id").collect()}
+    edges = PLAIN_CERTIFIED if dataset == "plain" else ORDER_CERTIFIED
+    values = [r.value for r in records] + edges
     valid = {i for i, record in enumerate(records) if not record.is_malformed}
-    assert certified == valid
+    valid |= set(range(len(records), len(values)))
+    assert all(classify(contract, values[i]).violation is None for i in valid)
+    assert certified_ids(spark, contract, values) == valid
+
+
+def test_records_only_the_reference_can_decide_are_not_certified(
+    spark: SparkSession, contracts: dict[str, Contract]
+) -> None:
+    assert certified_ids(spark, contracts["plain"], PLAIN_ROUTED) == set()
+
+
+def test_without_the_certifier_every_record_is_judged_in_python(
+    spark: SparkSession, contracts: dict[str, Contract], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session without the UDF jar (a cluster it was not shipped to) loses speed only."""
+    import resources.spark_udfs
+
+    contract = contracts["purchase_orders"]
+    generated = [record.value for record in generate("purchase_orders", SPEC)][:200]
+    values: list[bytes | None] = [*ORDER_EDGES, *generated]
+    monkeypatch.setattr(resources.spark_udfs, "has_class", lambda spark, name: False)
+    assert certified_ids(spark, contract, [v for v in values if v is not None]) == set()
+    rows = parse_payload(contract, frame(spark, values)).collect()
+    for row in rows:
+        expected = classify(contract, values[row.id])
+        violation = None if row.violation is None else tuple(row.violation)
+        assert violation == (None if expected.violation is None else tuple(expected.violation))
+        payload = None if row.payload is None else as_python(row.payload.asDict(recursive=True))
+        assert payload == expected.payload
 
 
 def test_output_columns_and_types(spark: SparkSession, contracts: dict[str, Contract]) -> None:

@@ -18,6 +18,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.regex.Pattern;
 import org.apache.spark.sql.api.java.UDF1;
+import org.apache.spark.sql.expressions.UserDefinedFunction;
+import org.apache.spark.sql.functions;
+import org.apache.spark.sql.types.DataTypes;
 
 /**
  * Certifies a raw Kafka payload valid under a data contract, in one pass over its bytes.
@@ -42,6 +45,17 @@ public final class PayloadCertifier implements UDF1<byte[], Boolean> {
   public PayloadCertifier(String spec) {
     this.spec = spec;
     this.plan = Plan.parse(spec); // a malformed spec fails on the driver, not in a task
+  }
+
+  /**
+   * The certifier of {@code spec} as a Spark UDF: {@code boolean certify(binary value)}.
+   *
+   * <p>Built here, where javac picks the typed {@code udf(UDF1, DataType)} overload;
+   * through Py4J the untyped {@code udf(Object, DataType)} may be chosen, which Spark
+   * refuses.
+   */
+  public static UserDefinedFunction udf(String spec) {
+    return functions.udf(new PayloadCertifier(spec), DataTypes.BooleanType);
   }
 
   @Override
