@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -221,7 +221,7 @@ def values_of(dataset: str) -> list[bytes | None]:
     return generated + ORDER_EDGES
 
 
-def frame(spark: SparkSession, values: list[bytes | None]) -> DataFrame:
+def frame(spark: SparkSession, values: Sequence[bytes | None]) -> DataFrame:
     return spark.createDataFrame(list(enumerate(values)), "id long, value binary")
 
 
