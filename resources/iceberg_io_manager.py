@@ -27,6 +27,12 @@ metadata, which wins):
     whose rows change together (an order's lines). A group with a newer sequence
     replaces the stored group as a whole: rows the new version no longer has are
     deleted in the same commit.
+``unique_by_key``
+    Optional, ``upsert`` of Spark DataFrames only: ``True`` when the asset already
+    returns one row per ``primary_key`` (the newest version of each, as a builder that
+    ranked its rows does); the write then skips its own ranking pass over the input.
+    Repeated keys would reach the table, where the contract's key-uniqueness check
+    reports them.
 ``snapshot_properties``
     Extra properties for the snapshot summary (e.g. source offsets); every
     commit also carries ``dagster.run_id``, ``dagster.partition_keys``,
@@ -122,6 +128,7 @@ class WriteRequest:
     primary_key: Sequence[str] = ()
     sequence_column: str | None = None
     group_key: Sequence[str] = ()
+    unique_by_key: bool = False
     snapshot_properties: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -354,6 +361,7 @@ class IcebergIOManager(dg.ConfigurableIOManager):
             primary_key=primary_key,
             sequence_column=sequence_column,
             group_key=group_key,
+            unique_by_key=bool(option("unique_by_key")) and mode == "upsert",
             snapshot_properties=properties,
         )
 
@@ -560,6 +568,7 @@ class IcebergIOManager(dg.ConfigurableIOManager):
                         f"Iceberg table {request.table_name}: upsert column(s) "
                         f"{', '.join(map(str, missing))} are missing from the input"
                     )
+            if request.mode == "upsert" and not request.unique_by_key:
                 # Read several times (classification, MERGE, retries): computed once, in
                 # the same pass that counts the duplicates dropped.
                 ranked = iceberg_spark.rank_latest(
@@ -617,6 +626,9 @@ class IcebergIOManager(dg.ConfigurableIOManager):
         rows = commit.rows
         if rows is None:
             rows = iceberg_spark.added_records(committed, snapshot_id)
+        details = dict(commit.details)
+        if commit.rows_detail is not None:
+            details[commit.rows_detail] = rows
         return WriteResult(
             snapshot_id=snapshot_id,
             rows=rows,
@@ -624,7 +636,7 @@ class IcebergIOManager(dg.ConfigurableIOManager):
             location=committed.location(),
             attempts=1,
             schema_changes=plan.changes,
-            details=commit.details,
+            details=details,
         )
 
     def _stage_upsert(

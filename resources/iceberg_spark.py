@@ -233,6 +233,8 @@ class SparkCommit:
     rows: int | None
     details: dict[str, int]
     committed: bool = True
+    rows_detail: str | None = None
+    """The detail that equals ``rows``, filled in once the snapshot says how many."""
 
 
 def write_options(properties: Mapping[str, str]) -> dict[str, str]:
@@ -300,11 +302,13 @@ def upsert(
     keys = list(request.primary_key)
     sequence = cast(str, request.sequence_column)
     target = quote(request.table_name)
-    if table_exists:
-        stored = spark.table(target).groupBy(*keys).agg(F.max(sequence).alias(_SEQ))
-        classified = source.join(stored, on=keys, how="left")
-    else:
-        classified = source.withColumn(_SEQ, F.lit(None).cast(source.schema[sequence].dataType))
+    if not table_exists:
+        # A table this attempt created: every row is an insert, the snapshot counts them.
+        _merge(spark, source, request, keys=keys, sequence=sequence)
+        details = {"rows_updated": 0, "rows_skipped_not_newer": 0}
+        return SparkCommit(rows=None, details=details, rows_detail="rows_inserted")
+    stored = spark.table(target).groupBy(*keys).agg(F.max(sequence).alias(_SEQ))
+    classified = source.join(stored, on=keys, how="left")
     newer = F.col(_SEQ).isNull() | (F.col(sequence) > F.col(_SEQ))
     # Counted, then merged: computed once (the stored keys are read once too).
     classified = classified.persist()
@@ -328,23 +332,35 @@ def upsert(
             return SparkCommit(rows=0, details=details, committed=False)
 
         changed = classified.where(newer).select(*source.columns)
-        # One view per MERGE: steps of a multi-threaded run share the session's temp views.
-        view = f"{_SOURCE_VIEW_PREFIX}{uuid.uuid4().hex}"
-        changed.createOrReplaceTempView(view)
-        on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-        seq = f"`{sequence}`"
-        statement = (
-            f"MERGE INTO {target} AS t USING {view} AS s ON {on} "
-            f"WHEN MATCHED AND (t.{seq} IS NULL OR s.{seq} > t.{seq}) THEN UPDATE SET * "
-            "WHEN NOT MATCHED THEN INSERT *"
-        )
-        try:
-            with_commit_properties(spark, request.snapshot_properties, lambda: spark.sql(statement))
-        finally:
-            spark.catalog.dropTempView(view)
+        _merge(spark, changed, request, keys=keys, sequence=sequence)
         return SparkCommit(rows=inserted + updated, details=details)
     finally:
         classified.unpersist()
+
+
+def _merge(
+    spark: SparkSession,
+    changed: DataFrame,
+    request: WriteRequest,
+    *,
+    keys: Sequence[str],
+    sequence: str,
+) -> None:
+    """``MERGE INTO`` the table: new keys inserted, stored keys updated when newer."""
+    # One view per MERGE: steps of a multi-threaded run share the session's temp views.
+    view = f"{_SOURCE_VIEW_PREFIX}{uuid.uuid4().hex}"
+    changed.createOrReplaceTempView(view)
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    seq = f"`{sequence}`"
+    statement = (
+        f"MERGE INTO {quote(request.table_name)} AS t USING {view} AS s ON {on} "
+        f"WHEN MATCHED AND (t.{seq} IS NULL OR s.{seq} > t.{seq}) THEN UPDATE SET * "
+        "WHEN NOT MATCHED THEN INSERT *"
+    )
+    try:
+        with_commit_properties(spark, request.snapshot_properties, lambda: spark.sql(statement))
+    finally:
+        spark.catalog.dropTempView(view)
 
 
 def upsert_groups(
@@ -371,32 +387,49 @@ def upsert_groups(
         .where(F.col(sequence) == F.col(_SEQ))
         .drop(_SEQ)
     )
+    if not table_exists:
+        # A table this attempt created: every group is new, the snapshot counts the rows.
+        _merge_groups(
+            spark,
+            source.withColumn(_DELETE, F.lit(False)),
+            request,
+            keys=keys,
+            sequence=sequence,
+            target=target,
+        )
+        return SparkCommit(rows=None, details={"rows_deleted": 0}, rows_detail="rows_written")
     groups = source.groupBy(*group).agg(F.max(sequence).alias(_NEW_SEQ))
-    if table_exists:
-        stored = spark.table(target)
-        stored_groups = stored.groupBy(*group).agg(F.max(sequence).alias(_SEQ))
-        groups = groups.join(stored_groups, on=group, how="left")
-    else:
-        groups = groups.withColumn(_SEQ, F.lit(None).cast(source.schema[sequence].dataType))
+    stored = spark.table(target)
+    stored_groups = stored.groupBy(*group).agg(F.max(sequence).alias(_SEQ))
+    groups = groups.join(stored_groups, on=group, how="left")
     groups = groups.where(F.col(_SEQ).isNull() | (F.col(_NEW_SEQ) > F.col(_SEQ))).select(
         *group, _NEW_SEQ
     )
     changed = source.join(groups.select(*group), on=group, how="left_semi").withColumn(
         _DELETE, F.lit(False)
     )
-    if table_exists:
-        removed = (
-            stored.join(groups, on=group, how="inner")
-            .join(changed.select(*keys), on=keys, how="left_anti")
-            .withColumn(sequence, F.col(_NEW_SEQ).cast(source.schema[sequence].dataType))
-            .drop(_NEW_SEQ)
-            .withColumn(_DELETE, F.lit(True))
-        )
-        changed = changed.unionByName(removed.select(*changed.columns))
+    removed = (
+        stored.join(groups, on=group, how="inner")
+        .join(changed.select(*keys), on=keys, how="left_anti")
+        .withColumn(sequence, F.col(_NEW_SEQ).cast(source.schema[sequence].dataType))
+        .drop(_NEW_SEQ)
+        .withColumn(_DELETE, F.lit(True))
+    )
+    changed = changed.unionByName(removed.select(*changed.columns))
     # Counted, then merged: computed once.
     changed = changed.persist()
     try:
-        return _merge_groups(spark, changed, request, keys=keys, sequence=sequence, target=target)
+        counts = changed.agg(
+            F.sum(F.when(~F.col(_DELETE), 1).otherwise(0)).alias("written"),
+            F.sum(F.when(F.col(_DELETE), 1).otherwise(0)).alias("deleted"),
+        ).first()
+        written = int(counts["written"] or 0) if counts else 0
+        deleted = int(counts["deleted"] or 0) if counts else 0
+        details = {"rows_written": written, "rows_deleted": deleted}
+        if written + deleted == 0:
+            return SparkCommit(rows=0, details=details, committed=False)
+        _merge_groups(spark, changed, request, keys=keys, sequence=sequence, target=target)
+        return SparkCommit(rows=written, details=details)
     finally:
         changed.unpersist()
 
@@ -409,18 +442,8 @@ def _merge_groups(
     keys: Sequence[str],
     sequence: str,
     target: str,
-) -> SparkCommit:
-    from pyspark.sql import functions as F
-
-    counts = changed.agg(
-        F.sum(F.when(~F.col(_DELETE), 1).otherwise(0)).alias("written"),
-        F.sum(F.when(F.col(_DELETE), 1).otherwise(0)).alias("deleted"),
-    ).first()
-    written = int(counts["written"] or 0) if counts else 0
-    deleted = int(counts["deleted"] or 0) if counts else 0
-    details = {"rows_written": written, "rows_deleted": deleted}
-    if written + deleted == 0:
-        return SparkCommit(rows=0, details=details, committed=False)
+) -> None:
+    """``MERGE INTO`` the table by key: rows marked ``_DELETE`` delete, the others write."""
     view = f"{_SOURCE_VIEW_PREFIX}{uuid.uuid4().hex}"
     changed.createOrReplaceTempView(view)
     columns = [c for c in changed.columns if c != _DELETE]
@@ -440,7 +463,6 @@ def _merge_groups(
         with_commit_properties(spark, request.snapshot_properties, lambda: spark.sql(statement))
     finally:
         spark.catalog.dropTempView(view)
-    return SparkCommit(rows=written, details=details)
 
 
 def with_commit_properties(

@@ -401,9 +401,13 @@ def table_builder(contract_name: str) -> TableBuilder:
 
 
 #: Extra IO manager metadata per (contract, table): a newer version of an order
-#: replaces all of its lines (``group_key``), so lines a customer removed disappear.
+#: replaces all of its lines (``group_key``), so lines a customer removed disappear;
+#: :func:`purchase_order_tables` keeps one row per key (``unique_by_key``), so the
+#: upserts need no ranking of their own.
 WRITE_OPTIONS: dict[tuple[str, str], dict[str, object]] = {
-    ("purchase_orders", "order_lines"): {"group_key": ["order_id"]},
+    ("purchase_orders", "orders"): {"unique_by_key": True},
+    ("purchase_orders", "order_lines"): {"group_key": ["order_id"], "unique_by_key": True},
+    ("purchase_orders", "customers"): {"unique_by_key": True},
 }
 
 

@@ -219,6 +219,58 @@ def test_upsert_keeps_the_latest_version_and_is_replay_safe(
     assert current_snapshot_id(load(io_manager, table_name)) == before
 
 
+def test_upsert_of_rows_unique_by_key_skips_the_ranking_and_counts_from_the_snapshot(
+    spark: SparkSession, io_manager: IcebergIOManager, table_name: str
+) -> None:
+    """``unique_by_key``: the asset vouches for one row per key, so the write does not rank
+    (a repeated key is kept, as documented); the first write into a new table counts its
+    inserts from the snapshot; later writes still keep only newer versions."""
+    at = datetime(2026, 1, 2, 10, tzinfo=UTC)
+    batches = iter(
+        [
+            [("A", 1, "created", at), ("B", 1, "created", at), ("C", 2, "paid", at)],
+            [("A", 2, "paid", at), ("B", 1, "created", at), ("D", 1, "created", at)],
+            # Not unique, although the asset says so: nothing removes the second A.
+            [("E", 1, "created", at), ("E", 2, "paid", at)],
+        ]
+    )
+    meta = {
+        "partition_expr": "updated_at",
+        "write_mode": "upsert",
+        "primary_key": ["order_id"],
+        "sequence_column": "version",
+        "unique_by_key": True,
+    }
+    asset = spark_asset(table_name, lambda _: _orders(spark, next(batches)), meta)
+    node = f"silver__{table_name}"
+
+    def content() -> list[tuple[str, int, str]]:
+        data = load(io_manager, table_name).scan().to_arrow().to_pylist()
+        return sorted((r["order_id"], r["version"], r["status"]) for r in data)
+
+    first = run([asset], io_manager, [DAYS[1]])
+    assert content() == [("A", 1, "created"), ("B", 1, "created"), ("C", 2, "paid")]
+    assert metadata_value(first, node, "rows_inserted") == 3
+    assert metadata_value(first, node, "rows_updated") == 0
+    assert metadata_value(first, node, "dagster/row_count") == 3
+    assert metadata_value(first, node, "input_duplicates_dropped") == 0
+    assert summary_of(load(io_manager, table_name))[RUN_ID_PROPERTY] == first.run_id
+
+    second = run([asset], io_manager, [DAYS[1]])
+    assert content() == [
+        ("A", 2, "paid"),
+        ("B", 1, "created"),
+        ("C", 2, "paid"),
+        ("D", 1, "created"),
+    ]
+    assert metadata_value(second, node, "rows_updated") == 1
+    assert metadata_value(second, node, "rows_inserted") == 1
+    assert metadata_value(second, node, "rows_skipped_not_newer") == 1
+
+    run([asset], io_manager, [DAYS[1]])
+    assert [row for row in content() if row[0] == "E"] == [("E", 1, "created"), ("E", 2, "paid")]
+
+
 def test_group_upsert_replaces_an_orders_lines_as_a_whole(
     spark: SparkSession, io_manager: IcebergIOManager, table_name: str
 ) -> None:
