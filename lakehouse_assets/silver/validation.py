@@ -10,7 +10,7 @@ Two engines, one verdict:
   bulk: well-formed records), and every other row, and only those, goes through
   the reference evaluator. Verdicts therefore agree by construction: a row is
   either proven valid in the JVM (and the proof implies the reference evaluator
-  finds no violation and Spark's parse yields the same typed values), or the
+  finds no violation and yields the same typed values as the certifier), or the
   reference evaluator itself decides it, rule id and reason included.
 
 Semantics (the rules come from :meth:`Contract.row_rules` of the payload object,
@@ -670,8 +670,7 @@ def _canonical(fields: Sequence[_Field], payload: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- Spark
 
 
-_CORRUPT = "$corrupt"  # not a property name: those are identifiers
-_PARSED = "__validation_parsed"
+_CERTIFIED_PAYLOAD = "__validation_certified_payload"
 _CERTIFIED = "__validation_certified"
 _JUDGED = "__validation_python"
 _TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS]XXX"
@@ -679,7 +678,6 @@ _TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS]XXX"
 _CERTIFIER_CLASS = "lakehouse.validation.PayloadCertifier"
 _JSON_OPTIONS = {
     "mode": "PERMISSIVE",
-    "columnNameOfCorruptRecord": _CORRUPT,
     "allowSingleQuotes": "false",
     "allowNonNumericNumbers": "false",
     "allowComments": "false",
@@ -701,21 +699,19 @@ def parse_payload(contract: Contract, df: DataFrame, value_column: str = "value"
     null when the row is valid).
 
     Rows are certified valid in the JVM: a Java UDF (``PayloadCertifier``) reads each
-    payload's bytes once and checks them against the contract, and one ``from_json``
-    with a lenient schema (scalar leaves as strings) gives the values, converted to
-    the contract's types. Only rows that are not certified (invalid ones, and the rare
-    valid ones whose exactness the certifier cannot prove) have their bytes evaluated
-    by :func:`classify` in a pandas UDF. Certified rows reach the UDF operator as a
-    null argument and are not looked at in Python. Without the certifier's jar on the
-    session's classpath every row goes to Python: the same verdicts, far slower.
+    payload's bytes once, checks them against the contract and returns the typed
+    payload. Only rows that are not certified (invalid ones, and the rare valid ones
+    whose exactness the certifier cannot prove) have their bytes evaluated by
+    :func:`classify` in a pandas UDF, whose canonical text of a valid payload
+    ``from_json`` types. Certified rows reach the UDF operator as a null argument and
+    are not looked at in Python. Without the certifier's jar on the session's
+    classpath every row goes to Python: the same verdicts, far slower.
     """
     from pyspark.sql import functions as F
 
     plan = _plan(contract)
     value = F.col(value_column)
-    lenient = _lenient_struct(plan.fields, corrupt=True)
     staged = _certify(plan, df, value_column)
-    p = F.col(_PARSED)
 
     judge = _python_judge(contract)
     routed = F.when(~F.col(_CERTIFIED) & value.isNotNull(), value)
@@ -740,11 +736,11 @@ def parse_payload(contract: Contract, df: DataFrame, value_column: str = "value"
             ),
         )
     )
-    # The certifier checked every leaf of a certified row (the type of every field, not
-    # only those with a type rule) in the form the conversion takes exactly: no guards.
-    canonical = F.from_json(python.getField("canonical"), lenient, _JSON_OPTIONS)
-    payload = F.when(F.col(_CERTIFIED), _typed_struct(plan.fields, p, guarded=False)).when(
-        canonical.isNotNull(), _typed_struct(plan.fields, canonical, guarded=True)
+    canonical = F.from_json(
+        python.getField("canonical"), _lenient_struct(plan.fields), _JSON_OPTIONS
+    )
+    payload = F.when(F.col(_CERTIFIED), F.col(_CERTIFIED_PAYLOAD)).when(
+        canonical.isNotNull(), _typed_struct(plan.fields, canonical)
     )
     return judged.select(
         *[F.col(f"`{name}`") for name in df.columns],
@@ -754,23 +750,18 @@ def parse_payload(contract: Contract, df: DataFrame, value_column: str = "value"
 
 
 def _certify(plan: _Plan, df: DataFrame, value_column: str) -> DataFrame:
-    """``df`` plus the lenient parse (``_PARSED``) and whether the row is certified valid
-    in the JVM (``_CERTIFIED``, never null)."""
+    """``df`` plus the typed payload of the rows certified valid in the JVM
+    (``_CERTIFIED_PAYLOAD``, null for the others) and whether the row is certified
+    (``_CERTIFIED``, never null)."""
     from pyspark.sql import functions as F
 
-    value = F.col(value_column)
-    parsed = F.from_json(
-        value.cast("string"), _lenient_struct(plan.fields, corrupt=True), _JSON_OPTIONS
-    )
-    staged = df.withColumn(_PARSED, parsed)
-    p = F.col(_PARSED)
     certifier = _certifier(df.sparkSession, plan)
     if certifier is None:
-        return staged.withColumn(_CERTIFIED, F.lit(False))
-    # The parse is the certifier's own check repeated in Spark's reader: should it ever
-    # disagree (a corrupt record), Python decides.
-    certified = certifier(value) & p.isNotNull() & p.getField(_CORRUPT).isNull()
-    return staged.withColumn(_CERTIFIED, F.coalesce(certified, F.lit(False)))
+        certified = F.lit(None).cast(_payload_type(plan.fields))
+    else:
+        certified = certifier(F.col(value_column))
+    staged = df.withColumn(_CERTIFIED_PAYLOAD, certified)
+    return staged.withColumn(_CERTIFIED, F.col(_CERTIFIED_PAYLOAD).isNotNull())
 
 
 def _certifier(spark: SparkSession, plan: _Plan) -> Callable[[SparkColumn], SparkColumn] | None:
@@ -799,7 +790,8 @@ def _certifier(spark: SparkSession, plan: _Plan) -> Callable[[SparkColumn], Spar
 
 
 def _certifier_spec(plan: _Plan) -> str:
-    """The plan as the JVM certifier reads it: the payload's fields and its error rules."""
+    """The plan as the JVM certifier reads it: the payload's fields, its Spark type (what
+    the certifier returns) and its error rules."""
 
     def field(node: _Field) -> dict[str, Any]:
         return {
@@ -813,7 +805,13 @@ def _certifier_spec(plan: _Plan) -> str:
         }
 
     rules = [_rule_spec(rule) for rule in plan.rules if rule.kind != "parseable"]
-    return json.dumps({"fields": [field(node) for node in plan.fields], "rules": rules})
+    return json.dumps(
+        {
+            "fields": [field(node) for node in plan.fields],
+            "type": json.loads(_payload_type(plan.fields).json()),
+            "rules": rules,
+        }
+    )
 
 
 def _number_text(value: Any) -> str | None:
@@ -922,72 +920,92 @@ def _python_judge(contract: Contract) -> Callable[[SparkColumn], SparkColumn]:
     return udf
 
 
-# Lenient schema and typed conversion ------------------------------------------------------
+# Types, and the typed conversion of canonical text -----------------------------------------
+
+
+def _payload_type(fields: Sequence[_Field]) -> StructType:
+    """The Spark type of the typed payload (every field nullable)."""
+    from pyspark.sql import types as T
+
+    return T.StructType([T.StructField(field.name, _spark_type(field)) for field in fields])
+
+
+def _spark_type(field: _Field) -> DataType:
+    from pyspark.sql import types as T
+
+    if field.logical == "object":
+        return _payload_type(field.children)
+    if field.logical == "array":
+        assert field.item is not None
+        return T.ArrayType(_spark_type(field.item))
+    if field.logical == "integer":
+        return T.IntegerType() if field.arrow == pa.int32() else T.LongType()
+    if field.logical == "number":
+        if field.decimal is not None:
+            return T.DecimalType(*field.decimal)
+        return T.FloatType() if pa.types.is_float32(field.arrow) else T.DoubleType()
+    scalars: dict[str, DataType] = {
+        "string": T.StringType(),
+        "boolean": T.BooleanType(),
+        "timestamp": T.TimestampType(),
+        "date": T.DateType(),
+    }
+    return scalars[field.logical]
 
 
 def _lenient_type(field: _Field) -> DataType:
     from pyspark.sql import types as T
 
     if field.logical == "object":
-        return _lenient_struct(field.children, corrupt=False)
+        return _lenient_struct(field.children)
     if field.logical == "array":
         assert field.item is not None
         return T.ArrayType(_lenient_type(field.item))
     return T.StringType()
 
 
-def _lenient_struct(fields: Sequence[_Field], corrupt: bool) -> StructType:
+def _lenient_struct(fields: Sequence[_Field]) -> StructType:
+    """The payload with its scalar leaves as strings: how canonical text is read."""
     from pyspark.sql import types as T
 
-    struct = T.StructType([T.StructField(field.name, _lenient_type(field)) for field in fields])
-    if corrupt:
-        struct = struct.add(T.StructField(_CORRUPT, T.StringType()))
-    return struct
+    return T.StructType([T.StructField(field.name, _lenient_type(field)) for field in fields])
 
 
-def _typed_struct(fields: Sequence[_Field], node: SparkColumn, guarded: bool) -> SparkColumn:
+def _typed_struct(fields: Sequence[_Field], node: SparkColumn) -> SparkColumn:
     from pyspark.sql import functions as F
 
     return F.struct(
-        *[
-            _typed_column(field, node.getField(field.name), guarded).alias(field.name)
-            for field in fields
-        ]
+        *[_typed_column(field, node.getField(field.name)).alias(field.name) for field in fields]
     )
 
 
-def _typed_column(field: _Field, node: SparkColumn, guarded: bool) -> SparkColumn:
-    """Exact conversion of a lenient (certified or canonical) value to its typed form.
+def _typed_column(field: _Field, node: SparkColumn) -> SparkColumn:
+    """Exact conversion of a lenient value of canonical text to its typed form.
 
-    ``guarded``: integers and numbers convert only when their text has the expected
-    shape (null otherwise); without it they are cast as they are, which is exact only
-    for text the JVM certifier accepted.
+    Integers and numbers convert only when their text has the expected shape (null
+    otherwise).
     """
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
     if field.logical == "object":
-        return F.when(node.isNotNull(), _typed_struct(field.children, node, guarded))
+        return F.when(node.isNotNull(), _typed_struct(field.children, node))
     if field.logical == "array":
         item = field.item
         assert item is not None
-        return F.transform(node, lambda element: _typed_column(item, element, guarded))
+        return F.transform(node, lambda element: _typed_column(item, element))
     if field.logical == "string":
         return node
     if field.logical == "boolean":
         return F.when(node.isNotNull(), node == F.lit("true"))
     if field.logical == "integer":
         target = T.IntegerType() if field.arrow == pa.int32() else T.LongType()
-        if not guarded:
-            return node.cast(target)
         return F.when(node.rlike(r"\A-?[0-9]{1,19}\z"), node.cast(target))
     if field.logical == "number":
         if field.decimal is not None:
             target_type: DataType = T.DecimalType(*field.decimal)
         else:
             target_type = T.FloatType() if pa.types.is_float32(field.arrow) else T.DoubleType()
-        if not guarded:
-            return node.cast(target_type)
         return F.when(node.rlike(_FLOAT_TEXT), node.cast(target_type))
     if field.logical == "timestamp":
         return F.try_to_timestamp(node, F.lit(_TIMESTAMP_FORMAT))
@@ -996,7 +1014,7 @@ def _typed_column(field: _Field, node: SparkColumn, guarded: bool) -> SparkColum
     raise AssertionError(field.logical)
 
 
-#: What a canonical or certified number looks like (Python's repr may add an exponent).
+#: What a canonical number looks like (Python's repr may add an exponent).
 _FLOAT_TEXT = r"\A-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?\z"
 
 

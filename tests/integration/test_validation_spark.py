@@ -86,6 +86,8 @@ PLAIN_CERTIFIED: list[bytes] = [
     PLAIN % (b"-0", b"2026-11-21T10:15:00.12345-00:00"),
     PLAIN % (b'"0019.50"', b"2026-11-21T23:15:00+17:59"),
     PLAIN % (b"12345678.5", b"2026-11-21T00:15:00.000001-17:30"),
+    PLAIN % (b"0.01", b"2026-11-21T10:15:00+18:00"),
+    PLAIN % (b"2", b"2026-11-21T23:15:00.5-23:59"),
     b' \n{"id":"e1","extra":{"deep":[1,2.5e300,"x",null,true]},"name":"A\\u00e9\xc3\xa9",'
     b'"amount":0.5,"event_time":"2026-11-21T10:15:00-05:00"}\t',
     b'{"id":"e1","name":"A\xf0\x9f\x98\x80","amount":1,"event_time":"2026-11-21T10:15:00Z"}',
@@ -94,7 +96,7 @@ PLAIN_CERTIFIED: list[bytes] = [
 ]
 
 #: Records only the reference may decide: duplicate keys, a BOM, text that is not
-#: strict UTF-8 or holds raw control characters, offsets Spark's parser refuses.
+#: strict UTF-8 or holds raw control characters, numbers the certifier does not read.
 PLAIN_ROUTED: list[bytes] = [
     b'{"id":"e1","id":"e2","name":"Ada","amount":1.00,"event_time":"2026-11-21T10:15:00Z"}',
     b'{"id":"e1","name":"Ada","amount":1.00,"amount":2.00,"event_time":"2026-11-21T10:15:00Z"}',
@@ -103,8 +105,6 @@ PLAIN_ROUTED: list[bytes] = [
     b'{"id":"e1","name":"A\xed\xa0\x80","amount":1.00,"event_time":"2026-11-21T10:15:00Z"}',
     b'{"id":"e1","name":"A\xf4\x90\x80\x80","amount":1.00,"event_time":"2026-11-21T10:15:00Z"}',
     b'{"id":"e1","name":"A\x01","amount":1.00,"event_time":"2026-11-21T10:15:00Z"}',
-    b'{"id":"e1","name":"Ada","amount":1.00,"event_time":"2026-11-21T10:15:00+18:00"}',
-    b'{"id":"e1","name":"Ada","amount":1.00,"event_time":"2026-11-21T10:15:00-23:59"}',
     b'{"id":"e1","name":"Ada","amount":"1.0E2","event_time":"2026-11-21T10:15:00Z"}',
     b'{"id":"e1","name":"","amount":1.00,"event_time":"2026-11-21T10:15:00Z"}',
     b'{"id":"e1","name":"Ada","amount":1.00,"event_time":"0001-01-01T00:15:00+01:00"}',

@@ -9,6 +9,7 @@ import java.io.IOException;
 import java.math.BigDecimal;
 import java.math.RoundingMode;
 import java.time.DateTimeException;
+import java.time.Instant;
 import java.time.LocalDate;
 import java.time.LocalDateTime;
 import java.time.ZoneOffset;
@@ -17,26 +18,31 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.regex.Pattern;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.api.java.UDF1;
 import org.apache.spark.sql.expressions.UserDefinedFunction;
 import org.apache.spark.sql.functions;
-import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.DataType;
 
 /**
- * Certifies a raw Kafka payload valid under a data contract, in one pass over its bytes.
+ * Certifies a raw Kafka payload valid under a data contract and types it, in one pass
+ * over its bytes.
  *
- * <p>A Spark UDF over the record's bytes: {@code true} only when the payload certainly
- * passes every error rule of the contract <em>and</em> Spark's lenient {@code from_json}
- * of it, converted to the contract's types, yields exactly the values the Python
- * reference evaluator ({@code lakehouse_assets.silver.validation.classify}) yields.
- * {@code false} means "not certain": the row then goes to the reference evaluator,
- * which decides it, so a {@code false} is never wrong, only slower. Everything this
- * class does not understand exactly is therefore a {@code false}.
+ * <p>A Spark UDF over the record's bytes. It returns the typed payload (a row shaped like
+ * the contract's payload object: strings, longs, exact decimals, instants, days, nested
+ * rows and lists) only when the payload certainly passes every error rule of the contract
+ * and those are exactly the values the Python reference evaluator ({@code
+ * lakehouse_assets.silver.validation.classify}) yields. {@code null} means "not certain":
+ * the row then goes to the reference evaluator, which decides it, so a {@code null} is
+ * never wrong, only slower. Everything this class does not understand exactly is
+ * therefore a {@code null}.
  *
- * <p>The contract arrives as a JSON spec that {@code validation.py} writes from its
- * plan: the payload's field tree and its error rules. See {@code _certifier_spec}.
+ * <p>The contract arrives as a JSON spec that {@code validation.py} writes from its plan:
+ * the payload's field tree, its Spark type and its error rules. See {@code
+ * _certifier_spec}.
  */
-public final class PayloadCertifier implements UDF1<byte[], Boolean> {
+public final class PayloadCertifier implements UDF1<byte[], Row> {
   private static final long serialVersionUID = 1L;
 
   private final String spec;
@@ -48,18 +54,20 @@ public final class PayloadCertifier implements UDF1<byte[], Boolean> {
   }
 
   /**
-   * The certifier of {@code spec} as a Spark UDF: {@code boolean certify(binary value)}.
+   * The certifier of {@code spec} as a Spark UDF: {@code payload certify(binary value)},
+   * its type the spec's {@code type}.
    *
    * <p>Built here, where javac picks the typed {@code udf(UDF1, DataType)} overload;
    * through Py4J the untyped {@code udf(Object, DataType)} may be chosen, which Spark
    * refuses.
    */
   public static UserDefinedFunction udf(String spec) {
-    return functions.udf(new PayloadCertifier(spec), DataTypes.BooleanType);
+    PayloadCertifier certifier = new PayloadCertifier(spec);
+    return functions.udf(certifier, DataType.fromJson(certifier.plan.type));
   }
 
   @Override
-  public Boolean call(byte[] value) {
+  public Row call(byte[] value) {
     Plan current = plan;
     if (current == null) {
       current = Plan.parse(spec);
@@ -237,11 +245,13 @@ public final class PayloadCertifier implements UDF1<byte[], Boolean> {
   static final class Plan {
     final Field root;
     final Rule[] rules;
+    final String type;
     final JsonFactory json = new JsonFactory();
 
-    Plan(Field root, Rule[] rules) {
+    Plan(Field root, Rule[] rules, String type) {
       this.root = root;
       this.rules = rules;
+      this.type = type;
     }
 
     static Plan parse(String spec) {
@@ -262,30 +272,78 @@ public final class PayloadCertifier implements UDF1<byte[], Boolean> {
       for (int i = 0; i < rules.length; i++) {
         rules[i] = rule(root, ruleNodes.get(i));
       }
-      return new Plan(root, rules);
+      return new Plan(root, rules, node.get("type").toString());
     }
 
-    boolean certify(byte[] value) {
+    /** The typed payload, or null when it is not certainly valid. */
+    Row certify(byte[] value) {
       if (value == null || !wellFormedText(value)) {
-        return false;
+        return null;
       }
       try (JsonParser parser = json.createParser(value)) {
         if (parser.nextToken() != JsonToken.START_OBJECT) {
-          return false;
+          return null;
         }
         Object[] document = readObject(parser, root);
         if (parser.nextToken() != null) {
-          return false; // trailing content
+          return null; // trailing content
         }
         for (Rule rule : rules) {
           if (!rule.passes(document)) {
-            return false;
+            return null;
           }
         }
-        return true;
+        return row(document, root);
       } catch (IOException | RuntimeException e) { // Reject, a parse error, a wrong shape
-        return false;
+        return null;
       }
+    }
+  }
+
+  // Typing: the values Spark stores for the payload's struct -----------------------------------
+
+  static Row row(Object[] slots, Field object) {
+    Object[] values = new Object[slots.length];
+    for (int i = 0; i < slots.length; i++) {
+      values[i] = typed(slots[i], object.children[i]);
+    }
+    return RowFactory.create(values);
+  }
+
+  static Object typed(Object value, Field field) {
+    if (value == null || value == NULL) {
+      return null;
+    }
+    switch (field.kind) {
+      case OBJECT:
+        return row((Object[]) value, field);
+      case ARRAY:
+        {
+          ArrayList<?> elements = (ArrayList<?>) value;
+          List<Object> out = new ArrayList<>(elements.size());
+          for (Object element : elements) {
+            out.add(typed(element, field.item));
+          }
+          return out;
+        }
+      case INTEGER:
+        {
+          BigDecimal number = (BigDecimal) value;
+          return field.maxIntegerDigits == 9
+              ? (Object) number.intValueExact()
+              : (Object) number.longValueExact();
+        }
+      case NUMBER:
+        {
+          BigDecimal number = (BigDecimal) value;
+          if (field.precision >= 0) {
+            return number.setScale(field.scale, RoundingMode.UNNECESSARY);
+          }
+          // Correctly rounded from the exact value, as the reference's float() is.
+          return Double.parseDouble(number.toString());
+        }
+      default:
+        return value; // String, Boolean, Instant, LocalDate
     }
   }
 
@@ -443,15 +501,21 @@ public final class PayloadCertifier implements UDF1<byte[], Boolean> {
           return new BigDecimal(text);
         }
       case TIMESTAMP:
-        if (token != JsonToken.VALUE_STRING || !timestamp(parser.getText())) {
-          throw Reject.INSTANCE;
+        {
+          Instant instant = token == JsonToken.VALUE_STRING ? timestamp(parser.getText()) : null;
+          if (instant == null) {
+            throw Reject.INSTANCE;
+          }
+          return instant;
         }
-        return parser.getText();
       case DATE:
-        if (token != JsonToken.VALUE_STRING || !date(parser.getText())) {
-          throw Reject.INSTANCE;
+        {
+          LocalDate day = token == JsonToken.VALUE_STRING ? date(parser.getText()) : null;
+          if (day == null) {
+            throw Reject.INSTANCE;
+          }
+          return day;
         }
-        return parser.getText();
       default:
         throw Reject.INSTANCE;
     }
@@ -508,10 +572,10 @@ public final class PayloadCertifier implements UDF1<byte[], Boolean> {
   }
 
   /**
-   * {@code YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+HH:MM|-HH:MM)}, a real instant in years 1..9999 UTC,
-   * with an offset under 18 hours (the reference allows 23; Spark's parser stops at 18).
+   * The instant of {@code YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+HH:MM|-HH:MM)}, a real one in years
+   * 1..9999 UTC (the offset's hours at most 23, as the reference's); null otherwise.
    */
-  static boolean timestamp(String s) {
+  static Instant timestamp(String s) {
     int n = s.length();
     if (n < 20
         || s.charAt(4) != '-'
@@ -519,7 +583,7 @@ public final class PayloadCertifier implements UDF1<byte[], Boolean> {
         || s.charAt(10) != 'T'
         || s.charAt(13) != ':'
         || s.charAt(16) != ':') {
-      return false;
+      return null;
     }
     int year = number(s, 0, 4);
     int month = number(s, 5, 7);
@@ -528,7 +592,7 @@ public final class PayloadCertifier implements UDF1<byte[], Boolean> {
     int minute = number(s, 14, 16);
     int second = number(s, 17, 19);
     if (year <= 0 || month < 0 || day < 0 || hour < 0 || minute < 0 || second < 0) {
-      return false;
+      return null;
     }
     int i = 19;
     int nanos = 0;
@@ -539,7 +603,7 @@ public final class PayloadCertifier implements UDF1<byte[], Boolean> {
       }
       int digits = i - start;
       if (digits < 1 || digits > 6) {
-        return false;
+        return null;
       }
       nanos = number(s, start, i);
       for (int k = digits; k < 9; k++) {
@@ -547,54 +611,57 @@ public final class PayloadCertifier implements UDF1<byte[], Boolean> {
       }
     }
     if (i >= n) {
-      return false;
+      return null;
     }
     int offsetSeconds;
     char sign = s.charAt(i);
     if (sign == 'Z') {
       if (i + 1 != n) {
-        return false;
+        return null;
       }
       offsetSeconds = 0;
     } else if (sign == '+' || sign == '-') {
       if (i + 6 != n || s.charAt(i + 3) != ':') {
-        return false;
+        return null;
       }
       int hours = number(s, i + 1, i + 3);
       int minutes = number(s, i + 4, i + 6);
-      if (hours < 0 || hours > 17 || minutes < 0 || minutes > 59) {
-        return false;
+      if (hours < 0 || hours > 23 || minutes < 0 || minutes > 59) {
+        return null;
       }
       offsetSeconds = (hours * 3600 + minutes * 60) * (sign == '-' ? -1 : 1);
     } else {
-      return false;
+      return null;
     }
     try {
       long epoch =
           LocalDateTime.of(year, month, day, hour, minute, second, nanos)
-              .toEpochSecond(ZoneOffset.ofTotalSeconds(offsetSeconds));
-      return epoch >= MIN_EPOCH_SECOND && epoch <= MAX_EPOCH_SECOND;
+                  .toEpochSecond(ZoneOffset.UTC)
+              - offsetSeconds;
+      if (epoch < MIN_EPOCH_SECOND || epoch > MAX_EPOCH_SECOND) {
+        return null;
+      }
+      return Instant.ofEpochSecond(epoch, nanos);
     } catch (DateTimeException e) {
-      return false;
+      return null;
     }
   }
 
-  /** {@code YYYY-MM-DD}, a real day in years 1..9999. */
-  static boolean date(String s) {
+  /** The day of {@code YYYY-MM-DD}, a real one in years 1..9999; null otherwise. */
+  static LocalDate date(String s) {
     if (s.length() != 10 || s.charAt(4) != '-' || s.charAt(7) != '-') {
-      return false;
+      return null;
     }
     int year = number(s, 0, 4);
     int month = number(s, 5, 7);
     int day = number(s, 8, 10);
     if (year <= 0 || month < 0 || day < 0) {
-      return false;
+      return null;
     }
     try {
-      LocalDate.of(year, month, day);
-      return true;
+      return LocalDate.of(year, month, day);
     } catch (DateTimeException e) {
-      return false;
+      return null;
     }
   }
 
