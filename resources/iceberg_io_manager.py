@@ -98,6 +98,12 @@ WRITE_MODE_PROPERTY = "dagster.write_mode"
 #: Up to this many partition keys are listed one by one; longer runs as ``first...last``.
 _MAX_LISTED_KEYS = 31
 
+#: Properties of every table the IO manager creates. Iceberg's Java library (1.4 and
+#: later) writes zstd into the tables it creates; pyiceberg leaves the codec unset, and
+#: Spark's writer then falls back to Iceberg's old default, gzip: in the silver benchmark
+#: the write of order_events took 12.0 s of CPU against the plain job's 7.8 s.
+TABLE_PROPERTIES = {"write.parquet.compression-codec": "zstd"}
+
 _SEQ = "__lakehouse_existing_sequence"
 _POS = "__lakehouse_position"
 
@@ -511,7 +517,9 @@ class IcebergIOManager(dg.ConfigurableIOManager):
         plan = SchemaPlan()
         tx: Transaction
         if table is None:
-            tx = catalog.create_table_transaction(request.identifier, schema=schema)
+            tx = catalog.create_table_transaction(
+                request.identifier, schema=schema, properties=TABLE_PROPERTIES
+            )
             if request.partition_expr and request.time_window is not None:
                 transform = partition_transform(
                     tx.table_metadata.schema(), request.partition_expr, request

@@ -394,6 +394,28 @@ def test_overwrite_commit_carries_the_snapshot_properties(
     assert json.loads(summary["kafka.offsets"]) == offsets
 
 
+def test_spark_writes_the_tables_it_creates_with_zstd(
+    spark: SparkSession, io_manager: IcebergIOManager, table_name: str
+) -> None:
+    """Tables created through pyiceberg name their codec, so Spark does not fall back to gzip."""
+    import pyarrow.parquet as pq
+
+    run([spark_asset(table_name, spark_rows(spark, "a"), DAILY)], io_manager, [DAYS[0]])
+    table = load(io_manager, table_name)
+    assert table.properties["write.parquet.compression-codec"] == "zstd"
+    files = [task.file.file_path for task in table.scan().plan_files()]
+    assert files
+    for path in files:
+        with table.io.new_input(path).open() as stream:
+            metadata = pq.ParquetFile(stream).metadata
+        codecs = {
+            metadata.row_group(g).column(c).compression
+            for g in range(metadata.num_row_groups)
+            for c in range(metadata.num_columns)
+        }
+        assert codecs == {"ZSTD"}, (path, codecs)
+
+
 def test_new_optional_column_evolves_the_schema(
     spark: SparkSession, io_manager: IcebergIOManager, table_name: str
 ) -> None:
