@@ -847,7 +847,7 @@ def _rule_spec(rule: RowRule) -> dict[str, Any]:
     if rule.kind == "allowed_values":
         values = list(rule.value)
         spec["strings"] = [v for v in values if isinstance(v, str)]
-        spec["integers"] = [t for t in map(_number_text, values) if t is not None]
+        spec["numbers"] = [t for t in map(_number_text, values) if t is not None]
     elif rule.kind == "pattern":
         spec["regex"] = _java_regex(rule.value)
     elif rule.kind in ("comparison", "length"):

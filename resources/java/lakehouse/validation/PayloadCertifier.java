@@ -738,8 +738,8 @@ public final class PayloadCertifier implements UDF1<byte[], Row> {
           Path path = new Path(root, node.get("column").asText());
           List<String> strings = new ArrayList<>();
           node.path("strings").forEach(v -> strings.add(v.asText()));
-          List<BigDecimal> integers = new ArrayList<>();
-          node.path("integers").forEach(v -> integers.add(new BigDecimal(v.asText())));
+          List<BigDecimal> numbers = new ArrayList<>();
+          node.path("numbers").forEach(v -> numbers.add(new BigDecimal(v.asText())));
           Kind leaf = path.leaf().kind;
           return new ColumnRule(path) {
             @Override
@@ -748,7 +748,7 @@ public final class PayloadCertifier implements UDF1<byte[], Row> {
                 return strings.contains(value);
               }
               if (leaf == Kind.INTEGER && value instanceof BigDecimal) {
-                for (BigDecimal allowed : integers) {
+                for (BigDecimal allowed : numbers) {
                   if (allowed.compareTo((BigDecimal) value) == 0) {
                     return true;
                   }
