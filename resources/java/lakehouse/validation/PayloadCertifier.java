@@ -90,8 +90,6 @@ public final class PayloadCertifier implements UDF1<byte[], Row> {
   private static final Pattern DECIMAL = Pattern.compile("-?[0-9]+(?:\\.[0-9]+)?");
   private static final long MIN_EPOCH_SECOND = -62135596800L; // 0001-01-01T00:00:00Z
   private static final long MAX_EPOCH_SECOND = 253402300799L; // 9999-12-31T23:59:59Z
-  /** Number texts with more digits do not survive Spark's lenient parse (a double). */
-  private static final int MAX_NUMBER_DIGITS = 15;
 
   enum Kind {
     STRING,
@@ -432,7 +430,8 @@ public final class PayloadCertifier implements UDF1<byte[], Row> {
       if (slots[position] != null) {
         throw Reject.INSTANCE; // a duplicate key: which one wins is the reference's call
       }
-      slots[position] = next == JsonToken.VALUE_NULL ? NULL : read(parser, next, field.children[position]);
+      Field child = field.children[position];
+      slots[position] = next == JsonToken.VALUE_NULL ? NULL : read(parser, next, child);
     }
     if (token != JsonToken.END_OBJECT) {
       throw Reject.INSTANCE;
@@ -521,21 +520,12 @@ public final class PayloadCertifier implements UDF1<byte[], Row> {
     }
   }
 
-  /** A plain decimal text of at most 15 digits that the column represents exactly. */
+  /** Whether the column holds a plain decimal text: exactly, or as a finite double. */
   static boolean fits(String text, Field field) {
-    int start = text.charAt(0) == '-' ? 1 : 0;
-    int digits = 0;
-    for (int i = start; i < text.length(); i++) {
-      if (text.charAt(i) != '.') {
-        digits++;
-      }
-    }
-    if (digits > MAX_NUMBER_DIGITS) {
-      return false;
-    }
     if (field.precision < 0) {
-      return true;
+      return Double.isFinite(Double.parseDouble(text));
     }
+    int start = text.charAt(0) == '-' ? 1 : 0;
     int point = text.indexOf('.');
     int end = point < 0 ? text.length() : point;
     int first = start;
@@ -705,7 +695,9 @@ public final class PayloadCertifier implements UDF1<byte[], Row> {
       return null;
     }
     if (node.isArray()) {
-      return new BigDecimal[] {new BigDecimal(node.get(0).asText()), new BigDecimal(node.get(1).asText())};
+      return new BigDecimal[] {
+        new BigDecimal(node.get(0).asText()), new BigDecimal(node.get(1).asText())
+      };
     }
     return new BigDecimal[] {new BigDecimal(node.asText())};
   }
@@ -762,7 +754,8 @@ public final class PayloadCertifier implements UDF1<byte[], Row> {
         {
           Path path = new Path(root, node.get("column").asText());
           JsonNode regex = node.get("regex");
-          Pattern pattern = regex == null || regex.isNull() ? null : Pattern.compile(regex.asText());
+          Pattern pattern =
+              regex == null || regex.isNull() ? null : Pattern.compile(regex.asText());
           return new ColumnRule(path) {
             @Override
             boolean present(Object value) {
@@ -780,7 +773,9 @@ public final class PayloadCertifier implements UDF1<byte[], Row> {
           return new ColumnRule(path) {
             @Override
             boolean present(Object value) {
-              if (value instanceof Boolean || value instanceof Object[] || value instanceof ArrayList) {
+              if (value instanceof Boolean
+                  || value instanceof Object[]
+                  || value instanceof ArrayList) {
                 return false; // the reference would not compare these: not certain
               }
               BigDecimal number = exact(value);
