@@ -8,8 +8,10 @@ jar under a name derived from the sources and the PySpark version. A changed sou
 gets a new jar, and with it a new shared driver (its key hashes the configuration).
 
 The jar goes on the session's classpath through ``spark.jars``; on a cluster, Spark
-ships it to the executors. A session without it still works: the code that uses a UDF
-asks :func:`has_class` first and falls back to slower paths.
+ships it to the executors. Without a JDK, the first session start fails with a
+:class:`UdfBuildError` that names ``javac``. A session whose classpath lacks the jar (a
+cluster it was not shipped to) still works: the code that uses a UDF asks
+:func:`has_class` first and falls back to slower paths.
 """
 
 from __future__ import annotations
