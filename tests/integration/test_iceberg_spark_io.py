@@ -160,6 +160,12 @@ def _orders(spark: SparkSession, rows: list[tuple[str, int, str, datetime]]) -> 
     return spark.createDataFrame(rows, schema)
 
 
+def orders_in(io_manager: IcebergIOManager, table_name: str) -> list[tuple[str, int, str]]:
+    """The stored orders as sorted ``(order_id, version, status)``."""
+    data = load(io_manager, table_name).scan().to_arrow().to_pylist()
+    return sorted((r["order_id"], r["version"], r["status"]) for r in data)
+
+
 def test_upsert_keeps_the_latest_version_and_is_replay_safe(
     spark: SparkSession, io_manager: IcebergIOManager, table_name: str
 ) -> None:
@@ -184,18 +190,18 @@ def test_upsert_keeps_the_latest_version_and_is_replay_safe(
     asset = spark_asset(table_name, lambda _: _orders(spark, next(batches)), meta)
     node = f"silver__{table_name}"
 
-    def content() -> list[tuple[str, int, str]]:
-        data = load(io_manager, table_name).scan().to_arrow().to_pylist()
-        return sorted((r["order_id"], r["version"], r["status"]) for r in data)
-
     first = run([asset], io_manager, [DAYS[1]])
     table = load(io_manager, table_name)
     assert [type(f.transform) for f in table.spec().fields] == [DayTransform]
-    assert content() == [("A", 2, "paid"), ("B", 1, "created")]
+    assert orders_in(io_manager, table_name) == [("A", 2, "paid"), ("B", 1, "created")]
     assert metadata_value(first, node, "input_duplicates_dropped") == 1
 
     second = run([asset], io_manager, [DAYS[1]])
-    assert content() == [("A", 2, "paid"), ("B", 3, "shipped"), ("C", 1, "created")]
+    assert orders_in(io_manager, table_name) == [
+        ("A", 2, "paid"),
+        ("B", 3, "shipped"),
+        ("C", 1, "created"),
+    ]
     assert metadata_value(second, node, "rows_skipped_not_newer") == 1
     assert metadata_value(second, node, "rows_updated") == 1
     assert metadata_value(second, node, "rows_inserted") == 1
@@ -213,7 +219,11 @@ def test_upsert_keeps_the_latest_version_and_is_replay_safe(
 
     before = current_snapshot_id(load(io_manager, table_name))
     third = run([asset], io_manager, [DAYS[1]])
-    assert content() == [("A", 2, "paid"), ("B", 3, "shipped"), ("C", 1, "created")]
+    assert orders_in(io_manager, table_name) == [
+        ("A", 2, "paid"),
+        ("B", 3, "shipped"),
+        ("C", 1, "created"),
+    ]
     assert metadata_value(third, node, "rows_skipped_not_newer") == 3
     # Nothing newer: no commit.
     assert current_snapshot_id(load(io_manager, table_name)) == before
@@ -244,12 +254,12 @@ def test_upsert_of_rows_unique_by_key_skips_the_ranking_and_counts_from_the_snap
     asset = spark_asset(table_name, lambda _: _orders(spark, next(batches)), meta)
     node = f"silver__{table_name}"
 
-    def content() -> list[tuple[str, int, str]]:
-        data = load(io_manager, table_name).scan().to_arrow().to_pylist()
-        return sorted((r["order_id"], r["version"], r["status"]) for r in data)
-
     first = run([asset], io_manager, [DAYS[1]])
-    assert content() == [("A", 1, "created"), ("B", 1, "created"), ("C", 2, "paid")]
+    assert orders_in(io_manager, table_name) == [
+        ("A", 1, "created"),
+        ("B", 1, "created"),
+        ("C", 2, "paid"),
+    ]
     assert metadata_value(first, node, "rows_inserted") == 3
     assert metadata_value(first, node, "rows_updated") == 0
     assert metadata_value(first, node, "dagster/row_count") == 3
@@ -257,7 +267,7 @@ def test_upsert_of_rows_unique_by_key_skips_the_ranking_and_counts_from_the_snap
     assert summary_of(load(io_manager, table_name))[RUN_ID_PROPERTY] == first.run_id
 
     second = run([asset], io_manager, [DAYS[1]])
-    assert content() == [
+    assert orders_in(io_manager, table_name) == [
         ("A", 2, "paid"),
         ("B", 1, "created"),
         ("C", 2, "paid"),
@@ -268,7 +278,10 @@ def test_upsert_of_rows_unique_by_key_skips_the_ranking_and_counts_from_the_snap
     assert metadata_value(second, node, "rows_skipped_not_newer") == 1
 
     run([asset], io_manager, [DAYS[1]])
-    assert [row for row in content() if row[0] == "E"] == [("E", 1, "created"), ("E", 2, "paid")]
+    assert [row for row in orders_in(io_manager, table_name) if row[0] == "E"] == [
+        ("E", 1, "created"),
+        ("E", 2, "paid"),
+    ]
 
 
 def test_group_upsert_replaces_an_orders_lines_as_a_whole(
