@@ -60,6 +60,8 @@ def _run_request(
     dataset: str,
     day: str,
     target: str,
+    job_name: str,
+    *,
     refresh: tuple[str, str] | None = None,
 ) -> dg.RunRequest:
     """A run request whose key repeats while the same offsets are wanted, so repeats are no-ops.
@@ -68,6 +70,8 @@ def _run_request(
     an earlier run for the same target has ended without landing it (failed or
     killed): the attempt number in the key lets the sensor request it again.
 
+    The request names its job (``job_name``): the sensor targets the landing and the
+    refresh jobs, and Dagster refuses a request that leaves the choice open.
     With ``refresh`` (a job name and the first day of the window), the run is of the
     refresh job over ``[first day, day]``: it lands the day and rebuilds the silver
     and gold days that automation keeps current, in one run.
@@ -79,14 +83,15 @@ def _run_request(
     if refresh is None:
         return dg.RunRequest(
             run_key=f"{target}#{len(earlier)}",
+            job_name=job_name,
             partition_key=day,
             run_config=landing_run_config(dataset, "append"),
             tags=tags,
         )
-    job_name, first_day = refresh
+    refresh_job, first_day = refresh
     return dg.RunRequest(
         run_key=f"{target}#{len(earlier)}",
-        job_name=job_name,
+        job_name=refresh_job,
         run_config=landing_run_config(dataset, "append"),
         tags={**tags, **range_tags(first_day, day)},
     )
@@ -118,7 +123,8 @@ def _why_wait(instance: dg.DagsterInstance, dataset: str) -> str | None:
     when :data:`MAX_RUNS_IN_FLIGHT` runs are in flight.
     """
     step = bronze_key(dataset).to_python_identifier()
-    active = instance.get_runs(filters=dg.RunsFilter(statuses=_ACTIVE, tags={LANDING_TAG: dataset}))
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=_ACTIVE, tags={LANDING_TAG: dataset}))
+    active = [run for run in runs if not _worker_died(instance, run)]
     for run in active:
         stats = instance.get_run_step_stats(run.run_id, step_keys=[step])
         if not any(s.status == StepEventStatus.SUCCESS for s in stats):
@@ -127,6 +133,22 @@ def _why_wait(instance: dg.DagsterInstance, dataset: str) -> str | None:
         ids = ", ".join(run.run_id for run in active)
         return f"{len(active)} runs of {dataset} are in flight ({ids})"
     return None
+
+
+def _worker_died(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether the run launcher reports that a started run's process is gone.
+
+    Run monitoring marks such a run failed on its next pass; until then it is not
+    in flight, and must not hold new records back.
+    """
+    launcher = instance.run_launcher
+    if run.status != dg.DagsterRunStatus.STARTED or not launcher.supports_check_run_worker_health:
+        return False
+    try:
+        health = launcher.check_run_worker_health(run)
+    except Exception:  # a launcher that cannot tell says nothing about the run
+        return False
+    return health.status.value in ("FAILED", "NOT_FOUND")
 
 
 def _inputs_exist(context: dg.SensorEvaluationContext, job_name: str) -> bool:
@@ -209,7 +231,9 @@ def build_arrivals_sensor(
                             first = refresh_start(settings, dataset, today).isoformat()
                             refresh = (refresh_job.name, first)
                         requests.append(
-                            _run_request(context.instance, dataset, day, target, refresh)
+                            _run_request(
+                                context.instance, dataset, day, target, job.name, refresh=refresh
+                            )
                         )
         except (ServiceUnreachableError, LookupError) as exc:
             return dg.SkipReason(f"cannot check {topic}: {exc}")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -19,7 +21,7 @@ from lakehouse_dev.stack import LocalStack
 from resources.environments import build_resources
 from resources.iceberg_io_manager import IcebergIOManager
 from resources.parquet_io_manager import ParquetStore
-from resources.settings import LakehouseSettings, load_settings
+from resources.settings import PROJECT_ROOT, LakehouseSettings, load_settings
 
 #: Kafka record as the tests produce it: key, value, timestamp, headers.
 Record = tuple[bytes | None, bytes | None, datetime, list[tuple[str, bytes]] | None]
@@ -76,6 +78,36 @@ class BronzeDataset:
 
     def files(self, day: str) -> list[str]:
         return sorted(r.file_name for r in self.store.landed(self.name, day))
+
+
+def plain_contract_for(name: str, directory: Path) -> Path:
+    """A copy of ``contracts/plain.yaml`` for dataset ``name``, as a user starts a new one.
+
+    The dataset and its silver table take the new name, so the copy's assets do not
+    collide with the ``plain`` dataset's in the project's definitions.
+    """
+    text = (PROJECT_ROOT / "contracts" / "plain.yaml").read_text()
+    text = re.sub(
+        r"^(id: urn:lakehouse:contract:|name: )plain\b", rf"\g<1>{name}", text, flags=re.M
+    )
+    text = re.sub(r"^(  - name: )plain$", rf"\g<1>{name}", text, flags=re.M)
+    text = re.sub(r"^(    element: )plain\.", rf"\g<1>{name}.", text, flags=re.M)
+    path = directory / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def workspace_environment(dataset: BronzeDataset, directory: Path) -> dict[str, str]:
+    """The environment under which the project's workspace also holds ``dataset``.
+
+    Settings and a contract, exactly what a user adds for a new dataset (see the
+    README's "Adding a dataset"), given as variable overrides instead of file edits.
+    """
+    prefix = f"LAKEHOUSE__DATASETS__{dataset.name.upper()}"
+    env = dict(os.environ)
+    env[f"{prefix}__TOPIC"] = dataset.topic
+    env[f"{prefix}__CONTRACT"] = str(plain_contract_for(dataset.name, directory))
+    return env
 
 
 def dataset_settings(name: str, topic: str) -> LakehouseSettings:

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -27,7 +28,7 @@ from lakehouse_assets.bronze.sensors import MAX_RUNS_IN_FLIGHT, TARGET_TAG, buil
 from lakehouse_assets.silver.transforms import automated_days
 from resources.kafka import KafkaResource
 from tests.conftest import _free_port
-from tests.integration.conftest import BronzeDataset, Record
+from tests.integration.conftest import BronzeDataset, Record, workspace_environment
 
 pytestmark = pytest.mark.integration
 
@@ -141,13 +142,14 @@ def test_todays_records_go_to_one_refresh_run_over_the_late_window(
 
     by_job = {request.job_name: request for request in _refresh_tick(bronze_dataset)}
 
-    assert set(by_job) == {None, refresh_job_name(name)}
-    assert by_job[None].partition_key == before
+    assert set(by_job) == {landing_job_name(name), refresh_job_name(name)}
+    landing = by_job[landing_job_name(name)]
+    assert landing.partition_key == before
     refreshing = by_job[refresh_job_name(name)]
     first = max(settings.dataset_start_date(name), today - timedelta(days=days - 1))
     assert refreshing.tags["dagster/asset_partition_range_start"] == first.isoformat()
     assert refreshing.tags["dagster/asset_partition_range_end"] == today.isoformat()
-    assert refreshing.run_config == by_job[None].run_config  # append mode, as landings
+    assert refreshing.run_config == landing.run_config  # append mode, as landings
     assert refreshing.tags[TARGET_TAG].startswith(today.isoformat())
 
 
@@ -368,3 +370,40 @@ def test_killed_landing_run_leaves_no_gap_and_no_duplicate(
 
     total = sum(sizes.values())
     assert _unique_count(bronze_dataset.read([day1])) == (total, total)
+
+
+def test_sensor_preview_requests_a_job_for_every_day_as_the_daemon_evaluates_it(
+    bronze_dataset: BronzeDataset, tmp_path: Path
+) -> None:
+    """`dagster sensor preview` evaluates the sensor through a code server, with the
+    validation the daemon applies: a request that names no job of a sensor targeting
+    two (landing and refresh) fails the whole tick, so nothing lands at all."""
+    from resources.settings import PROJECT_ROOT
+
+    name = bronze_dataset.name
+    today = datetime.now(UTC).date()
+    before = (today - timedelta(days=automated_days(3))).isoformat()
+    bronze_dataset.produce(_events(before, 10) + _today_records(5))
+    env = workspace_environment(bronze_dataset, tmp_path)
+    preview = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "sensor",
+            "preview",
+            f"{name}_kafka_arrivals",
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    output = preview.stdout + preview.stderr
+    assert preview.returncode == 0, output
+    assert "did not specify job_name" not in output
+    # One landing run for the older day, one refresh run for today's records.
+    assert "Sensor returning run requests for 2 run(s)" in output, output
