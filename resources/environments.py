@@ -8,6 +8,7 @@ resource by key and never knows which environment it runs in.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import dagster as dg
@@ -24,6 +25,15 @@ from resources.spark import spark_resource
 # The local S3 server accepts any credentials; this placeholder is used only when the
 # endpoint is on loopback and no credentials are set, so `dagster dev` works as is.
 _LOCAL_S3_PLACEHOLDER = "lakehouse-local"
+
+
+class MissingSecretWarning(UserWarning):
+    """A secret the configuration asks for is not in the environment.
+
+    A warning, not an error, when the definitions load: the code location still loads
+    (the UI shows every asset), and the resource fails before connecting when a run
+    or a sensor tick uses it, with the same message.
+    """
 
 
 def _secret(variable: str | None) -> Any:
@@ -44,6 +54,8 @@ def s3_resource(settings: LakehouseSettings) -> S3Resource:
         access_key_id=access_key,
         secret_access_key=secret_key,
         bucket=settings.storage.bucket,
+        access_key_id_env=settings.s3.access_key_id_env,
+        secret_access_key_env=settings.s3.secret_access_key_env,
     )
 
 
@@ -59,17 +71,29 @@ def iceberg_resource(settings: LakehouseSettings, s3: S3Resource) -> IcebergCata
 
 
 def kafka_resource(settings: LakehouseSettings) -> KafkaResource:
+    """The Kafka resource; warns (:class:`MissingSecretWarning`) when SASL lacks its secrets."""
     kafka = settings.kafka
-    return KafkaResource(
+    resource = KafkaResource(
         bootstrap_servers=kafka.bootstrap_servers,
         security_protocol=kafka.security_protocol,
         sasl_mechanism=kafka.sasl_mechanism,
         sasl_username=_secret(kafka.sasl_username_env),
         sasl_password=_secret(kafka.sasl_password_env),
+        sasl_username_env=kafka.sasl_username_env,
+        sasl_password_env=kafka.sasl_password_env,
         client_id=kafka.client_id,
         consumer_config=dict(kafka.consumer),
         producer_config=dict(kafka.producer),
     )
+    missing = resource.sasl_credentials_missing()
+    if missing is not None:
+        warnings.warn(
+            f"environment {settings.environment!r}: {missing} Runs and sensor ticks that use "
+            "Kafka fail with this message until then.",
+            MissingSecretWarning,
+            stacklevel=2,
+        )
+    return resource
 
 
 def build_resources(settings: LakehouseSettings | None = None) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""Kafka clients (confluent-kafka / librdkafka) configured from the project settings."""
+"""Kafka clients (confluent-kafka / librdkafka) configured from the project settings.
+
+Failures name the broker address, the configuration key and the fix
+(:mod:`resources.errors`): an unreachable broker, SASL credentials whose variables
+are unset (checked before any connection), a read that stalls mid-range.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,26 @@ from typing import TYPE_CHECKING, Any, cast
 import dagster as dg
 from pydantic import Field
 
-from resources.errors import ServiceUnreachableError
+from resources.errors import (
+    START_LOCAL_STACK,
+    CredentialsError,
+    ReadStalledError,
+    ServiceUnreachableError,
+)
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message, Producer
     from confluent_kafka.admin import AdminClient, ClusterMetadata
+
+#: SASL mechanisms that authenticate with a user name and a password (GSSAPI and
+#: OAUTHBEARER bring their own credentials).
+PASSWORD_MECHANISMS = frozenset({"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"})
+
+#: What a failed landing leaves behind, and what to do: said by every read error.
+RERUN_IS_SAFE = (
+    "Nothing of this range was landed (a bronze file becomes visible only once complete); "
+    "re-running the partition is safe, landing is idempotent."
+)
 
 
 class KafkaResource(dg.ConfigurableResource):
@@ -36,6 +56,16 @@ class KafkaResource(dg.ConfigurableResource):
     sasl_password: str | None = Field(
         default=None, description="SASL password; set through an environment variable."
     )
+    sasl_username_env: str | None = Field(
+        default=None,
+        description="Name of the variable holding the SASL user (`kafka.sasl_username_env`); "
+        "errors name it, never its value.",
+    )
+    sasl_password_env: str | None = Field(
+        default=None,
+        description="Name of the variable holding the SASL password (`kafka.sasl_password_env`); "
+        "errors name it, never its value.",
+    )
     client_id: str = Field(default="lakehouse", description="client.id seen by the brokers.")
     consumer_config: dict[str, Any] = Field(
         default_factory=dict, description="Extra librdkafka consumer settings (`kafka.consumer`)."
@@ -47,9 +77,69 @@ class KafkaResource(dg.ConfigurableResource):
         default=10.0,
         description="How long metadata requests wait before the broker counts as down.",
     )
+    read_stall_seconds: float = Field(
+        default=30.0,
+        description=(
+            "How long a read waits for the next record of its range (at least 3x "
+            "timeout_seconds) before it stops and says why: broker down, or records gone."
+        ),
+    )
+
+    def sasl_credentials_missing(self) -> CredentialsError | None:
+        """The error to raise when SASL needs a user and password that are not there.
+
+        SASL needs them when the mechanism is PLAIN or SCRAM, or when the protocol is
+        SASL_* and the configuration names variables for them. The resource gets the
+        values through ``dg.EnvVar`` only when the variables are set and non-empty
+        (:func:`resources.environments.kafka_resource`), so a missing value means an
+        unset or empty variable.
+        """
+        mechanism = (self.sasl_mechanism or "").upper()
+        uses_sasl = bool(mechanism) or self.security_protocol.upper().startswith("SASL_")
+        named = bool(self.sasl_username_env or self.sasl_password_env)
+        if not uses_sasl or not (mechanism in PASSWORD_MECHANISMS or named):
+            return None
+        if self.sasl_username and self.sasl_password:
+            return None
+        needs = (
+            f"`kafka.sasl_mechanism` is {self.sasl_mechanism}"
+            if mechanism
+            else f"`kafka.security_protocol` is {self.security_protocol}"
+        )
+        if named:
+            fix = (
+                "set them in the environment of the code location and of its runs "
+                "(for `dagster dev`, the shell that starts it), or name other variables in "
+                "those keys. Nothing was sent to the broker."
+            )
+        else:
+            fix = (
+                "set `kafka.sasl_username_env` and `kafka.sasl_password_env` to the names of "
+                "the environment variables that hold the SASL user and password. Nothing was "
+                "sent to the broker."
+            )
+        return CredentialsError(
+            "Kafka",
+            self.bootstrap_servers,
+            {
+                "kafka.sasl_username_env": self.sasl_username_env,
+                "kafka.sasl_password_env": self.sasl_password_env,
+            },
+            f"{needs}, which authenticates with a user name and a password",
+            fix,
+            problem="needs SASL credentials that are not set",
+        )
 
     def client_config(self) -> dict[str, Any]:
-        """Settings common to every client."""
+        """Settings common to every client.
+
+        Raises:
+            CredentialsError: SASL needs a user and password whose variables are unset
+                or empty (before any client exists, so nothing connects).
+        """
+        missing = self.sasl_credentials_missing()
+        if missing is not None:
+            raise missing
         config: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
@@ -140,6 +230,7 @@ class TopicReader:
         self.topic = topic
         self.partitions = kafka.partitions_of(topic)
         self._timeout = kafka.timeout_seconds
+        self._stall = max(kafka.read_stall_seconds, 3 * kafka.timeout_seconds)
         self._address = kafka.bootstrap_servers
         self._consumer = kafka.consumer(
             group_id=group_id,
@@ -155,9 +246,15 @@ class TopicReader:
     def close(self) -> None:
         self._consumer.close()
 
-    def _fail(self, what: str, exc: Exception) -> ServiceUnreachableError:
+    def _fail(
+        self, what: str, exc: Exception, fix: str = START_LOCAL_STACK
+    ) -> ServiceUnreachableError:
         return ServiceUnreachableError(
-            "Kafka", self._address, "kafka.bootstrap_servers", f"{what} of {self.topic!r}: {exc}"
+            "Kafka",
+            self._address,
+            "kafka.bootstrap_servers",
+            f"{what} of {self.topic!r}: {exc}",
+            fix,
         )
 
     def watermarks(self) -> dict[int, tuple[int, int]]:
@@ -240,13 +337,88 @@ class TopicReader:
                     current = self._consumer.position([TopicPartition(self.topic, partition)])[0]
                     if current.offset > last:
                         break
-                    if time.monotonic() - idle_since > max(30.0, 3 * self._timeout):
-                        raise TimeoutError(
-                            f"no record of {self.topic}[{partition}] at offset {position} "
-                            f"(reading up to {last}) within {time.monotonic() - idle_since:.0f}s "
-                            f"from {self._address}"
+                    waited = time.monotonic() - idle_since
+                    if waited > self._stall:
+                        raise stalled_read_error(
+                            self._consumer,
+                            address=self._address,
+                            timeout=self._timeout,
+                            topic=self.topic,
+                            partition=partition,
+                            position=position,
+                            last=last,
+                            waited=waited,
                         )
         except KafkaException as exc:
-            raise self._fail(f"reading partition {partition}", exc) from None
+            raise self._fail(
+                f"reading partition {partition} at offset {position} (up to {last})",
+                exc,
+                f"is the broker running and reachable from this process? {RERUN_IS_SAFE}",
+            ) from None
         finally:
             self._consumer.unassign()
+
+
+def stalled_read_error(
+    consumer: Consumer,
+    *,
+    address: str,
+    timeout: float,
+    topic: str,
+    partition: int,
+    position: int,
+    last: int,
+    waited: float,
+) -> ServiceUnreachableError | ReadStalledError:
+    """Why no record of ``topic[partition]`` at ``position`` arrived in ``waited`` seconds.
+
+    librdkafka reconnects quietly, so a broker that died mid-read looks like a read
+    that waits. One request to the broker tells the cases apart: no answer is an
+    unreachable broker; an answer (the partition's watermarks) says whether the
+    records still exist.
+    """
+    from confluent_kafka import KafkaException, TopicPartition
+
+    where = f"{topic}[{partition}] at offset {position} (reading up to {last})"
+    try:
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=timeout, cached=False
+        )
+    except KafkaException as exc:
+        return ServiceUnreachableError(
+            "Kafka",
+            address,
+            "kafka.bootstrap_servers",
+            f"it stopped answering while {where} was read: {exc.args[0].str()}",
+            "is the broker running (`make stack-start` starts the local stack) and reachable "
+            f"from this process? {RERUN_IS_SAFE}",
+        )
+    if high <= position:
+        # For a read_committed consumer (librdkafka's default) the end it is told is the
+        # last stable offset: the first record of a transaction still open.
+        state = (
+            f"the partition's readable end is offset {high}, so nothing from {position} on "
+            "can be read now: a producer transaction still open holds the records back (the "
+            "reader reads committed records only), or the records were removed after the "
+            "landing planned them (the topic deleted and re-created, or the log truncated "
+            "by an unclean leader election)"
+        )
+    elif low > position:
+        state = (
+            f"retention deleted it meanwhile (the earliest retained offset is {low}); "
+            "raise the topic's retention.ms to keep a day until it is landed"
+        )
+    else:
+        state = (
+            f"it lies within the readable offsets {low}-{high - 1} but was not delivered: "
+            "a record larger than the fetch limits (`kafka.consumer`: fetch.max.bytes, "
+            "max.partition.fetch.bytes) or an overloaded broker"
+        )
+    return ReadStalledError(
+        topic,
+        partition,
+        position,
+        f"no record of {where} arrived within {waited:.0f}s, though Kafka at {address} "
+        f"answers: {state}. Check the topic's retention (retention.ms, retention.bytes) "
+        f"and compaction (cleanup.policy) and its producers' transactions. {RERUN_IS_SAFE}",
+    )

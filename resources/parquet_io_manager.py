@@ -7,10 +7,15 @@ that no day is ever held in memory); this IO manager writes each file atomically
 new ones replace. Loads stream Arrow record batches over the files of the
 requested partition(s), reading every offset exactly once (see
 :func:`resources.bronze_layout.resolve`).
+
+Failures of the object store (endpoint down, credentials refused, bucket missing)
+surface as the named errors of :meth:`resources.s3.S3Resource.named_errors`, from
+the store's methods and from the streams they return.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -103,10 +108,15 @@ class ParquetStore(dg.ConfigurableResource):
         """The offset ranges landed for one day, recovered from the file names."""
         fs = fs or self.filesystem()
         directory = self.partition_dir(dataset, partition_key)
-        try:
-            names = [path.rsplit("/", 1)[-1] for path in fs.ls(directory, detail=False)]
-        except FileNotFoundError:
-            return []
+        doing = f"listing s3://{directory}/"
+        with self.s3.named_errors(doing):
+            try:
+                names = [path.rsplit("/", 1)[-1] for path in fs.ls(directory, detail=False)]
+            except FileNotFoundError as exc:
+                # No such directory is a day with nothing landed; no such bucket is not.
+                if self.s3.named_error(exc, doing) is None:
+                    return []
+                raise
         return [r for r in map(OffsetRange.parse, names) if r is not None]
 
     def write_file(
@@ -122,7 +132,18 @@ class ParquetStore(dg.ConfigurableResource):
         (Arrow releases the GIL for them) while the caller produces the next one; at
         most one row group is in flight, so memory stays bounded.
         """
+        with self.s3.named_errors(f"writing s3://{path}"):
+            return self._write_file(fs, path, schema, row_groups)
+
+    def _write_file(
+        self,
+        fs: s3fs.S3FileSystem,
+        path: str,
+        schema: pa.Schema,
+        row_groups: Iterable[pa.RecordBatch | pa.Table],
+    ) -> tuple[int, int]:
         rows = 0
+        writer: pq.ParquetWriter | None = None
         sink = fs.open(path, "wb", block_size=16 * 1024 * 1024)
         try:
             writer = pq.ParquetWriter(
@@ -143,9 +164,17 @@ class ParquetStore(dg.ConfigurableResource):
             writer.close()
             sink.close()
         except BaseException:
-            # Abort the multipart upload: a failed write must never become visible.
-            sink.discard()
+            # Abort the multipart upload: a failed write must never become visible. An
+            # upload that cannot be aborted (the store is down) is never completed
+            # either, so it stays invisible; the error that stopped the write is the
+            # one to report, not the abort's.
+            with contextlib.suppress(Exception):
+                sink.discard()
             sink.closed = True
+            if writer is not None:
+                # Nothing more goes to the aborted upload; the writer's finaliser would
+                # try to write the footer and log a misleading "File not in write mode".
+                writer.is_open = False
             raise
         return rows, int(fs.info(path)["size"])
 
@@ -166,7 +195,8 @@ class ParquetStore(dg.ConfigurableResource):
         fs = self.filesystem()
         total = 0
         for directory, plan in self.read_plan(dataset, partition_keys):
-            with fs.open(f"{directory}/{plan.range.file_name}", "rb") as source:
+            path = f"{directory}/{plan.range.file_name}"
+            with self.s3.named_errors(f"reading s3://{path}"), fs.open(path, "rb") as source:
                 parquet = pq.ParquetFile(source)
                 if plan.read_from == plan.range.first:
                     total += parquet.metadata.num_rows
@@ -188,7 +218,8 @@ class ParquetStore(dg.ConfigurableResource):
         if plans is None:
             plans = self.read_plan(dataset, partition_keys)
         for directory, plan in plans:
-            with fs.open(f"{directory}/{plan.range.file_name}", "rb") as source:
+            path = f"{directory}/{plan.range.file_name}"
+            with self.s3.named_errors(f"reading s3://{path}"), fs.open(path, "rb") as source:
                 for stored in pq.ParquetFile(source).iter_batches(batch_size=batch_size):
                     batch = stored
                     if plan.read_from > plan.range.first:
@@ -240,7 +271,9 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
             else:
                 stale = redundant(present)
             for item in stale:
-                fs.rm_file(f"{store.partition_dir(dataset, day)}/{item.file_name}")
+                path = f"{store.partition_dir(dataset, day)}/{item.file_name}"
+                with store.s3.named_errors(f"removing s3://{path}, which this run replaced"):
+                    fs.rm_file(path)
             removed += len(stale)
         context.add_output_metadata(
             {
@@ -270,9 +303,11 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
         plans = self.store.read_plan(dataset, keys)
         if plans:
             directory, first = plans[0]
-            with self.store.filesystem().open(
-                f"{directory}/{first.range.file_name}", "rb"
-            ) as source:
+            path = f"{directory}/{first.range.file_name}"
+            with (
+                self.store.s3.named_errors(f"reading s3://{path}"),
+                self.store.filesystem().open(path, "rb") as source,
+            ):
                 schema = pq.read_schema(source)
         else:
             schema = pa.schema([])

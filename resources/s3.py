@@ -1,17 +1,45 @@
-"""S3 access for the lakehouse: boto3 for object operations, fsspec for Arrow/Parquet I/O."""
+"""S3 access for the lakehouse: boto3 for object operations, fsspec for Arrow/Parquet I/O.
+
+Failures of the object store itself (no connection, refused or missing credentials,
+a missing bucket) are raised as :class:`~resources.errors.ServiceUnreachableError`
+and its subclasses, which name the endpoint, the configuration key or variable and
+the fix, instead of botocore's or s3fs's own errors (:meth:`S3Resource.named_errors`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field
 
-from resources.errors import ServiceUnreachableError
+from resources.errors import (
+    START_LOCAL_STACK,
+    BucketNotFoundError,
+    CredentialsError,
+    ServiceUnreachableError,
+)
 
 if TYPE_CHECKING:
     import s3fs
     from mypy_boto3_s3 import S3Client
+
+#: Error codes of S3 (and of AWS STS tokens) for credentials it does not accept.
+REFUSED_CREDENTIALS = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "InvalidClientTokenId",
+        "AuthorizationHeaderMalformed",
+    }
+)
+#: Error codes for credentials it accepts but that lack permission.
+ACCESS_DENIED = frozenset({"AccessDenied", "AllAccessDisabled", "403"})
 
 
 class S3Resource(dg.ConfigurableResource):
@@ -33,6 +61,16 @@ class S3Resource(dg.ConfigurableResource):
         default=None, description="Secret access key; set through an environment variable."
     )
     bucket: str = Field(description="Bucket holding bronze files and the Iceberg warehouse.")
+    access_key_id_env: str | None = Field(
+        default="AWS_ACCESS_KEY_ID",
+        description="Name of the variable holding the access key id (`s3.access_key_id_env`); "
+        "errors name it, never its value.",
+    )
+    secret_access_key_env: str | None = Field(
+        default="AWS_SECRET_ACCESS_KEY",
+        description="Name of the variable holding the secret key (`s3.secret_access_key_env`); "
+        "errors name it, never its value.",
+    )
 
     def client(self) -> S3Client:
         """A boto3 S3 client for this endpoint (path-style addressing for S3 API servers)."""
@@ -68,19 +106,126 @@ class S3Resource(dg.ConfigurableResource):
 
         return s3fs.S3FileSystem(**self.storage_options())
 
+    @property
+    def address(self) -> str:
+        """The endpoint as errors name it."""
+        return self.endpoint_url or f"AWS S3 ({self.region})"
+
+    def named_error(self, exc: BaseException, doing: str) -> ServiceUnreachableError | None:
+        """The named error for a failure of the object store itself, or None for any other.
+
+        ``exc`` is botocore's error or s3fs's translation of it (a ``PermissionError``
+        or ``FileNotFoundError`` whose cause is botocore's ``ClientError``); ``doing``
+        says what was being done (``listing s3://bucket/prefix``). Errors that are not
+        the store's (a missing object, a Kafka error in a stream being written) give
+        None: the caller re-raises them unchanged.
+        """
+        from botocore.exceptions import (
+            ClientError,
+            CredentialRetrievalError,
+            HTTPClientError,
+            NoCredentialsError,
+            PartialCredentialsError,
+        )
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+
+        error: BaseException | None = exc
+        for _ in range(5):  # exc and the causes s3fs chains to it
+            if error is None or isinstance(error, ServiceUnreachableError):
+                return None
+            reason = f"{doing}: {error}"
+            if isinstance(error, (BotoConnectionError, HTTPClientError)):
+                return ServiceUnreachableError(
+                    "S3", self.address, "s3.endpoint_url", reason, self._connection_fix()
+                )
+            if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
+                return self._credentials_error(
+                    reason,
+                    "set both variables, or leave both unset and configure the AWS default "
+                    "credential chain (profile, instance or task role).",
+                    problem="got no credentials to sign with",
+                )
+            if isinstance(error, CredentialRetrievalError):
+                return self._credentials_error(
+                    reason,
+                    "set both variables, or repair the credential source named in the reason.",
+                    problem="got no credentials to sign with",
+                )
+            if isinstance(error, ClientError):
+                return self._client_error(error, reason)
+            error = error.__cause__
+        return None
+
+    def _client_error(self, error: Any, reason: str) -> ServiceUnreachableError | None:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if code == "NoSuchBucket":
+            return BucketNotFoundError(self.address, self.bucket, reason)
+        if code in REFUSED_CREDENTIALS:
+            return self._credentials_error(
+                reason,
+                "set them to a key pair that this endpoint knows (when both are unset, "
+                "boto3's default chain supplied the refused credentials: profile, instance "
+                "or task role, or the local stack's placeholder).",
+            )
+        if code in ACCESS_DENIED:
+            return self._credentials_error(
+                reason,
+                f"check that the variables hold the intended identity and that it may list, "
+                f"read, write and delete objects in bucket {self.bucket!r} (s3:ListBucket, "
+                "s3:GetObject, s3:PutObject, s3:DeleteObject, s3:AbortMultipartUpload).",
+                problem="denied access" if code != "403" else "answered 403 Forbidden",
+            )
+        return None
+
+    def _credentials_error(
+        self, reason: str, fix: str, problem: str = "refused the credentials"
+    ) -> CredentialsError:
+        return CredentialsError(
+            "S3",
+            self.address,
+            {
+                "s3.access_key_id_env": self.access_key_id_env,
+                "s3.secret_access_key_env": self.secret_access_key_env,
+            },
+            reason,
+            fix,
+            problem=problem,
+        )
+
+    def _connection_fix(self) -> str:
+        if self.endpoint_url:
+            return START_LOCAL_STACK
+        return (
+            "check the network path to AWS S3 (proxy, VPC endpoint, DNS) and `s3.region`; "
+            "set `s3.endpoint_url` only for another S3 API server."
+        )
+
+    @contextmanager
+    def named_errors(self, doing: str) -> Iterator[None]:
+        """Re-raise failures of the object store inside the block as named errors.
+
+        Other errors (a missing object, an error of the data being written) pass
+        through unchanged.
+        """
+        try:
+            yield
+        except Exception as exc:
+            named = self.named_error(exc, doing)
+            if named is None:
+                raise
+            raise named from None
+
     def check_reachable(self) -> None:
         """Fail with :class:`ServiceUnreachableError` unless the bucket answers."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import ClientError
 
-        address = self.endpoint_url or f"AWS S3 ({self.region})"
         try:
-            self.client().head_bucket(Bucket=self.bucket)
+            with self.named_errors(f"HEAD bucket {self.bucket!r}"):
+                self.client().head_bucket(Bucket=self.bucket)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("404", "NoSuchBucket"):
-                raise ServiceUnreachableError(
-                    "S3", address, "storage.bucket", f"bucket {self.bucket!r} does not exist"
+            # HEAD responses have no body: a missing bucket is a bare 404.
+            if exc.response.get("Error", {}).get("Code", "") == "404":
+                raise BucketNotFoundError(
+                    self.address, self.bucket, f"HEAD bucket {self.bucket!r}: 404 Not Found"
                 ) from None
             raise
-        except BotoCoreError as exc:
-            raise ServiceUnreachableError("S3", address, "s3.endpoint_url", str(exc)) from None
