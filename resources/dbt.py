@@ -3,8 +3,8 @@
 dbt-spark's session method creates its own SparkSession from the profile's
 ``server_side_parameters``, so the profile must carry the same Spark settings as
 :class:`resources.spark.SparkResource`. Rather than keep a second copy by hand, the
-profile is generated from the project settings into the data directory; secrets
-appear in it only as ``env_var(...)`` references that dbt resolves at run time.
+profile is generated from the project settings into the data directory. It holds no
+credential, not even as an ``env_var(...)`` reference (see :func:`profiles_yaml`).
 """
 
 from __future__ import annotations
@@ -35,18 +35,26 @@ PROFILE_NAME = "lakehouse"
 _LOCAL_S3_PLACEHOLDER = "lakehouse-local"
 
 
-def _credential(variable: str, local: bool) -> str | None:
-    if os.environ.get(variable):
-        return "{{ env_var('" + variable + "') }}"
-    return _LOCAL_S3_PLACEHOLDER if local else None
-
-
 def profiles_yaml(settings: LakehouseSettings) -> str:
-    """The dbt ``profiles.yml`` text for every target of ``settings``' environment."""
-    access_key = _credential(settings.s3.access_key_id_env, settings.s3_is_local)
-    secret_key = _credential(settings.s3.secret_access_key_env, settings.s3_is_local)
-    if access_key is None or secret_key is None:
-        access_key = secret_key = None
+    """The dbt ``profiles.yml`` text for every target of ``settings``' environment.
+
+    No S3 credential goes into ``server_side_parameters``: dbt renders ``env_var()``
+    references there, and the ``dbt`` executable (``in_process=False``) starts its own
+    Spark session with ``SparkSession.builder.config(...)``, which puts every entry on
+    spark-submit's command line. In-process dbt runs on the run's session, which has
+    them (:class:`resources.spark.SparkResource`); the executable's JVM finds them the
+    way S3A and Iceberg's S3FileIO do without static keys, through the AWS default
+    chains (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, a profile, an instance
+    role). Only the local S3 server's placeholder, no secret, is written, when the
+    variables are unset, as :func:`resources.environments.s3_resource` does.
+    """
+    access_key = secret_key = None
+    unset = not (
+        os.environ.get(settings.s3.access_key_id_env)
+        and os.environ.get(settings.s3.secret_access_key_env)
+    )
+    if settings.s3_is_local and unset:
+        access_key = secret_key = _LOCAL_S3_PLACEHOLDER
     conf = build_spark_conf(
         catalog_name=settings.catalog.name,
         catalog_uri=settings.catalog_uri,

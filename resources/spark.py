@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from dagster_pyspark import LazyPySparkResource
-from dagster_pyspark.resources import spark_session_from_config
 from pydantic import Field
 
 from resources.iceberg import IcebergCatalogResource
 from resources.locks import file_lock
 from resources.settings import LakehouseSettings, cache_dir
 from resources.spark_conf import bootstrap_sqlite_catalog, build_spark_conf, redact
-from resources.spark_driver import attach
+from resources.spark_driver import attach, start_session
 from resources.spark_udfs import udf_jar
 
 _GLUE_CATALOG = "org.apache.iceberg.aws.glue.GlueCatalog"
@@ -28,7 +27,9 @@ class SparkResource(LazyPySparkResource):
 
     The session is created on first use, so runs that never touch Spark never pay
     for a JVM. Credentials come from the nested catalog's S3 resource at session
-    creation and are never part of this resource's displayed config.
+    creation and are never part of this resource's displayed config, nor of any
+    command line: the JVM gets them over Py4J once it runs (see
+    :func:`resources.spark_driver.start_session`).
     """
 
     catalog: IcebergCatalogResource = Field(description="The Iceberg catalog Spark shares.")
@@ -64,7 +65,11 @@ class SparkResource(LazyPySparkResource):
     )
 
     def session_conf(self) -> dict[str, str]:
-        """The full Spark configuration, credentials included: never log it unredacted."""
+        """The full Spark configuration, credentials included.
+
+        Log it only as :meth:`redacted_conf`; start a JVM with it only through
+        :func:`~resources.spark_driver.start_session` (never on a command line).
+        """
         s3 = self.catalog.s3
         conf = build_spark_conf(
             catalog_name=self.catalog.name,
@@ -121,8 +126,11 @@ class SparkResource(LazyPySparkResource):
                 )
                 self._spark_session = session
                 return
+            # Not dagster-pyspark's spark_session_from_config(conf): it would put the
+            # credentials on the JVM's command line (see start_session).
             with retrieved_jars_checked(self.ivy_dir):
-                self._spark_session = spark_session_from_config(conf)
+                own: Any = start_session(conf)
+            self._spark_session = own
 
 
 @contextmanager

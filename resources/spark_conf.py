@@ -36,12 +36,18 @@ Iceberg 1.10.1, Spark 3.5.8, sqlite-jdbc 3.51.3.0):
   Iceberg level (optimistic concurrency) and must be retried or serialised.
 
 Nothing here logs; the returned dicts hold credentials when they are given, so log
-them only through :func:`redact`.
+them only through :func:`redact`, and never pass them to ``spark-submit`` as they are:
+PySpark's ``launch_gateway`` turns every entry of a session's configuration into a
+``--conf key=value`` argument of the JVM's command line, which every user of the
+machine can read (``ps``, ``/proc/PID/cmdline``). :func:`launch_conf` is the part that
+may go there; :func:`resources.spark_driver.start_session` starts sessions that way and
+hands the rest (:func:`is_secret`) to the running JVM.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -94,7 +100,30 @@ S3A_SIMPLE_CREDENTIALS = "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 _S3_SCHEMES = frozenset({"s3", "s3a", "s3n"})
-_SECRET_MARKERS = ("secret", "password", "access.key", "access-key", "session-token", "token")
+# Substrings of a key (lower case) whose value is a credential: Spark's own redaction
+# pattern (spark.redaction.regex: secret, password, token, access.key) and the spellings
+# of S3A, S3FileIO, JDBC and REST catalogs (``credential`` is the OAuth2 client secret).
+_SECRET_MARKERS = (
+    "secret",
+    "password",
+    "passwd",
+    "token",
+    "access.key",
+    "access-key",
+    "access_key",
+    "credential",
+)
+# ...except these, which name a provider class, not a credential.
+_NOT_SECRET_SUFFIXES = (".credentials.provider", ".credentials-provider")
+# Keys whose values become a process's environment variables (executors, the YARN
+# application master, a Kubernetes driver): the usual way to hand credentials to them.
+_ENVIRONMENT_PREFIXES = (
+    "spark.executorenv.",
+    "spark.yarn.appmasterenv.",
+    "spark.kubernetes.driverenv.",
+)
+# The password of a URL's user information (``jdbc:postgresql://user:password@host``).
+_URL_PASSWORD = re.compile(r"(?<=://)([^/:@\s]*):([^/@\s]+)@")
 
 
 # Locations ------------------------------------------------------------------------------
@@ -189,9 +218,11 @@ def build_spark_conf(
 ) -> dict[str, str]:
     """The complete Spark configuration of a session on the shared Iceberg catalog.
 
-    All of it must be in place before the JVM starts (``spark.jars.packages``,
-    ``spark.driver.memory``): pass it to the first ``SparkSession.builder`` of the
-    process, e.g. ``SparkSession.builder.config(map=conf).getOrCreate()``.
+    Part of it must be in place before the JVM starts (``spark.jars.packages``,
+    ``spark.driver.memory``), so it belongs to the first session of the process; start
+    that with :func:`resources.spark_driver.start_session`, never with
+    ``SparkSession.builder.config(map=conf)``, which puts the credentials on the JVM's
+    command line (see the module docstring).
 
     Args:
         catalog_name: Iceberg catalog name; must equal the pyiceberg catalog name. It
@@ -217,7 +248,7 @@ def build_spark_conf(
 
     Returns:
         ``{"spark.key": "value"}``. It holds the credentials when given: log it only
-        through :func:`redact`.
+        through :func:`redact`, and launch a JVM only with :func:`launch_conf`.
     """
     _check_credentials(access_key_id, secret_access_key)
     warehouse = normalise_warehouse(warehouse)
@@ -370,9 +401,44 @@ def bootstrap_sqlite_catalog(catalog_name: str, catalog_uri: str) -> Path:
     return path
 
 
+def is_secret(key: str, value: str = "") -> bool:
+    """Whether the ``conf`` entry ``key=value`` holds a credential (or may: an environment).
+
+    A credential by its key (``fs.s3a.secret.key``, ``...s3.secret-access-key``,
+    ``...jdbc.password``, a REST catalog's ``credential``, ``...token``), a value that
+    becomes an environment variable of another process (``spark.executorEnv.*`` and
+    the like, where credentials for executors go), or a URL with a password in it.
+    """
+    return _secret_key(key) or _URL_PASSWORD.search(value) is not None
+
+
+def _secret_key(key: str) -> bool:
+    lowered = key.lower()
+    if lowered.startswith(_ENVIRONMENT_PREFIXES):
+        return True
+    return any(marker in lowered for marker in _SECRET_MARKERS) and not lowered.endswith(
+        _NOT_SECRET_SUFFIXES
+    )
+
+
+def launch_conf(conf: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``conf`` that may travel on the JVM's command line: no :func:`is_secret`.
+
+    What a JVM needs before it starts (``spark.jars.packages``, ``spark.driver.memory``,
+    Java options) is never a credential; credentials are read when the SparkContext,
+    the Hadoop configuration and the catalogs are created, after the JVM is up. (A
+    password in ``spark.jars.repositories`` is withheld too: give it to Ivy in a
+    settings file, ``spark.jars.ivySettings``.)
+    """
+    return {key: value for key, value in conf.items() if not is_secret(key, value)}
+
+
 def redact(conf: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``conf`` with credential values masked, safe to log or show."""
+    """A copy of ``conf`` with credential values masked, safe to log or show.
+
+    Masked are the :func:`is_secret` entries; in a URL only its password.
+    """
     return {
-        key: "***" if any(marker in key.lower() for marker in _SECRET_MARKERS) else value
+        key: "***" if _secret_key(key) else _URL_PASSWORD.sub(r"\1:***@", value)
         for key, value in conf.items()
     }

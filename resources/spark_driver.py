@@ -24,6 +24,9 @@ The rules:
   its lease. It never stops the shared SparkContext.
 * **Stopping.** ``lakehouse-stack stop`` stops the hosts of its data directory
   (:func:`stop_drivers`).
+* **No credential on a command line.** The host gets the configuration on a pipe
+  and starts its JVM with :func:`start_session`, as a process of its own does; its
+  key is a digest of the configuration, so it holds no credential in clear either.
 
 What a client cannot get from a shared driver: JVM-wide settings of its own (the
 static ``spark.*`` configuration is the host's, which is why it is part of the key).
@@ -51,6 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resources.locks import file_lock
+from resources.spark_conf import launch_conf
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -68,7 +72,11 @@ class DriverError(RuntimeError):
 
 
 def driver_key(conf: Mapping[str, str]) -> str:
-    """The key of the host that serves ``conf`` from this Python interpreter."""
+    """The key of the host that serves ``conf`` from this Python interpreter.
+
+    The credentials are part of the key (a process must not borrow a JVM that holds
+    other ones), and only as part of a SHA-256 digest: they never reach the disk.
+    """
     material = json.dumps({"conf": sorted(conf.items()), "python": sys.executable})
     return hashlib.sha256(material.encode()).hexdigest()[:20]
 
@@ -139,6 +147,8 @@ def attach(
 ) -> SparkSession:
     """A SparkSession of this process on the shared driver for ``conf``, started if needed."""
     paths = _Paths(directory, driver_key(conf))
+    # Only this user lists the hosts, their keys and leases (the address file is 0600).
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     with file_lock(paths.lock):
         info = paths.read_info()
         if info is None:
@@ -164,7 +174,7 @@ def _start_host(
     start_timeout: float,
 ) -> dict[str, Any]:
     """Start a host for ``conf`` and wait until it publishes its address (lock held)."""
-    paths.directory.mkdir(parents=True, exist_ok=True)
+    paths.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     paths.info.unlink(missing_ok=True)
     command = [
         sys.executable,
@@ -289,13 +299,59 @@ def _detacher(lease: Path) -> Any:
     return detach
 
 
+# Starting a JVM ---------------------------------------------------------------------------
+
+
+def start_session(conf: Mapping[str, str]) -> SparkSession:
+    """This process's SparkSession on ``conf``, in a JVM whose command line holds no secret.
+
+    ``SparkSession.builder.config(map=conf).getOrCreate()`` starts the JVM through
+    ``pyspark.java_gateway.launch_gateway``, which passes every entry of the conf to
+    ``spark-submit`` as ``--conf key=value``: on a command line that every user of the
+    machine can read (``ps``). But spark-submit needs only a few entries (packages,
+    driver memory, Java options), and PySpark's ``SparkContext`` copies its whole conf
+    into the JVM's ``SparkConf`` again, over the local Py4J connection (authenticated by
+    a secret), before the context starts. Everything that reads credentials is made
+    from that ``SparkConf`` when the context starts or later: Hadoop's configuration
+    (``spark.hadoop.fs.s3a.*`` for S3A's ``SimpleAWSCredentialsProvider``), the SQL
+    configuration of every session, the shared driver's client sessions included
+    (``spark.sql.catalog.<name>.s3.*`` for Iceberg's ``S3FileIO``), and the environment
+    of a cluster's executors (``spark.executorEnv.*``, passed to them as environment
+    variables, not arguments). So the JVM is launched with
+    :func:`~resources.spark_conf.launch_conf` only, and the SparkContext is created on
+    it (``SparkContext(conf=..., gateway=...)``) with the full ``conf``.
+
+    Rejected: the credentials as environment variables of the JVM for the AWS default
+    chains (they would reach every process the JVM starts, and executors would need
+    them in ``spark.executorEnv.*`` all the same); a properties file for spark-submit
+    (on disk while the JVM starts); setting them once the context runs (Hadoop's
+    configuration only through the private ``_jsc``, the catalogs' again in every
+    session, the shared driver's client sessions included).
+
+    With a SparkContext running in the process already, its session is returned (with
+    ``conf``'s runtime settings), as ``builder.getOrCreate()`` does.
+    """
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+    from pyspark.sql import SparkSession
+
+    with SparkContext._lock:
+        active = SparkContext._active_spark_context
+        if active is None or active._jsc is None:
+            # The gateway outlives a stopped SparkContext; a new one reuses its JVM.
+            gateway = SparkContext._gateway
+            if gateway is None:
+                launch = SparkConf(loadDefaults=False).setAll(list(launch_conf(conf).items()))
+                gateway = launch_gateway(launch)
+            SparkContext(conf=SparkConf().setAll(list(conf.items())), gateway=gateway)
+    return SparkSession.builder.config(map=dict(conf)).getOrCreate()
+
+
 # Hosts ------------------------------------------------------------------------------------
 
 
 def serve(paths: _Paths, conf: Mapping[str, str], ivy_dir: str | None, idle_seconds: int) -> int:
     """Run a host: start the JVM, publish its address, serve until idle or stopped."""
-    from pyspark.sql import SparkSession
-
     from resources.spark import retrieved_jars_checked
 
     stopping = False
@@ -307,11 +363,8 @@ def serve(paths: _Paths, conf: Mapping[str, str], ivy_dir: str | None, idle_seco
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     os.environ.setdefault("PYSPARK_PYTHON", conf.get("spark.pyspark.python", sys.executable))
-    builder = SparkSession.builder
-    for key, value in conf.items():
-        builder = builder.config(key, value)
     with retrieved_jars_checked(ivy_dir):
-        session = builder.getOrCreate()
+        session = start_session(conf)
     context = session.sparkContext
     parameters = _gateway_parameters(context._gateway)
     port, secret = parameters.port, parameters.auth_token
