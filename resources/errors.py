@@ -138,3 +138,19 @@ class ReadStalledError(TimeoutError):
         self.partition = partition
         self.offset = offset
         super().__init__(message)
+
+
+class RecordsDeletedError(LookupError):
+    """Kafka no longer holds records of the range being read (retention or deletion)."""
+
+    def __init__(self, topic: str, partition: int, offset: int, last: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        super().__init__(
+            f"Kafka no longer holds {topic}[{partition}] at offset {offset} (reading up to "
+            f"{last}): retention or a deletion removed it after the range was planned. Nothing "
+            "of the range was landed, and nothing was taken as landed. Re-run the partition: it "
+            "plans again from what Kafka holds now; raise the topic's retention.ms if landings "
+            "fall behind it."
+        )

@@ -18,6 +18,7 @@ from resources.errors import (
     START_LOCAL_STACK,
     CredentialsError,
     ReadStalledError,
+    RecordsDeletedError,
     ServiceUnreachableError,
 )
 
@@ -234,7 +235,14 @@ class TopicReader:
         self._address = kafka.bootstrap_servers
         self._consumer = kafka.consumer(
             group_id=group_id,
-            **{"enable.partition.eof": False, "fetch.max.bytes": 64 * 1024 * 1024},
+            # A planned offset that retention deleted before the read must fail the read:
+            # "earliest" would skip to the log start, and the file named by the range
+            # would claim offsets it does not hold.
+            **{
+                "enable.partition.eof": False,
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "auto.offset.reset": "error",
+            },
         )
 
     def __enter__(self) -> TopicReader:
@@ -320,6 +328,8 @@ class TopicReader:
                     if error is not None:
                         if error.code() == KafkaError._PARTITION_EOF:
                             continue
+                        if error.code() == KafkaError._AUTO_OFFSET_RESET:
+                            raise RecordsDeletedError(self.topic, partition, position, last)
                         raise KafkaException(error)
                     offset = cast(int, message.offset())  # set on every record
                     if offset > last:

@@ -237,3 +237,26 @@ def test_downstream_asset_streams_exactly_the_landed_day(bronze_dataset: BronzeD
     assert result.success
     assert seen["rows"] == 300
     assert seen["schema"] == BRONZE_SCHEMA.names
+
+
+def test_a_planned_range_that_retention_deleted_fails_the_read_instead_of_skipping_it(
+    bronze_dataset: BronzeDataset,
+) -> None:
+    """Records deleted between planning and reading would otherwise be skipped silently,
+    and the file named by the range would claim offsets it does not hold."""
+    from resources.errors import RecordsDeletedError
+    from resources.kafka import TopicReader
+
+    stamp = datetime.now(UTC) - timedelta(hours=1)
+    bronze_dataset.produce([(f"r{i}".encode(), b"{}", stamp, None) for i in range(10)], partition=0)
+    kafka = bronze_dataset.resources["kafka"]
+    admin = kafka.admin()  # kept: its futures resolve only while it lives
+    deleted = admin.delete_records([TopicPartition(bronze_dataset.topic, 0, 5)])
+    for future in deleted.values():
+        future.result(30)
+
+    with (
+        TopicReader(kafka, bronze_dataset.topic) as reader,
+        pytest.raises(RecordsDeletedError, match=rf"{bronze_dataset.topic}\[0\] at offset 0"),
+    ):
+        list(reader.read(0, 0, 9))

@@ -6,6 +6,7 @@ import os
 import uuid
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from lakehouse_dev.stack import LocalStack
@@ -109,11 +110,14 @@ def test_unreachable_kafka_is_a_named_error(settings: LakehouseSettings) -> None
 
 
 def test_unreachable_s3_is_a_named_error(settings: LakehouseSettings) -> None:
-    s3 = build_resources(_unreachable(settings))["s3"]
-    with pytest.raises(
-        ServiceUnreachableError, match=r"S3 at http://127\.0\.0\.1:\d+ is unreachable"
+    # Initialised as in a run: credentials named by EnvVar are resolved first.
+    with (
+        dg.build_resources({"s3": build_resources(_unreachable(settings))["s3"]}) as initialised,
+        pytest.raises(
+            ServiceUnreachableError, match=r"S3 at http://127\.0\.0\.1:\d+ is unreachable"
+        ),
     ):
-        s3.check_reachable()
+        initialised.s3.check_reachable()
 
 
 def test_missing_topic_is_a_named_error(resources: object) -> None:
