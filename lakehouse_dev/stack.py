@@ -4,7 +4,7 @@
 no-op), creates the bucket, the dataset topics and the Iceberg namespaces, and
 prints where everything is. ``lakehouse-stack stop`` stops both services and
 leaves no process behind. Data survives a stop/start: Kafka's log directories,
-the S3 objects (saved at stop) and the catalog file live under ``stack.data_dir``.
+the S3 objects (written through to disk before each write is acknowledged) and the catalog file live under ``stack.data_dir``.
 
 Ports and paths derive from the settings (``kafka.bootstrap_servers``,
 ``s3.endpoint_url``, ``stack.data_dir``); the stack refuses to run for an
@@ -93,7 +93,7 @@ class LocalStack:
         catalog.ensure_namespaces(self.settings.catalog.namespaces.values())
 
     def stop(self) -> None:
-        """Stop the shared Spark drivers, then both services (S3 saves its objects)."""
+        """Stop the shared Spark drivers, then both services."""
         stop_drivers(shared_drivers_dir(self.settings))
         self.kafka.stop()
         self.s3.stop()
