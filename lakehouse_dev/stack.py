@@ -3,8 +3,9 @@
 ``lakehouse-stack start`` starts what is not running yet (a second start is a
 no-op), creates the bucket, the dataset topics and the Iceberg namespaces, and
 prints where everything is. ``lakehouse-stack stop`` stops both services and
-leaves no process behind. Data survives a stop/start: Kafka's log directories,
-the S3 objects (written through to disk before each write is acknowledged) and the catalog file live under ``stack.data_dir``.
+leaves no process behind. Data survives a stop/start, and a kill: Kafka's log
+directories, the S3 objects (written to disk before each write is acknowledged)
+and the catalog file live under ``stack.data_dir``.
 
 Ports and paths derive from the settings (``kafka.bootstrap_servers``,
 ``s3.endpoint_url``, ``stack.data_dir``); the stack refuses to run for an
