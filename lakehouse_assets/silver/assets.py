@@ -24,6 +24,7 @@ import dagster as dg
 from lakehouse_assets.bronze.assets import bronze_key
 from lakehouse_assets.contracts import Contract, load_contract
 from lakehouse_assets.partitions import daily_partitions
+from lakehouse_assets.silver.errors import s3_errors_named
 from lakehouse_assets.silver.transforms import (
     ACCEPTED,
     AHEAD_TOLERANCE_DAYS,
@@ -36,7 +37,7 @@ from lakehouse_assets.silver.transforms import (
     classify,
     in_window,
     quarantine_rows,
-    read_bronze,
+    read_bronze_once,
     table_builder,
     write_options,
 )
@@ -96,6 +97,7 @@ class Reconciliation:
     quarantined_in_table: int
     read: int
     in_store: int
+    """Records in the bronze files the run read, counted from their Parquet footers."""
 
     @property
     def holds(self) -> bool:
@@ -110,7 +112,7 @@ class Reconciliation:
         return (
             f"bronze rows of the window {self.assigned} = silver {self.accepted_in_table} "
             f"+ quarantined {self.quarantined_in_table} + duplicates {self.duplicates}; "
-            f"bronze rows read {self.read}, in the store {self.in_store}"
+            f"bronze rows read {self.read}, in those files' footers {self.in_store}"
         )
 
 
@@ -208,67 +210,71 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
         bronze_store: ParquetStore,
         iceberg: IcebergCatalogResource,
     ) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
-        from pyspark import StorageLevel
-
         from lakehouse_assets.silver.validation import parse_payload
 
         window = context.partition_time_window
         first, last = window.start.date(), (window.end - timedelta(days=1)).date()
         days = bronze_days(first, last, late_window)
         session = spark.spark_session
-        bronze = read_bronze(session, bronze_store, dataset, days)
-        classified = classify(parse_payload(contract, bronze.frame), contract, late_window)
-        classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
+        with s3_errors_named(bronze_store.s3):
+            # One read of bronze, computed once: every output, count and property below
+            # comes from it, never from a second read of files a landing may remove.
+            bronze = read_bronze_once(
+                session,
+                bronze_store,
+                dataset,
+                days,
+                lambda frame: classify(parse_payload(contract, frame), contract, late_window),
+                on_retry=context.log.warning,
+            )
+            classified = bronze.rows
             counts: dict[tuple[date, str], int] = {
                 (row[TARGET_DATE], row[STATUS]): row["count"]
                 for row in classified.groupBy(TARGET_DATE, STATUS).count().collect()
             }
-            mine = classified.where(in_window(first, last))
-            tables = builder(mine.where(f"{STATUS} = '{ACCEPTED}'"), contract)
-            properties = {
-                "lakehouse.source_topic": settings.dataset(dataset).topic,
-                "lakehouse.source_offsets": json.dumps(bronze.offsets, sort_keys=True),
-                "lakehouse.late_window_days": str(late_window),
-                "lakehouse.contract": f"{contract.path.name} {contract.version}",
-            }
-            for table in contract.tables:
-                yield dg.Output(
-                    tables[table],
-                    output_name=silver_key(table).to_python_identifier(),
-                    metadata={"snapshot_properties": properties},
-                )
+        mine = classified.where(in_window(first, last))
+        tables = builder(mine.where(f"{STATUS} = '{ACCEPTED}'"), contract)
+        properties = {
+            "lakehouse.source_topic": settings.dataset(dataset).topic,
+            "lakehouse.source_offsets": json.dumps(bronze.offsets, sort_keys=True),
+            "lakehouse.late_window_days": str(late_window),
+            "lakehouse.contract": f"{contract.path.name} {contract.version}",
+        }
+        for table in contract.tables:
             yield dg.Output(
-                quarantine_rows(mine, contract),
-                output_name=silver_key(quarantine).to_python_identifier(),
+                tables[table],
+                output_name=silver_key(table).to_python_identifier(),
                 metadata={"snapshot_properties": properties},
             )
+        yield dg.Output(
+            quarantine_rows(mine, contract),
+            output_name=silver_key(quarantine).to_python_identifier(),
+            metadata={"snapshot_properties": properties},
+        )
 
-            def total(status: str) -> int:
-                return sum(
-                    n for (day, s), n in counts.items() if s == status and first <= day <= last
-                )
+        def total(status: str) -> int:
+            return sum(n for (day, s), n in counts.items() if s == status and first <= day <= last)
 
-            result = Reconciliation(
-                assigned=sum(n for (day, _), n in counts.items() if first <= day <= last),
-                accepted=total(ACCEPTED),
-                duplicates=total(DUPLICATE),
-                quarantined=total(QUARANTINED),
-                accepted_in_table=_count(
-                    iceberg, settings, events, column=events_partition, window=window
-                ),
-                quarantined_in_table=_count(
-                    iceberg,
-                    settings,
-                    quarantine,
-                    column=QUARANTINE_PARTITION_COLUMN,
-                    window=window,
-                ),
-                read=sum(counts.values()),
-                in_store=bronze_store.count_rows(dataset, days),
-            )
-        finally:
-            classified.unpersist()
+        result = Reconciliation(
+            assigned=sum(n for (day, _), n in counts.items() if first <= day <= last),
+            accepted=total(ACCEPTED),
+            duplicates=total(DUPLICATE),
+            quarantined=total(QUARANTINED),
+            accepted_in_table=_count(
+                iceberg, settings, events, column=events_partition, window=window
+            ),
+            quarantined_in_table=_count(
+                iceberg,
+                settings,
+                quarantine,
+                column=QUARANTINE_PARTITION_COLUMN,
+                window=window,
+            ),
+            read=sum(counts.values()),
+            # The files this run read, not the store now: a landing since may have
+            # replaced them, and reading them again would race it.
+            in_store=bronze.rows_in_files,
+        )
         context.log.info(f"reconciliation of {dataset} {first}..{last}: {result.describe()}")
         yield dg.AssetCheckResult(
             check_name=RECONCILIATION_CHECK,
@@ -280,6 +286,7 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
                 "bronze_days_read": f"{days[0]}..{days[-1]}",
                 "bronze_rows_read": result.read,
                 "bronze_rows_in_store": result.in_store,
+                "bronze_read_attempts": bronze.attempts,
                 "bronze_rows_of_window": result.assigned,
                 "accepted": result.accepted,
                 "accepted_in_table": result.accepted_in_table,

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
+    from resources.bronze_layout import ReadPlan
     from resources.parquet_io_manager import ParquetStore
 
 #: Quarantine rule ids the partition assignment adds to the contract's own.
@@ -89,6 +90,8 @@ class BronzeInput:
     files: list[str]
     offsets: dict[str, dict[str, list[int]]]
     """Per day, per Kafka partition: the ``[first, last]`` offsets read."""
+    plans: list[tuple[str, ReadPlan]]
+    """The store's read plan the frame reads: (directory, plan) per file."""
 
 
 def read_bronze(
@@ -106,7 +109,7 @@ def read_bronze(
         first, last = plan.read_from, plan.range.last
         span[:] = [min(span[0], first), max(span[1], last)] if span else [first, last]
     if not plans:
-        return BronzeInput(spark.createDataFrame([], schema), [], offsets)
+        return BronzeInput(spark.createDataFrame([], schema), [], offsets, plans)
     paths = [f"s3a://{directory}/{plan.range.file_name}" for directory, plan in plans]
     frame = spark.read.schema(schema).parquet(*paths)
     overlapping = [
@@ -125,7 +128,105 @@ def read_bronze(
             ],
         )
         frame = frame.where(~skipped)
-    return BronzeInput(frame, paths, offsets)
+    return BronzeInput(frame, paths, offsets, plans)
+
+
+#: How many times silver plans and reads its bronze days before it gives up on a landing
+#: that keeps replacing the files it listed (see :func:`read_bronze_once`).
+BRONZE_READ_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class BronzeRead:
+    """One complete, consistent read of some bronze days, prepared and computed once.
+
+    ``rows`` is computed: its plan no longer refers to the bronze files, so every
+    action on it (and on what derives from it) sees the same rows, whatever a
+    landing does to the files afterwards.
+    """
+
+    rows: DataFrame
+    files: list[str]
+    offsets: dict[str, dict[str, list[int]]]
+    """Per day, per Kafka partition: the ``[first, last]`` offsets read."""
+    rows_in_files: int
+    """Records of the files read (each offset once), from their Parquet footers."""
+    attempts: int
+
+
+def read_bronze_once(
+    spark: SparkSession,
+    store: ParquetStore,
+    dataset: str,
+    days: Sequence[str],
+    prepare: Callable[[DataFrame], DataFrame],
+    *,
+    attempts: int = BRONZE_READ_ATTEMPTS,
+    on_retry: Callable[[str], None] | None = None,
+) -> BronzeRead:
+    """``prepare`` applied to every landed record of ``days``, each offset exactly once,
+    computed in one Spark job from one listing of the store.
+
+    Spark reads lazily: files listed now are opened by the first action, and again by
+    any later one that recomputes them. Meanwhile a landing of the same day may remove
+    them (a replace landing writes its files, then removes the old ones; an append
+    removes the files a new one covers), and the read fails with
+    ``SparkFileNotFoundException``. So the read is made once, up front: the days are
+    planned (:func:`read_bronze`), the files' rows counted from their footers, and the
+    prepared rows computed into a local checkpoint (kept by the executors' block
+    managers, memory then disk); the result's plan is cut from the bronze files, so no
+    later action reads them again. When a listed file is gone before that job read
+    it, the attempt is dropped whole and the days are planned again: the landing that
+    removed it had written the files covering its offsets first, so the new plan reads
+    every offset, once. After ``attempts`` such failures,
+    :class:`~lakehouse_assets.silver.errors.BronzeFileVanishedError` names the dataset,
+    the day and the file. Any other error is raised as it is.
+
+    The checkpoint's blocks are released when the result is garbage collected (Spark
+    offers no explicit release for local checkpoints).
+    """
+    from lakehouse_assets.silver.errors import BronzeFileVanishedError, vanished_bronze_file
+
+    for attempt in range(1, attempts + 1):
+        try:
+            bronze = read_bronze(spark, store, dataset, days)
+            in_files = rows_in_files(store, bronze.plans)
+            rows = prepare(bronze.frame).localCheckpoint(eager=True)
+        except Exception as exc:
+            vanished = vanished_bronze_file(exc, store, dataset)
+            if vanished is None:
+                raise
+            if attempt == attempts:
+                raise BronzeFileVanishedError(dataset, vanished, attempts) from exc
+            if on_retry is not None:
+                on_retry(
+                    f"bronze file {vanished.path} of {dataset} {vanished.day} was removed while "
+                    f"silver read it (a landing of that day replaced it); planning the days "
+                    f"again (attempt {attempt + 1} of {attempts})"
+                )
+            continue
+        return BronzeRead(rows, bronze.files, bronze.offsets, in_files, attempt)
+    raise ValueError(f"attempts must be at least 1, got {attempts}")
+
+
+def rows_in_files(store: ParquetStore, plans: Sequence[tuple[str, ReadPlan]]) -> int:
+    """Records in the planned files, each offset once: the footers' row counts (and the
+    offset column of a file read only from ``read_from``)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    fs = store.filesystem()
+    total = 0
+    for directory, plan in plans:
+        with fs.open(f"{directory}/{plan.range.file_name}", "rb") as source:
+            parquet = pq.ParquetFile(source)
+            if plan.read_from == plan.range.first:
+                total += parquet.metadata.num_rows
+                continue
+            for batch in parquet.iter_batches(columns=["offset"]):
+                kept = pc.greater_equal(batch.column("offset"), plan.read_from)
+                total += pc.sum(kept).as_py() or 0
+    return total
 
 
 def classify(parsed: DataFrame, contract: Contract, late_window_days: int) -> DataFrame:
