@@ -8,6 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 UV_VERSION := 0.13.9
+DAGSTER_PORT ?= 3000
 export DAGSTER_HOME ?= $(CURDIR)/.lakehouse/dagster_home
 
 .PHONY: install demo test lint typecheck check stack-start stack-stop stack-status dev bench lock clean
@@ -54,10 +55,11 @@ stack-stop: install
 stack-status: install
 	$(BIN)/lakehouse-stack status
 
-# The Dagster UI on http://127.0.0.1:3000 with the daemon (sensors, automation, backfills).
+# The Dagster UI on http://127.0.0.1:$(DAGSTER_PORT) with the daemon (sensors, automation,
+# backfills). Ctrl-C or SIGTERM stops it and every process it started.
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/lakehouse-stack start
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/python -m lakehouse_dev.dev -h 127.0.0.1 -p $(DAGSTER_PORT)
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -1,0 +1,534 @@
+"""What the README tells a user to do, done the way a user does it: through `make dev`.
+
+One `make dev` (the Dagster webserver, the daemon and the code server) runs against
+the test stack for the whole module, started the way a script or an IDE starts a
+background job (SIGINT ignored). Sensors and automation are evaluated by the real
+daemon, UI actions go through the webserver's GraphQL API exactly as the UI sends
+them, and nothing here calls a sensor or an asset function directly. The tests run
+in order: each flow leaves the deployment as a user would find it for the next.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import yaml
+
+from resources.run_workers import run_worker_pid
+from resources.settings import PROJECT_ROOT, LakehouseSettings
+from tests.conftest import TEST_DATA_DIR, _free_port
+from tests.integration.conftest import plain_contract_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+LOCATION = "lakehouse"
+
+#: `make dev`'s S3 credentials (the local S3 server accepts any): markers that no command
+#: line, log, run event, metadata, snapshot property or dbt artefact may show.
+SECRET_MARKERS = {
+    "AWS_ACCESS_KEY_ID": f"lakehouse-test-key-{uuid.uuid4().hex}",
+    "AWS_SECRET_ACCESS_KEY": f"lakehouse-test-secret-{uuid.uuid4().hex}",
+}
+
+
+@dataclass
+class DagsterDev:
+    """The running `make dev` and what a user reaches of it."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    home: Path
+    config: Path
+    log: Path
+    env: dict[str, str]
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer = json.loads(response.read())
+        assert "errors" not in answer, answer["errors"]
+        return dict(answer["data"])
+
+    def instance(self) -> dg.DagsterInstance:
+        return dg.DagsterInstance.from_config(str(self.home))
+
+    def log_tail(self, chars: int = 6000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def wait_for(self, what: str, predicate: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            assert self.process.poll() is None, f"make dev exited:\n{self.log_tail()}"
+            time.sleep(3)
+        raise AssertionError(
+            f"timed out after {timeout:.0f}s waiting for {what}:\n{self.log_tail()}"
+        )
+
+
+_LOCATION_STATUS = """
+{ workspaceOrError { ... on Workspace { locationEntries {
+    name loadStatus
+    locationOrLoadError { __typename ... on PythonError { message } }
+} } } }
+"""
+
+
+def _location_loaded(ui: DagsterDev) -> bool:
+    try:
+        data = ui.graphql(_LOCATION_STATUS)
+    except OSError:
+        return False  # the webserver is not listening yet
+    entries = data["workspaceOrError"].get("locationEntries", [])
+    for entry in entries:
+        if entry["name"] == LOCATION and entry["loadStatus"] == "LOADED":
+            error = entry["locationOrLoadError"]
+            assert error["__typename"] == "RepositoryLocation", error
+            return True
+    return False
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """Every live descendant of ``root`` with its command line."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: dict[int, str] = {}
+    stack = [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            try:
+                found[child] = (
+                    Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                )
+            except OSError:
+                continue
+            stack.append(child)
+    return found
+
+
+def _alive(pids: dict[int, str]) -> dict[int, str]:
+    """Those of ``pids`` still running the same command (not zombies)."""
+    left = {}
+    for pid, command in pids.items():
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            now = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if state != "Z" and now == command:
+            left[pid] = command
+    return left
+
+
+@pytest.fixture(scope="module")
+def ui(stack: Any, settings: LakehouseSettings) -> Iterator[DagsterDev]:
+    """`make dev` on a free port, against the test stack, as a background job of a script."""
+    root = TEST_DATA_DIR / "make_dev"
+    home = root / "dagster_home"
+    home.mkdir(parents=True)
+    config = root / "lakehouse.yaml"
+    shutil.copy(PROJECT_ROOT / "config" / "lakehouse.yaml", config)
+    port = _free_port()
+    env = dict(os.environ)
+    env.update(
+        {
+            "DAGSTER_HOME": str(home),
+            "DAGSTER_PORT": str(port),
+            "LAKEHOUSE_CONFIG": str(config),
+            "LAKEHOUSE__LANDING__SENSOR_INTERVAL_SECONDS": "5",
+            **SECRET_MARKERS,
+        }
+    )
+    log = root / "make_dev.log"
+
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            # A shell without job control starts background jobs with SIGINT ignored.
+            ["bash", "-c", "trap '' INT; exec make -s dev"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    dev = DagsterDev(process, f"http://127.0.0.1:{port}", home, config, log, env)
+    try:
+        dev.wait_for("the code location to load", lambda: _location_loaded(dev), 300)
+        yield dev
+    finally:
+        if process.poll() is None:
+            leftovers = _descendants(process.pid)
+            os.killpg(process.pid, signal.SIGKILL)
+            for pid in _alive(leftovers):
+                os.kill(pid, signal.SIGKILL)
+            process.wait(30)
+
+
+def _produce(resources: Any, topic: str, events: list[dict[str, Any]], stamp: datetime) -> None:
+    producer = resources.kafka.producer()
+    for event in events:
+        producer.produce(
+            topic,
+            key=str(event["id"]).encode(),
+            value=json.dumps(event).encode(),
+            timestamp=int(stamp.timestamp() * 1000),
+        )
+    assert producer.flush(30) == 0
+
+
+def _plain_events(name: str, count: int, when: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"{name}-{when:%Y%m%d}-{i}",  # ids are unique across the table
+            "name": name,
+            "amount": float(Decimal(i % 7) + Decimal("0.25")),
+            "event_time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        for i in range(count)
+    ]
+
+
+def _expected_total(events: list[dict[str, Any]]) -> tuple[int, Decimal]:
+    return len(events), sum((Decimal(str(e["amount"])) for e in events), Decimal("0"))
+
+
+def _gold_totals(resources: Any, settings: LakehouseSettings, name: str) -> dict[date, Any]:
+    """``plain_daily_totals`` rows of one name: (events, total amount) per day."""
+    catalog = resources.iceberg.load()
+    table = (settings.namespace("gold"), "plain_daily_totals")
+    if not catalog.table_exists(table):
+        return {}
+    rows = catalog.load_table(table).scan().to_arrow().to_pylist()
+    return {r["event_date"]: (r["events"], r["total_amount"]) for r in rows if r["name"] == name}
+
+
+def _now() -> datetime:
+    # Kafka refuses records stamped in the future; a minute back is safely today
+    # except in the first minute after midnight.
+    return datetime.now(UTC) - timedelta(minutes=1)
+
+
+def test_records_of_today_and_earlier_days_reach_silver_and_gold_with_no_manual_step(
+    ui: DagsterDev, resources: Any, settings: LakehouseSettings
+) -> None:
+    """New Kafka records land (the arrivals sensors), and silver and gold follow (the
+    refresh run for today's, declarative automation for earlier days')."""
+    name = f"flow-{uuid.uuid4().hex[:6]}"
+    now = _now()
+    yesterday = now - timedelta(days=1)
+    today_events, earlier_events = _plain_events(name, 40, now), _plain_events(name, 30, yesterday)
+    _produce(resources, "plain-events", earlier_events, yesterday)
+    _produce(resources, "plain-events", today_events, now)
+
+    from tests.integration.test_silver import order_event
+
+    orders = [order_event(950_000 + n, 1, now, status="paid") for n in range(5)]
+    producer = resources.kafka.producer()
+    for order in orders:
+        producer.produce(
+            "purchase-orders",
+            key=order["order_id"].encode(),
+            value=json.dumps(order).encode(),
+            timestamp=int(now.timestamp() * 1000),
+        )
+    assert producer.flush(30) == 0
+
+    expected = {
+        now.date(): _expected_total(today_events),
+        yesterday.date(): _expected_total(earlier_events),
+    }
+    ui.wait_for(
+        "plain's gold totals of today and yesterday",
+        lambda: _gold_totals(resources, settings, name) == expected,
+        900,
+    )
+
+    catalog = resources.iceberg.load()
+    sales = (settings.namespace("gold"), "fct_daily_sales")
+
+    def orders_sold() -> int:
+        if not catalog.table_exists(sales):
+            return 0
+        rows = catalog.load_table(sales).scan().to_arrow().to_pylist()
+        return sum(
+            r["orders"] for r in rows if r["sales_date"] == now.date() and r["country"] == "DE"
+        )
+
+    ui.wait_for("today's orders in fct_daily_sales", lambda: orders_sold() >= len(orders), 600)
+
+
+_LAUNCH_BACKFILL = """
+mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on PartitionKeysNotFoundError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+
+_BACKFILL_STATUS = """
+query Backfill($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    ... on PartitionBackfill { status runs(limit: 10) { runId status tags { key value } } }
+  }
+}
+"""
+
+
+def test_a_partition_range_backfill_launched_as_the_ui_does_completes_in_one_run(
+    ui: DagsterDev, resources: Any
+) -> None:
+    """The asset's Materialize dialog with a range of days sends this mutation; the
+    bronze asset's single-run backfill policy makes the range one run."""
+    today = datetime.now(UTC).date()
+    days = [(today - timedelta(days=n)).isoformat() for n in (2, 1, 0)]
+    launched = ui.graphql(
+        _LAUNCH_BACKFILL,
+        {
+            "backfillParams": {
+                "assetSelection": [{"path": ["bronze", "plain"]}],
+                "partitionNames": days,
+                "fromFailure": False,
+                "tags": [],
+            }
+        },
+    )["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill_id = launched["backfillId"]
+
+    def finished() -> bool:
+        status = ui.graphql(_BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+        return status["status"] in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED")
+
+    ui.wait_for(f"backfill {backfill_id}", finished, 600)
+    status = ui.graphql(_BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+    assert status["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), (status, ui.log_tail())
+    (run,) = status["runs"]
+    assert run["status"] == "SUCCESS"
+    tags = {t["key"]: t["value"] for t in run["tags"]}
+    assert tags["dagster/asset_partition_range_start"] == days[0]
+    assert tags["dagster/asset_partition_range_end"] == days[-1]
+    # Replace mode made each day exactly what Kafka holds for it.
+    for day in days:
+        landed = sum(r.count for r in resources.bronze_store.landed("plain", day))
+        rows = sum(b.num_rows for b in resources.bronze_store.read_batches("plain", [day]))
+        assert rows == landed
+
+
+def _step_started(instance: dg.DagsterInstance, run_id: str, fragment: str) -> bool:
+    return any(
+        fragment in stats.step_key and stats.end_time is None
+        for stats in instance.get_run_step_stats(run_id)
+    )
+
+
+def test_a_killed_run_fails_and_the_next_runs_take_its_records_on_with_no_manual_step(
+    ui: DagsterDev, resources: Any, settings: LakehouseSettings
+) -> None:
+    """kill -9 of a daemon-launched run in its silver step: the run is marked failed,
+    its pool slot is freed, and later ticks bring every record to gold."""
+    instance = ui.instance()
+    name = f"kill-{uuid.uuid4().hex[:6]}"
+    now = _now()
+    first = _plain_events(name, 25, now)
+    started = time.time()
+    _produce(resources, "plain-events", first, now)
+
+    victim: list[str] = []
+
+    def silver_running() -> bool:
+        runs = instance.get_run_records(
+            filters=dg.RunsFilter(
+                job_name="refresh_plain",
+                statuses=[dg.DagsterRunStatus.STARTED],
+                created_after=datetime.fromtimestamp(started, UTC),
+            )
+        )
+        victim[:] = [
+            r.dagster_run.run_id
+            for r in runs
+            if _step_started(instance, r.dagster_run.run_id, "silver")
+        ]
+        return bool(victim)
+
+    ui.wait_for("a refresh run in its silver step", silver_running, 600)
+    recorded = run_worker_pid(instance, victim[0])
+    assert recorded is not None
+    os.kill(recorded[0], signal.SIGKILL)
+
+    second = _plain_events(f"{name}-late", 15, _now())
+    _produce(resources, "plain-events", second, _now())
+
+    def failed() -> bool:
+        run = instance.get_run_by_id(victim[0])
+        return run is not None and run.status == dg.DagsterRunStatus.FAILURE
+
+    ui.wait_for(f"killed run {victim[0]} to be marked failed", failed, 120)
+    ui.wait_for(
+        "gold totals of the records around the kill",
+        lambda: (
+            _gold_totals(resources, settings, name) == {now.date(): _expected_total(first)}
+            and _gold_totals(resources, settings, f"{name}-late")
+            == {_now().date(): _expected_total(second)}
+        ),
+        600,
+    )
+
+
+_RELOAD = """
+mutation Reload($name: String!) {
+  reloadRepositoryLocation(repositoryLocationName: $name) { __typename }
+}
+"""
+
+_ASSETS = "{ assetNodes { assetKey { path } } }"
+
+
+def test_a_dataset_added_as_the_readme_says_appears_and_lands(
+    ui: DagsterDev, resources: Any, settings: LakehouseSettings
+) -> None:
+    """A config entry and a contract (README, "Adding a dataset"), `lakehouse-stack
+    start` for its topic, "Reload definitions" in the UI: its assets appear, and its
+    sensor lands new records and builds silver with no Python change."""
+    name = f"clicks_{uuid.uuid4().hex[:6]}"
+    topic = name.replace("_", "-")
+    contract = plain_contract_for(name, ui.config.parent)
+    config = yaml.safe_load(ui.config.read_text())
+    config["defaults"]["datasets"][name] = {
+        "topic": topic,
+        "topic_partitions": 2,
+        "description": "Clicks added by the user-flow test.",
+        "contract": str(contract),
+    }
+    ui.config.write_text(yaml.safe_dump(config, sort_keys=False))
+    started = subprocess.run(
+        [str(PROJECT_ROOT / ".venv" / "bin" / "lakehouse-stack"), "start"],
+        cwd=PROJECT_ROOT,
+        env=ui.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    reloaded = ui.graphql(_RELOAD, {"name": LOCATION})["reloadRepositoryLocation"]
+    assert reloaded["__typename"] == "WorkspaceLocationEntry", reloaded
+    ui.wait_for("the reloaded code location", lambda: _location_loaded(ui), 300)
+    keys = {"/".join(n["assetKey"]["path"]) for n in ui.graphql(_ASSETS)["assetNodes"]}
+    assert {f"bronze/{name}", f"silver/{name}", f"silver/{name}_quarantine"} <= keys
+
+    now = _now()
+    events = _plain_events(name, 20, now)
+    _produce(resources, topic, events, now)
+    catalog = resources.iceberg.load()
+    table = (settings.namespace("silver"), name)
+
+    def in_silver() -> int:
+        if not catalog.table_exists(table):
+            return 0
+        return catalog.load_table(table).scan().to_arrow().num_rows
+
+    ui.wait_for(f"{name}'s records in silver", lambda: in_silver() == len(events), 600)
+    landed = sum(r.count for r in resources.bronze_store.landed(name, now.date().isoformat()))
+    assert landed == len(events)
+
+
+def _files_containing(marker: bytes, roots: list[Path]) -> list[str]:
+    found = []
+    for root in roots:
+        for path in root.rglob("*") if root.is_dir() else []:
+            try:
+                if path.is_file() and not path.is_symlink() and marker in path.read_bytes():
+                    found.append(str(path))
+            except OSError:
+                continue
+    return found
+
+
+def test_no_secret_value_appears_in_any_command_line_log_event_metadata_or_artefact(
+    ui: DagsterDev, resources: Any, settings: LakehouseSettings
+) -> None:
+    """After the flows above, the S3 credentials (markers) are nowhere to be read:
+    process command lines, service and run logs, the run and event storage (asset
+    metadata included), Iceberg metadata (snapshot properties) and dbt's artefacts."""
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=settings.s3.endpoint_url,
+        region_name=settings.s3.region,
+        aws_access_key_id="lakehouse-local",
+        aws_secret_access_key="lakehouse-local",
+    )
+    metadata_files = [
+        item["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=settings.storage.bucket, Prefix=settings.storage.warehouse_prefix
+        )
+        for item in page.get("Contents", [])
+        if item["Key"].endswith(".json")
+    ]
+    assert metadata_files, "the flows committed no Iceberg table"
+    for variable, value in SECRET_MARKERS.items():
+        marker = value.encode()
+        command_lines = [
+            str(p) for p in Path("/proc").glob("[0-9]*/cmdline") if _read(p).find(marker) >= 0
+        ]
+        assert not command_lines, f"{variable} on the command line of {command_lines}"
+        roots = [TEST_DATA_DIR, PROJECT_ROOT / "dbt" / "target", PROJECT_ROOT / "dbt" / "logs"]
+        assert not _files_containing(marker, roots), f"{variable} written to files"
+        leaked = [
+            key
+            for key in metadata_files
+            if marker in s3.get_object(Bucket=settings.storage.bucket, Key=key)["Body"].read()
+        ]
+        assert not leaked, f"{variable} in Iceberg metadata {leaked}"
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def test_sigterm_stops_make_dev_and_every_process_it_started(ui: DagsterDev) -> None:
+    """`kill %1` of a background `make dev` (SIGINT ignored): make passes SIGTERM on,
+    and the webserver, the daemon, the code servers and runs all exit."""
+    started = _descendants(ui.process.pid)
+    assert any("dagster_webserver" in c for c in started.values()), started
+    assert any("dagster._daemon" in c for c in started.values()), started
+    ui.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and (ui.process.poll() is None or _alive(started)):
+        time.sleep(1)
+    assert ui.process.poll() is not None, "make dev is still running"
+    assert not _alive(started), f"left running: {_alive(started)}"
