@@ -32,6 +32,10 @@ ENV_OVERRIDE_PREFIX = "LAKEHOUSE__"
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 _TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_MASTER_PATTERN = re.compile(
+    r"^(local(\[[0-9*]+(,\s*[0-9]+)?\])?|local-cluster\[.+\]|spark://\S+|k8s://\S+|yarn)$"
+)
+_ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 Layer = Literal["bronze", "silver", "gold"]
@@ -158,8 +162,26 @@ class KafkaSettings(_Section):
 
 
 class SparkSettings(_Section):
-    master: str = "local[2]"
-    driver_memory: str = "2g"
+    """Where Spark runs and what its executors need.
+
+    With a ``local[...]`` master (the default) everything runs in the run's process.
+    With a cluster master (``spark://``, ``k8s://``, ``yarn``) the run's process is the
+    driver (client mode) and the executors run elsewhere: every ``executor_*`` key, the
+    project's Python code (``ship_packages``), ``py_files`` and ``python_archive``
+    reach them through Spark's own mechanisms, never through a shared file system.
+    """
+
+    master: str = Field(
+        default="local[2]",
+        description=(
+            "`spark.master`: local[N] (one process), spark://host:port (standalone; the "
+            "local stack's cluster is spark://127.0.0.1:<stack.spark_master_port>), "
+            "k8s://https://host:port or yarn (client mode: this process is the driver)."
+        ),
+    )
+    driver_memory: str = Field(
+        default="2g", description="Driver JVM heap (in local mode: of everything)."
+    )
     shuffle_partitions: int = Field(default=4, ge=1)
     conf: dict[str, str] = Field(default_factory=dict, description="Extra spark.* settings.")
     shared_driver: bool = Field(
@@ -167,16 +189,109 @@ class SparkSettings(_Section):
         description=(
             "Runs attach to one warm local Spark driver (started on first use, stopped when "
             "idle or by `lakehouse-stack stop`) instead of each starting a JVM. For local "
-            "mode on one machine; leave off where Spark runs on a cluster."
+            "mode on one machine only: with a cluster master it is ignored (each run's "
+            "process is its own driver, and its application holds cluster cores only while "
+            "the run lasts)."
+        ),
+    )
+    executor_memory: str | None = Field(
+        default=None,
+        description="Cluster masters: heap of each executor (`spark.executor.memory`); null: Spark's 1g.",
+    )
+    executor_cores: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Cluster masters: cores of each executor (`spark.executor.cores`); null: all of "
+            "a standalone worker's cores, 1 on YARN and Kubernetes."
+        ),
+    )
+    executor_instances: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Cluster masters: number of executors (`spark.executor.instances` on YARN and "
+            "Kubernetes; on a standalone master `spark.cores.max` = instances x cores)."
+        ),
+    )
+    driver_host: str | None = Field(
+        default=None,
+        description=(
+            "Cluster masters: the address executors reach the driver at (`spark.driver.host`). "
+            "Null: 127.0.0.1 (bound there too) when the master is local or on loopback, "
+            "else Spark's default (this host's name)."
+        ),
+    )
+    ship_packages: list[str] = Field(
+        default_factory=lambda: ["lakehouse_assets", "resources"],
+        description=(
+            "Cluster masters: top-level Python packages zipped (named by a hash of their "
+            "sources, in the cache directory) and shipped to executors in "
+            "`spark.submit.pyFiles`. Empty when the executor image has the project installed."
+        ),
+    )
+    py_files: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Cluster masters: further .zip/.egg/.py files for `spark.submit.pyFiles`, as "
+            "paths on the driver or URIs Spark can fetch (s3a://, https://)."
+        ),
+    )
+    python_archive: str | None = Field(
+        default=None,
+        description=(
+            "Cluster masters: a packed Python environment for the executors (venv-pack or "
+            "conda-pack .tar.gz, with pyspark, pandas and pyarrow), given to `spark.archives` "
+            "as `<uri>#environment`; executors then run ./environment/bin/python."
+        ),
+    )
+    executor_python: str | None = Field(
+        default=None,
+        description=(
+            "Cluster masters: the Python executors run (`spark.pyspark.python`, "
+            "`spark.executorEnv.PYSPARK_PYTHON`). Null: ./environment/bin/python with "
+            "`python_archive`, else the driver's interpreter path (right for the local "
+            "stack's cluster and for executor images that install the same path)."
+        ),
+    )
+    executor_env: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Cluster masters: names of environment variables of the driver's process whose "
+            "values executors get (`spark.executorEnv.<NAME>`, over Spark's RPC, never on a "
+            "command line). Names only: values stay out of this file."
         ),
     )
 
-    @field_validator("driver_memory")
+    @field_validator("driver_memory", "executor_memory")
     @classmethod
-    def _memory(cls, value: str) -> str:
-        if not re.fullmatch(r"\d+[kmgt]?", value.lower()):
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d+[kmgt]?", value.lower()):
             raise ValueError(f"{value!r} is not a JVM memory size such as 2g or 512m")
         return value
+
+    @field_validator("master")
+    @classmethod
+    def _known_master(cls, value: str) -> str:
+        if not _MASTER_PATTERN.match(value):
+            raise ValueError(
+                f"{value!r} is not a Spark master URL (local[N], spark://host:port, "
+                "k8s://https://host:port or yarn)"
+            )
+        return value
+
+    @field_validator("executor_env")
+    @classmethod
+    def _variable_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _ENV_NAME_PATTERN.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return value
+
+    @property
+    def is_local(self) -> bool:
+        """Whether Spark runs in the driver's process (``local``, ``local[N]``, ...)."""
+        return self.master.startswith("local")
 
 
 class DbtSettings(_Section):
@@ -211,8 +326,68 @@ class LandingSettings(_Section):
 
 
 class StackSettings(_Section):
+    """The local stack (`lakehouse-stack`): services on loopback, state in ``data_dir``."""
+
     data_dir: str = Field(default=".lakehouse", description="State of the local services.")
-    kafka_heap: str = "512m"
+    kafka_heap: str = Field(default="512m", description="JVM heap of the local Kafka broker.")
+    spark_cluster: bool = Field(
+        default=False,
+        description=(
+            "Also start a Spark standalone cluster on loopback: a master and "
+            "`spark_workers` workers, separate JVMs from the pyspark wheel. Runs use it "
+            "with spark.master spark://127.0.0.1:<spark_master_port>."
+        ),
+    )
+    spark_workers: int = Field(default=2, ge=1, le=16, description="Workers of the local cluster.")
+    spark_worker_cores: int = Field(
+        default=1, ge=1, description="Cores each local worker offers to executors."
+    )
+    spark_worker_memory: str = Field(
+        default="1g",
+        description="Memory each local worker offers to executors (>= spark.executor_memory).",
+    )
+    spark_daemon_memory: str = Field(
+        default="256m", description="JVM heap of the local master and worker daemons themselves."
+    )
+    spark_master_port: int = Field(
+        default=17077, ge=1, le=65535, description="RPC port of the local master (spark://)."
+    )
+    spark_master_webui_port: int = Field(
+        default=18080,
+        ge=1,
+        le=65535,
+        description="Web UI of the local master; http://127.0.0.1:<port>/json/ lists workers and apps.",
+    )
+    spark_worker_webui_port: int = Field(
+        default=18081,
+        ge=1,
+        le=65535,
+        description="Web UI of the first local worker; worker i (from 0) uses this port + i.",
+    )
+
+    @field_validator("spark_worker_memory", "spark_daemon_memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+[kmgt]?", value.lower()):
+            raise ValueError(f"{value!r} is not a JVM memory size such as 1g or 512m")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> StackSettings:
+        workers = range(
+            self.spark_worker_webui_port, self.spark_worker_webui_port + self.spark_workers
+        )
+        if self.spark_master_port == self.spark_master_webui_port or {
+            self.spark_master_port,
+            self.spark_master_webui_port,
+        } & set(workers):
+            raise ValueError(
+                "spark_master_port, spark_master_webui_port and the worker web UI ports "
+                f"(spark_worker_webui_port .. +{self.spark_workers - 1}) must all differ"
+            )
+        if workers.stop - 1 > 65535:
+            raise ValueError("the worker web UI ports run past 65535")
+        return self
 
 
 class DatasetSettings(_Section):
@@ -278,6 +453,11 @@ class LakehouseSettings(_Section):
     @property
     def warehouse(self) -> str:
         return f"s3://{self.storage.bucket}/{self.storage.warehouse_prefix}"
+
+    @property
+    def spark_cluster_url(self) -> str:
+        """The master URL of the local stack's Spark cluster (``stack.spark_cluster``)."""
+        return f"spark://127.0.0.1:{self.stack.spark_master_port}"
 
     @property
     def dagster_home(self) -> Path:

@@ -1,10 +1,24 @@
-"""Spark in local mode (by default) on the same Iceberg catalog as pyiceberg."""
+"""Spark on the same Iceberg catalog as pyiceberg: local mode by default, or client mode.
+
+With a ``local[N]`` master the whole of Spark runs in the run's process (or in the
+shared warm driver, ``spark.shared_driver``). With a cluster master (``spark://``,
+``k8s://``, ``yarn``) the run's process is the driver and executors run elsewhere:
+the session then ships what they need through Spark itself
+(:func:`resources.spark_conf.client_mode_conf`), the project's Python packages as a
+zip in ``spark.submit.pyFiles`` (:func:`python_package_zip`). The shared driver
+serves local masters only: a warm driver would hold a cluster application (and its
+cores) for as long as it idles, and its JVM-wide settings would be the first run's.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
+import sys
+import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,7 +29,13 @@ from pydantic import Field
 from resources.iceberg import IcebergCatalogResource
 from resources.locks import file_lock
 from resources.settings import LakehouseSettings, cache_dir
-from resources.spark_conf import bootstrap_sqlite_catalog, build_spark_conf, redact
+from resources.spark_conf import (
+    bootstrap_sqlite_catalog,
+    build_spark_conf,
+    client_mode_conf,
+    is_local_master,
+    redact,
+)
 from resources.spark_driver import attach, start_session
 from resources.spark_udfs import udf_jar
 
@@ -63,6 +83,56 @@ class SparkResource(LazyPySparkResource):
     shared_driver_idle_seconds: int = Field(
         default=900, description="A shared driver with no attached process stops after this."
     )
+    executor_memory: str | None = Field(
+        default=None, description="Cluster masters: `spark.executor.memory`."
+    )
+    executor_cores: int | None = Field(
+        default=None, description="Cluster masters: `spark.executor.cores`."
+    )
+    executor_instances: int | None = Field(
+        default=None,
+        description="Cluster masters: executors (standalone: `spark.cores.max` = this x cores).",
+    )
+    driver_host: str | None = Field(
+        default=None,
+        description="Cluster masters: `spark.driver.host`; null: 127.0.0.1 for a loopback master.",
+    )
+    ship_packages: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Cluster masters: top-level Python packages zipped into `pyfiles_cache_dir` and "
+            "shipped to executors in `spark.submit.pyFiles`."
+        ),
+    )
+    pyfiles_cache_dir: str | None = Field(
+        default=None, description="Where the zip of `ship_packages` is built (content-named)."
+    )
+    py_files: list[str] = Field(
+        default_factory=list, description="Cluster masters: further `spark.submit.pyFiles`."
+    )
+    python_archive: str | None = Field(
+        default=None,
+        description="Cluster masters: a packed Python environment for `spark.archives`.",
+    )
+    executor_python: str | None = Field(
+        default=None,
+        description=(
+            "Cluster masters: the executors' Python; null: ./environment/bin/python with "
+            "`python_archive`, else this interpreter's path."
+        ),
+    )
+    executor_env: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Cluster masters: names of this process's environment variables that executors "
+            "get (`spark.executorEnv.*`); read at session start, never shown."
+        ),
+    )
+
+    @property
+    def is_local(self) -> bool:
+        """Whether Spark runs inside the driver's process (a ``local`` master)."""
+        return is_local_master(self.master)
 
     def session_conf(self) -> dict[str, str]:
         """The full Spark configuration, credentials included.
@@ -101,7 +171,44 @@ class SparkResource(LazyPySparkResource):
         if self.udf_cache_dir is not None:
             jar = str(udf_jar(Path(self.udf_cache_dir)))
             conf["spark.jars"] = ",".join(filter(None, [conf.get("spark.jars"), jar]))
+        if not self.is_local:
+            # What executors elsewhere need; explicit `spark_config` entries still win.
+            for key, value in self._client_mode_conf().items():
+                if key not in self.spark_config:
+                    conf[key] = value
         return conf
+
+    def _client_mode_conf(self) -> dict[str, str]:
+        s3 = self.catalog.s3
+        py_files = list(self.py_files)
+        if self.ship_packages:
+            if self.pyfiles_cache_dir is None:
+                raise ValueError("ship_packages needs pyfiles_cache_dir (where the zip is built)")
+            zipped = python_package_zip(self.ship_packages, Path(self.pyfiles_cache_dir))
+            py_files.insert(0, str(zipped))
+        missing = [name for name in self.executor_env if name not in os.environ]
+        if missing:
+            raise ValueError(
+                f"spark.executor_env names {', '.join(missing)}, not set in this process's "
+                "environment (executors get the values of the driver's variables)"
+            )
+        executor_python = self.executor_python
+        if executor_python is None and self.python_archive is None:
+            executor_python = sys.executable
+        return client_mode_conf(
+            master=self.master,
+            s3_region=s3.region,
+            access_key_id=s3.access_key_id,
+            secret_access_key=s3.secret_access_key,
+            driver_host=self.driver_host,
+            executor_memory=self.executor_memory,
+            executor_cores=self.executor_cores,
+            executor_instances=self.executor_instances,
+            py_files=py_files,
+            python_archive=self.python_archive,
+            executor_python=executor_python,
+            executor_env={name: os.environ[name] for name in self.executor_env},
+        )
 
     def redacted_conf(self) -> dict[str, str]:
         """The configuration with secrets masked, for logs and metadata."""
@@ -113,9 +220,16 @@ class SparkResource(LazyPySparkResource):
                 # Spark is configured not to create the catalog tables (it would hold a
                 # lock on the SQLite file for the whole session); pyiceberg creates them.
                 bootstrap_sqlite_catalog(self.catalog.name, self.catalog.uri)
+            if self.shared_driver_dir is not None and not self.is_local:
+                raise ValueError(
+                    f"the shared Spark driver serves local masters only, not {self.master!r}: "
+                    "with a cluster master every run's process is its own driver "
+                    "(leave shared_driver_dir unset; spark.shared_driver is ignored there)"
+                )
             conf = self.session_conf()
             # PySpark's SparkContext starts Python workers (UDFs) with $PYSPARK_PYTHON,
-            # not with the spark.pyspark.python setting; both name this interpreter.
+            # not with the spark.pyspark.python setting; both name this interpreter (on
+            # a cluster: the executors' one, which runs every Python worker there).
             os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])
             if self.shared_driver_dir is not None:
                 session: Any = attach(
@@ -168,19 +282,97 @@ def retrieved_jars_checked(ivy_dir: str | None) -> Iterator[None]:
 
 
 def spark_resource(settings: LakehouseSettings, catalog: IcebergCatalogResource) -> SparkResource:
-    """The Spark resource of an environment, from its settings."""
+    """The Spark resource of an environment, from its settings.
+
+    ``spark.shared_driver`` applies to local masters only; with a cluster master it is
+    ignored (see the module docstring).
+    """
+    spark = settings.spark
     return SparkResource(
         catalog=catalog,
-        master=settings.spark.master,
-        driver_memory=settings.spark.driver_memory,
-        shuffle_partitions=settings.spark.shuffle_partitions,
+        master=spark.master,
+        driver_memory=spark.driver_memory,
+        shuffle_partitions=spark.shuffle_partitions,
         ivy_dir=str(cache_dir() / "ivy"),
         udf_cache_dir=str(cache_dir() / "udfs"),
-        spark_config=dict(settings.spark.conf),
+        spark_config=dict(spark.conf),
         shared_driver_dir=str(shared_drivers_dir(settings))
-        if settings.spark.shared_driver
+        if spark.shared_driver and spark.is_local
         else None,
+        executor_memory=spark.executor_memory,
+        executor_cores=spark.executor_cores,
+        executor_instances=spark.executor_instances,
+        driver_host=spark.driver_host,
+        ship_packages=list(spark.ship_packages),
+        pyfiles_cache_dir=str(cache_dir() / "pyfiles"),
+        py_files=list(spark.py_files),
+        python_archive=spark.python_archive,
+        executor_python=spark.executor_python,
+        executor_env=list(spark.executor_env),
     )
+
+
+#: Name prefix of the zips :func:`python_package_zip` builds.
+PACKAGE_ZIP_PREFIX = "lakehouse-py-"
+# A fixed timestamp for every entry: the same sources give the same bytes.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def package_sources(packages: Sequence[str]) -> list[tuple[str, Path]]:
+    """``(name in the zip, file)`` of every Python source of the top-level ``packages``.
+
+    Found where Python imports them from (without importing them): the checkout, or
+    site-packages in an image. Only ``*.py`` files (and ``py.typed``) go in: executors
+    import code, nothing else; caches and compiled files stay out.
+    """
+    files: list[tuple[str, Path]] = []
+    for package in packages:
+        spec = importlib.util.find_spec(package)
+        locations = list(spec.submodule_search_locations or []) if spec is not None else []
+        if spec is None or not locations:
+            raise ValueError(f"{package!r} is not an importable top-level package")
+        root = Path(locations[0])
+        for path in sorted(root.rglob("*")):
+            relative = path.relative_to(root)
+            if "__pycache__" in relative.parts or not path.is_file():
+                continue
+            if path.suffix == ".py" or path.name == "py.typed":
+                files.append((f"{package}/{relative.as_posix()}", path))
+    return files
+
+
+def python_package_zip(packages: Sequence[str], cache: Path) -> Path:
+    """A zip of the ``packages`` in ``cache`` for ``spark.submit.pyFiles``, built once.
+
+    Named by a hash of the file names and contents (``lakehouse-py-<hash>.zip``), so a
+    changed source gets a new zip, and with it a new name that executors cannot
+    confuse with an older one (Spark refuses to fetch a different file under a name it
+    already has). Built under a file lock in a temporary file and moved into place,
+    like the UDF jar (:func:`resources.spark_udfs.udf_jar`): processes starting at the
+    same time build it once, and none ever sees half a zip.
+    """
+    sources = package_sources(packages)
+    digest = hashlib.sha256()
+    for name, path in sources:
+        digest.update(name.encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    target = cache / f"{PACKAGE_ZIP_PREFIX}{digest.hexdigest()[:16]}.zip"
+    if target.is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with file_lock(cache / ".lock"):
+        if target.is_file():
+            return target
+        with tempfile.TemporaryDirectory(dir=cache, prefix=".build-") as work:
+            staged = Path(work) / target.name
+            with zipfile.ZipFile(staged, "w", zipfile.ZIP_DEFLATED) as archive:
+                for name, path in sources:
+                    info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    info.external_attr = 0o644 << 16
+                    archive.writestr(info, path.read_bytes())
+            os.replace(staged, target)
+    return target
 
 
 def shared_drivers_dir(settings: LakehouseSettings) -> Path:

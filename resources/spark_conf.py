@@ -49,7 +49,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -322,6 +322,115 @@ def build_spark_conf(
 
     if extra:
         conf.update(extra)
+    return conf
+
+
+def is_local_master(master: str) -> bool:
+    """Whether ``master`` runs Spark inside the driver's process (``local``, ``local[N]``)."""
+    return master.startswith("local")
+
+
+def is_loopback_master(master: str) -> bool:
+    """Whether a standalone ``spark://`` master (every one of its hosts) is on this machine."""
+    if not master.startswith("spark://"):
+        return False
+    hosts = [part.rpartition(":")[0] for part in master.removeprefix("spark://").split(",")]
+    return all(host == "localhost" or host.startswith("127.") for host in hosts)
+
+
+#: Where ``spark.archives`` unpacks a packed Python environment on each executor.
+PYTHON_ARCHIVE_ALIAS = "environment"
+
+
+def client_mode_conf(
+    *,
+    master: str,
+    s3_region: str,
+    access_key_id: str | None,
+    secret_access_key: str | None,
+    driver_host: str | None = None,
+    executor_memory: str | None = None,
+    executor_cores: int | None = None,
+    executor_instances: int | None = None,
+    py_files: Sequence[str] = (),
+    python_archive: str | None = None,
+    executor_python: str | None = None,
+    executor_env: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """What a session needs on top of :func:`build_spark_conf` when executors run elsewhere.
+
+    For a cluster master (``spark://``, ``k8s://``, ``yarn``) in client mode: this
+    process is the driver and shares neither a file system nor a Python installation
+    with the executors, so everything they need travels through Spark itself. The JVM
+    packages (``spark.jars.packages``, resolved by spark-submit) and ``spark.jars`` (the
+    UDF jar) are served by the driver and fetched by every executor; ``py_files`` go to
+    ``spark.submit.pyFiles`` (the project's code as a zip: see
+    :func:`resources.spark.python_package_zip`); a packed environment goes to
+    ``spark.archives``, unpacked as ``./environment`` beside each executor. The
+    credentials reach executors as ``spark.executorEnv.AWS_*`` (the AWS SDK default
+    chains read them there, e.g. boto3 in a Python UDF), and the S3A and Iceberg settings
+    of :func:`build_spark_conf` with the conf the executors fetch from the driver at
+    registration; both travel over Spark's RPC, never on a command line:
+    :func:`is_secret` keeps every ``spark.executorEnv.*`` entry out of
+    :func:`launch_conf`, and a standalone worker puts only ``spark.auth*``,
+    ``spark.rpc*``, ``spark.network*`` and port settings on an executor's command line.
+
+    Args:
+        master: the cluster master URL; a loopback ``spark://`` master (the local stack's
+            cluster) keeps the driver on 127.0.0.1 too.
+        s3_region: ``AWS_REGION`` of the executors.
+        access_key_id: static S3 credentials for the executors' environment, or ``None``
+            (with ``secret_access_key``) for their own default chain (instance role,
+            Kubernetes service account).
+        secret_access_key: see ``access_key_id``.
+        driver_host: the address executors reach the driver at (``spark.driver.host``).
+        executor_memory: ``spark.executor.memory``.
+        executor_cores: ``spark.executor.cores``.
+        executor_instances: ``spark.executor.instances`` (YARN, Kubernetes); on a
+            standalone master, with ``executor_cores``, the cap ``spark.cores.max``.
+        py_files: ``spark.submit.pyFiles``, in order.
+        python_archive: a packed environment for ``spark.archives`` (``#environment`` is
+            appended unless the URI names an alias).
+        executor_python: the executors' interpreter; default ``./environment/bin/python``
+            with ``python_archive``, else the settings of :func:`build_spark_conf` stay.
+        executor_env: environment variables of the executors, values included.
+    """
+    if is_local_master(master):
+        raise ValueError(f"client_mode_conf is for cluster masters, not {master!r}")
+    _check_credentials(access_key_id, secret_access_key)
+    conf: dict[str, str] = {"spark.submit.deployMode": "client"}
+    host = driver_host or ("127.0.0.1" if is_loopback_master(master) else None)
+    if host is not None:
+        conf["spark.driver.host"] = host
+    if host is not None and (host == "localhost" or host.startswith("127.")):
+        conf["spark.driver.bindAddress"] = host
+    if executor_memory is not None:
+        conf["spark.executor.memory"] = executor_memory
+    if executor_cores is not None:
+        conf["spark.executor.cores"] = str(executor_cores)
+    if executor_instances is not None:
+        conf["spark.executor.instances"] = str(executor_instances)
+        if master.startswith("spark://") and executor_cores is not None:
+            conf["spark.cores.max"] = str(executor_instances * executor_cores)
+    if py_files:
+        conf["spark.submit.pyFiles"] = ",".join(py_files)
+    if python_archive is not None:
+        alias = "" if "#" in python_archive else f"#{PYTHON_ARCHIVE_ALIAS}"
+        conf["spark.archives"] = python_archive + alias
+        if executor_python is None:
+            name = python_archive.rpartition("#")[2] if alias == "" else PYTHON_ARCHIVE_ALIAS
+            executor_python = f"./{name}/bin/python"
+    if executor_python is not None:
+        conf["spark.pyspark.python"] = executor_python
+    environment = dict(executor_env or {})
+    if executor_python is not None:
+        environment.setdefault("PYSPARK_PYTHON", executor_python)
+    environment.setdefault("AWS_REGION", s3_region)
+    if access_key_id is not None and secret_access_key is not None:
+        environment["AWS_ACCESS_KEY_ID"] = access_key_id
+        environment["AWS_SECRET_ACCESS_KEY"] = secret_access_key
+    for name, value in environment.items():
+        conf[f"spark.executorEnv.{name}"] = value
     return conf
 
 
