@@ -26,8 +26,11 @@ Start: ``LAKEHOUSE__STACK__SPARK_CLUSTER=true lakehouse-stack start``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -68,6 +71,69 @@ def master_state(webui_port: int, host: str = "127.0.0.1", timeout: float = 2.0)
     except (OSError, urllib.error.URLError, ValueError):
         return {}
     return state if isinstance(state, dict) else {}
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of group ``group`` still runs (zombies do not count).
+
+    Reaps the group's leader if it is this process's child (a zombie leader would
+    keep ``killpg(group, 0)`` succeeding). Without procfs, asks ``killpg``.
+    """
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(group, os.WNOHANG)
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 2 and fields[2] == str(group) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (reaped if it is our child)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no procfs (macOS)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")
+
+
+def _wait_for_group(group: int, timeout: float) -> None:
+    """Wait until process group ``group`` has no process left; SIGKILL it after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while _group_alive(group) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _group_alive(group):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+        deadline = time.monotonic() + 10.0
+        while _group_alive(group) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 @dataclass(frozen=True)
@@ -173,14 +239,15 @@ class SparkCluster:
         """
         require_java()
         self._write_properties()
-        if not self.master.is_alive():
+        master_pid = self.master.pid()
+        if master_pid is None:
             self._check_ports_free(
                 [
                     (self.master_port, "stack.spark_master_port"),
                     (self.master_webui_port, "stack.spark_master_webui_port"),
                 ]
             )
-            self.master.spawn(
+            master_pid = self.master.spawn(
                 [
                     self._spark_class(),
                     MASTER_CLASS,
@@ -196,11 +263,15 @@ class SparkCluster:
                 env=self._environment(),
                 cwd=self.data_dir,
             )
+        # Not wait_until(process=...): it checks the marker in the command line, which
+        # reads empty for an instant while spark-class exec's java.
         if not wait_until(
-            lambda: master_state(self.master_webui_port).get("status") == "ALIVE",
+            lambda: (
+                master_state(self.master_webui_port).get("status") == "ALIVE"
+                or not _running(master_pid)
+            ),
             timeout,
-            process=self.master,
-        ):
+        ) or not _running(master_pid):
             self._fail(self.master, f"did not start on {self.master_url}")
         for index in self._recorded_workers():
             if index >= self.workers:
@@ -278,12 +349,26 @@ class SparkCluster:
     def _all_workers_alive(self) -> bool:
         return len(self.alive_workers()) >= self.workers
 
-    def stop(self, timeout: float = 30.0) -> bool:
-        """Stop every worker (and its executors), then the master; True if any was running."""
+    def stop(self, timeout: float = 30.0, executor_grace: float = 10.0) -> bool:
+        """Stop every worker (and its executors), then the master; True if any was running.
+
+        A daemon leads its own process group, and a worker's executors are in its group:
+        the SIGTERM reaches them too, and stopping waits until every group is empty, not
+        only until the daemons exit. An executor of a running application can take 30 s
+        and more to exit on SIGTERM (Hadoop's shutdown hooks); it gets
+        ``executor_grace`` seconds, then SIGKILL: executors hold nothing durable.
+        """
         stopped = False
-        for index in self._recorded_workers():
-            stopped = self.worker(index).stop(timeout=timeout) or stopped
-        return self.master.stop(timeout=timeout) or stopped
+        groups = []
+        for process in [*(self.worker(i) for i in self._recorded_workers()), self.master]:
+            group = process.pid()
+            stopped = process.stop(timeout=timeout) or stopped
+            if group is not None:
+                groups.append(group)
+        deadline = time.monotonic() + executor_grace
+        for group in groups:
+            _wait_for_group(group, max(0.0, deadline - time.monotonic()))
+        return stopped
 
     def is_running(self) -> bool:
         return self.master.is_alive()
