@@ -7,6 +7,11 @@ leaves no process behind. Data survives a stop/start, and a kill: Kafka's log
 directories, the S3 objects (written to disk before each write is acknowledged)
 and the catalog file live under ``stack.data_dir``.
 
+With ``stack.spark_cluster`` (or ``LAKEHOUSE__STACK__SPARK_CLUSTER=true``) the stack
+also runs a Spark standalone cluster on loopback, a master and
+``stack.spark_workers`` workers (:mod:`lakehouse_dev.spark_cluster`); runs use it
+with ``spark.master`` set to its URL. ``stop`` stops it whatever the setting says now.
+
 Ports and paths derive from the settings (``kafka.bootstrap_servers``,
 ``s3.endpoint_url``, ``stack.data_dir``); the stack refuses to run for an
 environment whose endpoints are not on this machine.
@@ -23,6 +28,7 @@ from urllib.parse import urlparse
 
 from lakehouse_dev.kafka_broker import KafkaBroker
 from lakehouse_dev.s3_server import S3Server
+from lakehouse_dev.spark_cluster import SparkCluster
 from resources.environments import iceberg_resource, s3_resource
 from resources.settings import ConfigError, LakehouseSettings, load_settings
 from resources.spark import shared_drivers_dir
@@ -82,6 +88,10 @@ class LocalStack:
             buckets=[self.settings.storage.bucket],
         )
 
+    @cached_property
+    def spark_cluster(self) -> SparkCluster:
+        return SparkCluster.from_settings(self.settings)
+
     def start(self) -> None:
         """Start what is not running, then create topics and namespaces (all idempotent)."""
         self.s3.start()
@@ -92,15 +102,21 @@ class LocalStack:
         )
         catalog = iceberg_resource(self.settings, s3_resource(self.settings))
         catalog.ensure_namespaces(self.settings.catalog.namespaces.values())
+        if self.settings.stack.spark_cluster:
+            self.spark_cluster.start()
 
     def stop(self) -> None:
-        """Stop the shared Spark drivers, then both services."""
+        """Stop the shared Spark drivers, the Spark cluster (if running), then both services."""
         stop_drivers(shared_drivers_dir(self.settings))
+        self.spark_cluster.stop()
         self.kafka.stop()
         self.s3.stop()
 
     def status(self) -> dict[str, bool]:
-        return {"kafka": self.kafka.is_running(), "s3": self.s3.is_running()}
+        state = {"kafka": self.kafka.is_running(), "s3": self.s3.is_running()}
+        if self.settings.stack.spark_cluster or self.spark_cluster.is_running():
+            state["spark_cluster"] = self.spark_cluster.is_running()
+        return state
 
     def describe(self) -> str:
         settings = self.settings
@@ -116,6 +132,13 @@ class LocalStack:
             f"topics           {', '.join(d.topic for d in settings.datasets.values())}",
             f"data dir         {settings.data_dir}",
         ]
+        if "spark_cluster" in state:
+            lines += self.spark_cluster.describe()
+            if state["spark_cluster"] and settings.spark.master != self.spark_cluster.master_url:
+                lines.append(
+                    f"                 runs use spark.master={settings.spark.master}; for the "
+                    f"cluster: LAKEHOUSE__SPARK__MASTER={self.spark_cluster.master_url}"
+                )
         return "\n".join(lines)
 
 
