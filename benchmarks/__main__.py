@@ -1,8 +1,8 @@
-"""``python -m benchmarks [bronze|silver|gold|all] [options]``: run benchmarks (default: all).
+"""``python -m benchmarks [bronze|silver|gold|cluster|all] [options]``: run benchmarks.
 
 ``bronze`` is :mod:`benchmarks.bronze_landing`, ``silver`` :mod:`benchmarks.silver`,
-``gold`` :mod:`benchmarks.gold`. The options after the name go to the selected
-benchmark (see ``python -m benchmarks <name> --help``); with ``all`` they go to each
+``gold`` :mod:`benchmarks.gold`, ``cluster`` :mod:`benchmarks.cluster` (default: all).
+The options after the name go to the selected benchmark (see ``python -m benchmarks <name> --help``); with ``all`` they go to each
 benchmark, so only the options all know (``--quick``, ``--repeat``, ``--days``,
 ``--end-date``, the generator shares, ``--seed``, ``--output``) can be given. Each
 benchmark writes its section of ``benchmarks/results.json``. The exit status is the
@@ -16,19 +16,21 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from benchmarks import bronze_landing, gold, silver
+from benchmarks import bronze_landing, cluster, gold, silver
 from benchmarks.common import raise_interrupt
 
 BENCHMARKS: dict[str, Callable[[Sequence[str]], int]] = {
     "bronze": bronze_landing.main,
     "silver": silver.main,
     "gold": gold.main,
+    "cluster": cluster.main,
 }
 #: Each benchmark's option parser, to reject bad options before any benchmark runs.
 PARSERS: dict[str, Callable[[Sequence[str]], object]] = {
     "bronze": bronze_landing.parse_args,
     "silver": silver.parse_args,
     "gold": gold.parse_args,
+    "cluster": cluster.parse_args,
 }
 
 
