@@ -30,23 +30,13 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from lakehouse_dev.processes import group_alive
 from resources.settings import PROJECT_ROOT
 
 #: How long ``dagster dev`` gets to shut its services down after the interrupt.
 INTERRUPT_GRACE_SECONDS = 30.0
 #: How long what is left of the group gets after SIGTERM, before SIGKILL.
 TERMINATE_GRACE_SECONDS = 10.0
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process of the group is left (zombies of our own child included)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _signal_group(pgid: int, signum: int) -> None:

@@ -44,6 +44,37 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def group_alive(group: int) -> bool:
+    """Whether a process of group ``group`` still runs (zombies do not count).
+
+    Reaps the group's leader if it is this process's child (a zombie leader would
+    keep ``killpg(group, 0)`` succeeding). Without procfs, asks ``killpg``.
+    """
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(group, os.WNOHANG)
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 2 and fields[2] == str(group) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
 def tail(path: Path, lines: int = 30) -> str:
     """The last lines of a (possibly large) log file, for error messages; '' if absent."""
     try:

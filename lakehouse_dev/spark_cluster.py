@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse_dev.jvm import require_java
-from lakehouse_dev.processes import ManagedProcess, port_in_use, tail, wait_until
+from lakehouse_dev.processes import ManagedProcess, group_alive, port_in_use, tail, wait_until
 from resources.settings import LakehouseSettings
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
@@ -73,37 +73,6 @@ def master_state(webui_port: int, host: str = "127.0.0.1", timeout: float = 2.0)
     return state if isinstance(state, dict) else {}
 
 
-def _group_alive(group: int) -> bool:
-    """Whether a process of group ``group`` still runs (zombies do not count).
-
-    Reaps the group's leader if it is this process's child (a zombie leader would
-    keep ``killpg(group, 0)`` succeeding). Without procfs, asks ``killpg``.
-    """
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(group, os.WNOHANG)
-    proc = Path("/proc")
-    if not proc.is_dir():
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and fields[2] == str(group) and fields[0] not in ("Z", "X"):
-            return True
-    return False
-
-
 def _running(pid: int) -> bool:
     """Whether process ``pid`` exists and is not a zombie (reaped if it is our child)."""
     with contextlib.suppress(ChildProcessError):
@@ -126,13 +95,13 @@ def _running(pid: int) -> bool:
 def _wait_for_group(group: int, timeout: float) -> None:
     """Wait until process group ``group`` has no process left; SIGKILL it after ``timeout``."""
     deadline = time.monotonic() + timeout
-    while _group_alive(group) and time.monotonic() < deadline:
+    while group_alive(group) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _group_alive(group):
+    if group_alive(group):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signal.SIGKILL)
         deadline = time.monotonic() + 10.0
-        while _group_alive(group) and time.monotonic() < deadline:
+        while group_alive(group) and time.monotonic() < deadline:
             time.sleep(0.1)
 
 
