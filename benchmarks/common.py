@@ -390,3 +390,23 @@ def write_section(output: Path, name: str, section: dict[str, Any]) -> None:
                 results = loaded
     results[name] = section
     output.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def publish_section(
+    output: Path,
+    name: str,
+    section: dict[str, Any],
+    evaluate_targets: Callable[[dict[str, Any]], dict[str, Any]],
+    render_table: Callable[[dict[str, Any]], str],
+) -> int:
+    """Judge the section against its targets, write it, print its table; the exit code.
+
+    A target whose verdict is ``None`` (not measured) does not fail the benchmark.
+    """
+    section["targets"] = evaluate_targets(section)
+    section["passed"] = all(t["pass"] is not False for t in section["targets"].values())
+    write_section(output, name, section)
+    print()
+    print(render_table(section))
+    print(f"\nresults: {output}")
+    return 0 if section["passed"] else 1

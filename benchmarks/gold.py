@@ -83,9 +83,9 @@ from benchmarks.common import (
     log,
     machine_info,
     positive_int,
+    publish_section,
     raise_interrupt,
     render_targets,
-    write_section,
 )
 from benchmarks.isolated import IsolatedStack, free_port
 from lakehouse_dev.processes import port_is_open
@@ -1224,13 +1224,9 @@ def run(options: Options) -> tuple[dict[str, Any] | None, int]:
         "code_changed_during_run": code_after != code_before,
         **measured,
     }
-    section["targets"] = evaluate_targets(section)
-    section["passed"] = all(t["pass"] is not False for t in section["targets"].values())
-    write_section(options.output, SECTION, section)
-    print()
-    print(render_table(section))
-    print(f"\nresults: {options.output}")
-    return section, 0 if section["passed"] else 1
+    return section, publish_section(
+        options.output, SECTION, section, evaluate_targets, render_table
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

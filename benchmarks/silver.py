@@ -61,10 +61,10 @@ from benchmarks.common import (
     median_services_cpu,
     positive_int,
     produce_topic,
+    publish_section,
     raise_interrupt,
     render_targets,
     run_worker,
-    write_section,
 )
 from benchmarks.isolated import IsolatedStack
 
@@ -471,13 +471,9 @@ def run(options: Options) -> tuple[dict[str, Any] | None, int]:
         },
         **section,
     }
-    section["targets"] = evaluate_targets(section)
-    section["passed"] = all(t["pass"] is not False for t in section["targets"].values())
-    write_section(options.output, SECTION, section)
-    print()
-    print(render_table(section))
-    print(f"\nresults: {options.output}")
-    return section, 0 if section["passed"] else 1
+    return section, publish_section(
+        options.output, SECTION, section, evaluate_targets, render_table
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
