@@ -244,37 +244,7 @@ class SparkResource(LazyPySparkResource):
             # credentials on the JVM's command line (see start_session).
             with retrieved_jars_checked(self.ivy_dir):
                 own: Any = start_session(conf)
-            if not self.is_local:
-                ship_resolved_jars(own)
             self._spark_session = own
-
-
-def ship_resolved_jars(session: Any) -> list[str]:
-    """Serve the jars spark-submit resolved for the driver to the executors too.
-
-    spark-submit resolves ``spark.jars.packages`` (Iceberg, S3A, the AWS SDK) and puts
-    the jars on the driver's classpath; in client mode it records that local jar list,
-    ``spark.jars`` included, as ``spark.repl.local.jars``. But the SparkContext serves
-    executors the jars of its own ``spark.jars``, which comes from the session's conf
-    (only the UDF jar) and replaces spark-submit's merged list. In local mode nothing is
-    missing (the executor is the driver's JVM); on a cluster the executors would lack
-    Iceberg and S3A (``ClassNotFoundException: ...S3AFileSystem``). So, for a cluster
-    master, every jar of ``spark.repl.local.jars`` that the context does not serve yet
-    is added with ``ADD JAR``; executors fetch it before their next task. Returns the
-    jars added.
-
-    (Merging the lists where the SparkContext is created,
-    :func:`resources.spark_driver.start_session`, would make this unnecessary.)
-    """
-    local_jars = session.sparkContext.getConf().get("spark.repl.local.jars") or ""
-    served = {str(row[0]).rsplit("/", 1)[-1] for row in session.sql("LIST JARS").collect()}
-    added = []
-    for jar in (jar for jar in local_jars.split(",") if jar):
-        if jar.rsplit("/", 1)[-1] not in served:
-            quoted = jar.replace("\\", "\\\\").replace("'", "\\'")
-            session.sql(f"ADD JAR '{quoted}'")
-            added.append(jar)
-    return added
 
 
 @contextmanager

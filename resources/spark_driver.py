@@ -343,8 +343,32 @@ def start_session(conf: Mapping[str, str]) -> SparkSession:
             if gateway is None:
                 launch = SparkConf(loadDefaults=False).setAll(list(launch_conf(conf).items()))
                 gateway = launch_gateway(launch)
-            SparkContext(conf=SparkConf().setAll(list(conf.items())), gateway=gateway)
+            full = dict(conf)
+            submitted = gateway.jvm.java.lang.System.getProperty("spark.jars")
+            jars = _jar_list(submitted, conf.get("spark.jars"))
+            if jars:
+                full["spark.jars"] = jars
+            SparkContext(conf=SparkConf().setAll(list(full.items())), gateway=gateway)
     return SparkSession.builder.config(map=dict(conf)).getOrCreate()
+
+
+def _jar_list(*lists: str | None) -> str:
+    """The jars of comma-separated ``lists``, each once, in order.
+
+    spark-submit resolves ``spark.jars.packages`` (Iceberg, S3A, the AWS SDK) into local
+    jars, puts them on the driver's classpath and records them, with the ``spark.jars``
+    it was given, in the JVM's ``spark.jars`` system property. The SparkContext serves
+    executors the jars of its own conf's ``spark.jars``, which would replace that list
+    with the session's (only the UDF jar): in local mode nothing would be missing (the
+    executor is the driver's JVM), on a cluster the executors would lack Iceberg and
+    S3A (``ClassNotFoundException: ...S3AFileSystem``). So the context gets both.
+    """
+    jars: list[str] = []
+    for listed in lists:
+        for jar in (listed or "").split(","):
+            if jar and jar not in jars:
+                jars.append(jar)
+    return ",".join(jars)
 
 
 # Hosts ------------------------------------------------------------------------------------

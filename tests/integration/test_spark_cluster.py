@@ -1,12 +1,14 @@
-"""Silver on a real Spark standalone cluster: a master and 2 workers (1 core each) on loopback.
+"""Bronze -> silver -> gold on a real Spark standalone cluster: a master and 2 workers (1 core each).
 
 The cluster is the local stack's own (``LAKEHOUSE__STACK__SPARK_CLUSTER=true``, started by
 ``LocalStack.start()`` beside the session's Kafka and S3 server, which that start finds
-running), on free ports. The silver asset of a ``plain`` dataset of its own runs once in
-local mode (the suite's session) and once on the cluster, in a process of its own (a
-process holds one SparkContext) whose driver is a client of the master. The tables must
-be equal, and the work must have run on executors of both workers: their ids (never
-``driver``) in the workers' JSON endpoints, and Python tasks that ran inside those
+running), on free ports. A purchase-orders dataset of its own (5 days of generated events
+with late, out-of-order, duplicate and malformed records) is landed once; silver and gold
+are built from it once in local mode (the suite's session) and once on the cluster, in a
+process of its own (a process holds one SparkContext) whose driver is a client of the
+master. Every silver and gold table, the quarantine and every check's result must be
+equal, row for row, and the work must have run on executors of both workers: their ids
+(never ``driver``) in the workers' JSON endpoints, and Python tasks that ran inside those
 executors' directories and imported the project from the zip the session shipped.
 """
 
@@ -20,46 +22,34 @@ import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
+from lakehouse_dev import generator
 from lakehouse_dev.spark_cluster import SparkCluster
 from lakehouse_dev.stack import LocalStack
 from resources.settings import LakehouseSettings, load_settings
 from tests.conftest import _free_port, _free_port_pair
-from tests.integration.test_silver import SilverDataset, _at, _day, _make_dataset, plain_event
+from tests.integration.layers import build_layers
+from tests.integration.test_silver import DAY, SilverDataset, _day, _make_dataset
 
 pytestmark = pytest.mark.integration
 
-#: Runs silver on the cluster in a process of its own; prints what it saw as JSON.
+
+#: Builds silver and gold on the cluster in a process of its own; prints what it saw as JSON.
 CLUSTER_RUN = textwrap.dedent(
     """
     import json, os, sys, urllib.request
-    import dagster as dg
     from pyspark.sql import SparkSession
-    from lakehouse_assets.silver.assets import build_silver_asset
-    from resources.environments import build_resources
     from resources.settings import load_settings
+    from tests.integration.layers import build_layers
 
     request = json.loads(sys.stdin.read())
-    settings = load_settings()
-    result = dg.materialize(
-        [build_silver_asset(settings, request["dataset"])],
-        resources=build_resources(settings),
-        tags={
-            "dagster/asset_partition_range_start": request["first"],
-            "dagster/asset_partition_range_end": request["last"],
-        },
-        raise_on_error=False,
-    )
-    out = {"success": result.success}
-    if not result.success:
-        out["failure"] = [
-            e.step_failure_data.error.to_string() for e in result.get_step_failure_events()
-        ]
+    out = build_layers(load_settings(), request["dataset"], request["first"], request["last"])
     spark = SparkSession.builder.getOrCreate()
     context = spark.sparkContext
     out["master"] = context.master
@@ -176,18 +166,21 @@ def _sorted(table: pa.Table) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: json.dumps(row, default=str, sort_keys=True))
 
 
-def _cluster_settings(
-    plain: SilverDataset, cluster_environment: dict[str, str], namespace: str
-) -> tuple[LakehouseSettings, dict[str, str]]:
-    prefix = f"LAKEHOUSE__DATASETS__{plain.name.upper()}"
+def _cluster_environment(
+    orders: SilverDataset, cluster_environment: dict[str, str], suffix: str
+) -> dict[str, str]:
+    """The environment of the cluster's run: the same dataset, new silver and gold namespaces."""
+    prefix = f"LAKEHOUSE__DATASETS__{orders.name.upper()}"
     environ = dict(cluster_environment)
     environ.update(
         {
-            f"{prefix}__TOPIC": plain.topic,
-            f"{prefix}__CONTRACT": "contracts/plain.yaml",
+            f"{prefix}__TOPIC": orders.topic,
+            f"{prefix}__CONTRACT": "contracts/purchase_orders.yaml",
             f"{prefix}__START_DATE": _day(-5),
             f"{prefix}__LATE_WINDOW_DAYS": "3",
-            "LAKEHOUSE__CATALOG__NAMESPACES__SILVER": namespace,
+            "LAKEHOUSE__PARTITIONS__START_DATE": _day(-5),
+            "LAKEHOUSE__CATALOG__NAMESPACES__SILVER": f"silver_c_{suffix}",
+            "LAKEHOUSE__CATALOG__NAMESPACES__GOLD": f"gold_c_{suffix}",
             "LAKEHOUSE__SPARK__MASTER": load_settings(
                 "local", environ=cluster_environment
             ).spark_cluster_url,
@@ -199,51 +192,68 @@ def _cluster_settings(
             "AWS_SECRET_ACCESS_KEY": f"cluster-secret-{uuid.uuid4().hex}",
         }
     )
-    return load_settings("local", environ=environ), environ
+    return environ
 
 
 @pytest.fixture
-def plain(stack: LocalStack, spark: Any) -> SilverDataset:
-    return _make_dataset("contracts/plain.yaml")
+def orders(stack: LocalStack, spark: Any, monkeypatch: pytest.MonkeyPatch) -> SilverDataset:
+    """A purchase-orders dataset of its own, with gold in a namespace of its own."""
+    monkeypatch.setenv("LAKEHOUSE__CATALOG__NAMESPACES__GOLD", f"gold_{uuid.uuid4().hex[:8]}")
+    # Gold's days start with the dataset's, so silver and gold share a partitions definition.
+    monkeypatch.setenv("LAKEHOUSE__PARTITIONS__START_DATE", _day(-5))
+    return _make_dataset("contracts/purchase_orders.yaml")
 
 
-def test_silver_on_the_cluster_equals_local_mode_and_runs_on_the_workers(
-    plain: SilverDataset, cluster: SparkCluster, cluster_environment: dict[str, str]
+def _tables(orders: SilverDataset, settings: LakehouseSettings) -> dict[str, pa.Table]:
+    """Every table of ``settings``' silver and gold namespaces, by layer and name."""
+    catalog = orders.resources["iceberg"].load()
+    tables = {}
+    for layer, namespace in (
+        ("silver", settings.namespace("silver")),
+        ("gold", settings.namespace("gold")),
+    ):
+        for identifier in catalog.list_tables(namespace):
+            name = identifier[-1]
+            tables[f"{layer}.{name}"] = catalog.load_table((namespace, name)).scan().to_arrow()
+    return tables
+
+
+def test_purchase_orders_on_the_cluster_equal_local_mode_and_run_on_the_workers(
+    orders: SilverDataset, cluster: SparkCluster, cluster_environment: dict[str, str]
 ) -> None:
-    records: list[tuple[Any, Any]] = [
-        (plain_event(f"id-{i}", _at(i % 2, 8 + i % 10), amount=f"{i}.25"), _at(i % 2, 9 + i % 10))
-        for i in range(40)
-    ]
-    records.append((plain_event("id-3", _at(0, 9), amount="3.25"), _at(0, 20)))  # a re-send
-    records.append((b"{not json", _at(1, 21)))  # quarantined
-    plain.produce(records)
-    plain.land(_day(0), _day(1))
+    spec = generator.GeneratorSpec(count=1_500, days=5, end_date=DAY, seed=16)
+    records = list(generator.generate("purchase_orders", spec))
+    kinds = {record.kind for record in records}
+    assert {generator.KIND_LATE, generator.KIND_DUPLICATE, generator.KIND_OUT_OF_ORDER} <= kinds
+    assert any(record.is_malformed for record in records)
+    orders.produce([(r.value, datetime.fromtimestamp(r.timestamp_ms / 1000, UTC)) for r in records])
+    first, last = spec.first_day.isoformat(), DAY.isoformat()
+    orders.land(first, last)
 
-    local = plain.silver(_day(0), _day(1))
-    assert local.success, local.all_events
+    local = build_layers(orders.settings, orders.name, first, last)
+    assert local["failures"] == {}, local["failures"]
 
-    namespace = f"silver_c_{uuid.uuid4().hex[:8]}"
-    cluster_settings, environ = _cluster_settings(plain, cluster_environment, namespace)
+    environ = _cluster_environment(orders, cluster_environment, uuid.uuid4().hex[:8])
     done = subprocess.run(
         [sys.executable, "-c", CLUSTER_RUN],
         input=json.dumps(
             {
-                "dataset": plain.name,
-                "first": _day(0),
-                "last": _day(1),
+                "dataset": orders.name,
+                "first": first,
+                "last": last,
                 "worker_ports": cluster.worker_webui_ports(),
             }
         ),
         env=environ,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-6000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    if not out["success"]:
-        pytest.fail("silver failed on the cluster:\n" + "\n".join(out["failure"]))
+    if out["failures"]:
+        pytest.fail(f"a run failed on the cluster: {json.dumps(out['failures'], indent=1)}")
     assert out["master"] == cluster.master_url
 
     # Executors of this application ran on both workers; none of them is the driver.
@@ -273,13 +283,45 @@ def test_silver_on_the_cluster_equals_local_mode_and_runs_on_the_workers(
     conf = out["conf"]
     assert "lakehouse-py-" in conf["spark.submit.pyFiles"]
     assert conf["spark.driver.host"] == "127.0.0.1"
+    # The jars spark-submit resolved (Iceberg, S3A) are served to the executors.
+    assert "iceberg-spark-runtime" in conf["spark.jars"]
+    assert "hadoop-aws" in conf["spark.jars"]
 
-    # The same tables as in local mode.
-    catalog = plain.resources["iceberg"].load()
-    for table in ("plain", "plain_quarantine"):
-        here = catalog.load_table((plain.settings.namespace("silver"), table)).scan().to_arrow()
-        there = catalog.load_table((namespace, table)).scan().to_arrow()
-        assert here.num_rows > 0 or table == "plain_quarantine"
-        assert here.schema == there.schema, table
-        assert _sorted(here) == _sorted(there), table
-    assert cluster_settings.spark.master == cluster.master_url
+    # Every check, the reconciliation included, gave the same result with the same figures
+    # (tables named in metadata are in each run's own namespaces).
+    cluster_settings = load_settings("local", environ=environ)
+    renamed = {
+        cluster_settings.namespace("silver"): orders.settings.namespace("silver"),
+        cluster_settings.namespace("gold"): orders.settings.namespace("gold"),
+    }
+
+    def by_check(checks: list[dict[str, Any]], names: dict[str, str]) -> list[str]:
+        shown = []
+        for check in checks:
+            text = json.dumps(check, sort_keys=True)
+            for theirs, ours in names.items():
+                text = text.replace(f".{theirs}.", f".{ours}.")
+            shown.append(text)
+        return sorted(shown)
+
+    reconciliation = [c for c in local["checks"] if c["name"] == "reconciliation"]
+    assert reconciliation
+    assert reconciliation[0]["passed"]
+    assert reconciliation[0]["metadata"]["duplicates_removed"] > 0
+    assert reconciliation[0]["metadata"]["quarantined"] > 0
+    assert {"contract_schema", "contract_row_rules"} <= {c["name"] for c in local["checks"]}
+    assert by_check(out["checks"], renamed) == by_check(local["checks"], {})
+
+    # Every silver and gold table, the quarantine included, is equal row for row.
+    here = _tables(orders, orders.settings)
+    there = _tables(orders, cluster_settings)
+    assert set(here) == set(there)
+    assert {"silver.orders", "gold.fct_daily_sales", "gold.dim_customers"} <= set(here)
+    quarantine = [name for name in here if name.endswith("_quarantine")]
+    assert len(quarantine) == 1
+    assert here[quarantine[0]].num_rows > 0
+    for name, table in here.items():
+        assert table.schema == there[name].schema, name
+        assert table.num_rows == there[name].num_rows, name
+        assert _sorted(table) == _sorted(there[name]), name
+    assert here["gold.fct_daily_sales"].num_rows > 0
