@@ -14,7 +14,8 @@ alternates, ``--repeat`` times each:
 
 Each run is a fresh process with a JVM of its own writing fresh tables (a namespace
 per run). Reported: medians of the transformation's wall time (after imports and the
-Spark session start), ``speedup_2_vs_1_workers`` (cluster_1 / cluster_2) and
+Spark session start) and of the session start itself (the cold JVM and, on a
+cluster, the application's registration and executors), ``speedup_2_vs_1_workers`` (cluster_1 / cluster_2) and
 ``cluster_2_workers_vs_local`` (cluster_2 / local), the CPU the driver and the
 executors used, and whether every variant wrote the same rows to every table.
 
@@ -88,7 +89,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(prog="python -m benchmarks cluster", description=__doc__)
     parser.add_argument("--size", type=positive_int, default=DEFAULT_SIZE)
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_SIZE:,} events, 1 run")
-    parser.add_argument("--repeat", type=positive_int, default=1, help="runs of each variant")
+    parser.add_argument(
+        "--repeat", type=positive_int, default=3, help="runs of each variant (medians)"
+    )
     parser.add_argument("--worker-cores", type=positive_int, default=1)
     parser.add_argument("--worker-memory", default="3g")
     parser.add_argument("--executor-memory", default="2g")
@@ -220,6 +223,7 @@ def measure(stack: IsolatedStack, options: Options) -> dict[str, Any]:
             variant: {
                 "median_seconds": medians[variant],
                 "seconds": [round(r["seconds"], 2) for r in runs[variant]],
+                "median_session_seconds": _median(runs[variant], "session_seconds"),
                 "median_driver_jvm_cpu_seconds": _median(runs[variant], "jvm_cpu_seconds"),
                 "median_executors_cpu_seconds": _median(runs[variant], "executors_cpu_seconds"),
                 "rows": runs[variant][0]["rows"],
@@ -266,12 +270,14 @@ def evaluate_targets(section: dict[str, Any]) -> dict[str, Any]:
 def render_table(section: dict[str, Any]) -> str:
     lines = [
         f"cluster: {section['messages']:,} messages over {len(section['days'])} day(s)",
-        f"{'variant':<11} {'median s':>9} {'driver JVM CPU s':>17} {'executors CPU s':>16}",
+        f"{'variant':<11} {'median s':>9} {'session start s':>16} {'driver JVM CPU s':>17} "
+        f"{'executors CPU s':>16}",
     ]
     for variant, figures in section["variants"].items():
         executors = figures["median_executors_cpu_seconds"]
         lines.append(
             f"{variant:<11} {figures['median_seconds']:>9} "
+            f"{figures['median_session_seconds']!s:>16} "
             f"{figures['median_driver_jvm_cpu_seconds']!s:>17} {executors!s:>16}"
         )
     lines += render_targets(section["targets"])
