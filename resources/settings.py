@@ -254,6 +254,15 @@ class SparkSettings(_Section):
             "stack's cluster and for executor images that install the same path)."
         ),
     )
+    executor_image: str | None = Field(
+        default=None,
+        description=(
+            "Kubernetes masters only: the container image of the executor pods "
+            "(`spark.kubernetes.container.image`): Spark 3.5.8's JVM side with the image "
+            "entrypoint of Spark's own images, and Python 3.11 at `executor_python` with "
+            'pyspark 3.5.8, pandas and pyarrow (see README "Scaling out").'
+        ),
+    )
     executor_env: list[str] = Field(
         default_factory=list,
         description=(
@@ -287,6 +296,16 @@ class SparkSettings(_Section):
             if not _ENV_NAME_PATTERN.match(name):
                 raise ValueError(f"{name!r} is not an environment variable name")
         return value
+
+    @model_validator(mode="after")
+    def _image_for_kubernetes(self) -> SparkSettings:
+        if self.executor_image is not None and not self.master.startswith("k8s://"):
+            raise ValueError(
+                f"executor_image is for Kubernetes masters (k8s://...), not {self.master!r}: "
+                "other cluster managers start executors from their hosts' installation "
+                "(give them Python with python_archive or executor_python)"
+            )
+        return self
 
     @property
     def is_local(self) -> bool:

@@ -121,6 +121,12 @@ class SparkResource(LazyPySparkResource):
             "`python_archive`, else this interpreter's path."
         ),
     )
+    executor_image: str | None = Field(
+        default=None,
+        description=(
+            "Kubernetes masters: the executor pods' image (`spark.kubernetes.container.image`)."
+        ),
+    )
     executor_env: list[str] = Field(
         default_factory=list,
         description=(
@@ -186,6 +192,16 @@ class SparkResource(LazyPySparkResource):
                 raise ValueError("ship_packages needs pyfiles_cache_dir (where the zip is built)")
             zipped = python_package_zip(self.ship_packages, Path(self.pyfiles_cache_dir))
             py_files.insert(0, str(zipped))
+        images = ("spark.kubernetes.container.image", "spark.kubernetes.executor.container.image")
+        if (
+            self.master.startswith("k8s://")
+            and self.executor_image is None
+            and not any(key in self.spark_config for key in images)
+        ):
+            raise ValueError(
+                f"Spark master {self.master} starts executors as pods, and no image is "
+                "configured for them: set spark.executor_image (LAKEHOUSE__SPARK__EXECUTOR_IMAGE)"
+            )
         missing = [name for name in self.executor_env if name not in os.environ]
         if missing:
             raise ValueError(
@@ -207,6 +223,7 @@ class SparkResource(LazyPySparkResource):
             py_files=py_files,
             python_archive=self.python_archive,
             executor_python=executor_python,
+            executor_image=self.executor_image,
             executor_env={name: os.environ[name] for name in self.executor_env},
         )
 
@@ -308,6 +325,7 @@ def spark_resource(settings: LakehouseSettings, catalog: IcebergCatalogResource)
         py_files=list(spark.py_files),
         python_archive=spark.python_archive,
         executor_python=spark.executor_python,
+        executor_image=spark.executor_image,
         executor_env=list(spark.executor_env),
     )
 

@@ -355,6 +355,7 @@ def client_mode_conf(
     py_files: Sequence[str] = (),
     python_archive: str | None = None,
     executor_python: str | None = None,
+    executor_image: str | None = None,
     executor_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """What a session needs on top of :func:`build_spark_conf` when executors run elsewhere.
@@ -393,6 +394,8 @@ def client_mode_conf(
             appended unless the URI names an alias).
         executor_python: the executors' interpreter; default ``./environment/bin/python``
             with ``python_archive``, else the settings of :func:`build_spark_conf` stay.
+        executor_image: the executor pods' image on a Kubernetes master
+            (``spark.kubernetes.container.image``).
         executor_env: environment variables of the executors, values included.
     """
     if is_local_master(master):
@@ -412,6 +415,10 @@ def client_mode_conf(
         conf["spark.executor.instances"] = str(executor_instances)
         if master.startswith("spark://") and executor_cores is not None:
             conf["spark.cores.max"] = str(executor_instances * executor_cores)
+    if executor_image is not None:
+        if not master.startswith("k8s://"):
+            raise ValueError(f"an executor image needs a Kubernetes master, not {master!r}")
+        conf["spark.kubernetes.container.image"] = executor_image
     if py_files:
         conf["spark.submit.pyFiles"] = ",".join(py_files)
     if python_archive is not None:

@@ -94,7 +94,7 @@ def test_missing_endpoint_tells_which_variable_to_set() -> None:
 
 def test_unknown_environment_lists_the_defined_ones() -> None:
     with pytest.raises(
-        ConfigError, match=r"unknown environment 'qa' \(defined: dev, local, prod\)"
+        ConfigError, match=r"unknown environment 'qa' \(defined: dev, k8s, local, prod\)"
     ):
         load_settings("qa", environ={})
 

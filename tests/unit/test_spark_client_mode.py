@@ -17,6 +17,8 @@ from resources.spark_conf import client_mode_conf, is_secret, launch_conf, redac
 
 KEY, SECRET = "AKIA-client-mode-test", "secret-client-mode-test"
 CLUSTER = {"LAKEHOUSE__SPARK__MASTER": "spark://127.0.0.1:17077"}
+#: The production profiles leave the brokers to the deployment (never contacted here).
+BROKERS = {"LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": "broker.internal:9096"}
 
 
 def _catalog(tmp_path: Path) -> IcebergCatalogResource:
@@ -59,15 +61,14 @@ def test_defaults_keep_local_mode_and_no_cluster() -> None:
     assert settings.spark_cluster_url == "spark://127.0.0.1:17077"
     assert settings.spark.ship_packages == ["lakehouse_assets", "resources"]
     assert settings.spark.executor_env == []
-    for environment in ("dev", "prod"):
-        other = load_settings(
-            environment,
-            environ={
-                "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": "b:9092",
-                "LAKEHOUSE__CATALOG__URI": "http://catalog:8181",
-            },
-        )
-        assert other.spark.master == "local[*]"
+    dev = load_settings(
+        "dev",
+        environ={
+            "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": "b:9092",
+            "LAKEHOUSE__CATALOG__URI": "http://catalog:8181",
+        },
+    )
+    assert dev.spark.master == "local[*]"  # one bigger machine; prod and k8s are clusters
 
 
 def test_cluster_keys_are_set_by_variables() -> None:
@@ -211,6 +212,61 @@ def test_a_python_archive_becomes_the_executors_environment() -> None:
     with pytest.raises(ValueError, match="cluster masters"):
         client_mode_conf(
             master="local[2]", s3_region="x", access_key_id=None, secret_access_key=None
+        )
+
+
+# Production profiles ---------------------------------------------------------------------
+
+
+def _profile_conf(environment: str, environ: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """What a run's session would send in ``environment``: its settings, no static keys."""
+    from resources.environments import iceberg_resource, s3_resource
+
+    settings = load_settings(environment, environ={**environ, **BROKERS})
+    resource = spark_resource(settings, iceberg_resource(settings, s3_resource(settings)))
+    return resource.model_copy(update={"pyfiles_cache_dir": str(tmp_path)}).session_conf()
+
+
+def test_prod_runs_on_yarn_with_a_packed_python_and_the_shipped_code(tmp_path: Path) -> None:
+    conf = _profile_conf("prod", {}, tmp_path)
+    assert conf["spark.master"] == "yarn"
+    assert conf["spark.submit.deployMode"] == "client"
+    assert (conf["spark.executor.instances"], conf["spark.executor.cores"]) == ("8", "4")
+    assert conf["spark.executor.memory"] == "12g"
+    assert conf["spark.archives"] == (
+        "s3a://lakehouse-prod/artifacts/lakehouse-executor-py311.tar.gz#environment"
+    )
+    assert conf["spark.pyspark.python"] == "./environment/bin/python"
+    assert "/lakehouse-py-" in conf["spark.submit.pyFiles"]
+    assert "iceberg-spark-runtime" in conf["spark.jars.packages"]
+    # No static keys: executors use their instance role through the default chain.
+    assert not [key for key in conf if key.startswith("spark.executorEnv.AWS_ACCESS")]
+    assert conf["spark.executorEnv.AWS_REGION"] == "us-east-1"
+
+
+def test_the_k8s_example_names_the_image_namespace_and_driver_address(tmp_path: Path) -> None:
+    environ = {
+        "LAKEHOUSE__SPARK__EXECUTOR_IMAGE": "registry.internal/lakehouse-executor:1.0",
+        "LAKEHOUSE__SPARK__DRIVER_HOST": "10.1.2.3",
+    }
+    conf = _profile_conf("k8s", environ, tmp_path)
+    assert conf["spark.master"] == "k8s://https://kubernetes.default.svc:443"
+    assert conf["spark.kubernetes.container.image"] == "registry.internal/lakehouse-executor:1.0"
+    assert conf["spark.kubernetes.namespace"] == "lakehouse"
+    assert conf["spark.driver.host"] == "10.1.2.3"
+    assert "spark.driver.bindAddress" not in conf  # the pod's own address, not loopback
+    assert conf["spark.pyspark.python"] == "/usr/local/bin/python3.11"
+    assert (conf["spark.executor.instances"], conf["spark.executor.memory"]) == ("8", "6g")
+    without_image = load_settings("k8s", environ=BROKERS)
+    resource = spark_resource(without_image, _catalog(tmp_path))
+    with pytest.raises(ValueError, match="LAKEHOUSE__SPARK__EXECUTOR_IMAGE"):
+        resource.model_copy(update={"pyfiles_cache_dir": str(tmp_path)}).session_conf()
+
+
+def test_an_executor_image_needs_a_kubernetes_master() -> None:
+    with pytest.raises(ConfigError, match="executor_image is for Kubernetes masters"):
+        load_settings(
+            "prod", environ={**BROKERS, "LAKEHOUSE__SPARK__EXECUTOR_IMAGE": "some/image:1"}
         )
 
 
