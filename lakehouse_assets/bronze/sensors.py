@@ -19,8 +19,7 @@ from dagster._core.execution.stats import StepEventStatus  # what get_run_step_s
 from lakehouse_assets.bronze.assets import LANDING_TAG, bronze_key, landing_run_config
 from lakehouse_assets.bronze.jobs import LandingJob
 from lakehouse_assets.bronze.landing import RetentionError, day_ranges, plan_files
-from lakehouse_assets.partitions import range_tags
-from lakehouse_assets.silver.transforms import automated_days
+from lakehouse_assets.partitions import automated_days, range_tags
 from resources.errors import ServiceUnreachableError
 from resources.kafka import KafkaResource, TopicReader
 from resources.parquet_io_manager import ParquetStore

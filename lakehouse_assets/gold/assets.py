@@ -27,8 +27,7 @@ from dagster_dbt import (
 from pyiceberg.exceptions import NoSuchTableError
 
 from lakehouse_assets.groups import GOLD_GROUP
-from lakehouse_assets.partitions import daily_partitions
-from lakehouse_assets.silver.transforms import automated_days
+from lakehouse_assets.partitions import automated_days, daily_partitions
 from resources.dbt import environment, gold_late_window_days, vars_argument, window_environment
 from resources.dbt_in_process import InProcessDbtResource
 from resources.iceberg import IcebergCatalogResource

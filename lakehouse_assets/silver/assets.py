@@ -23,17 +23,19 @@ import dagster as dg
 
 from lakehouse_assets.bronze.assets import bronze_key
 from lakehouse_assets.contracts import Contract, load_contract
-from lakehouse_assets.partitions import daily_partitions
+from lakehouse_assets.partitions import (
+    AHEAD_TOLERANCE_DAYS,
+    automated_days,
+    bronze_days,
+    daily_partitions,
+)
 from lakehouse_assets.silver.errors import s3_errors_named
 from lakehouse_assets.silver.transforms import (
     ACCEPTED,
-    AHEAD_TOLERANCE_DAYS,
     DUPLICATE,
     QUARANTINED,
     STATUS,
     TARGET_DATE,
-    automated_days,
-    bronze_days,
     classify,
     in_window,
     quarantine_rows,

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from functools import reduce
 from typing import TYPE_CHECKING
 
 from lakehouse_assets.contracts import Contract
+from lakehouse_assets.partitions import AHEAD_TOLERANCE_DAYS
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -41,23 +42,6 @@ if TYPE_CHECKING:
 #: Quarantine rule ids the partition assignment adds to the contract's own.
 LATE_RULE = "late"
 AHEAD_RULE = "event_time_ahead"
-#: Days an event time may lie ahead of its Kafka timestamp (producer clock skew).
-AHEAD_TOLERANCE_DAYS = 1
-
-
-def automated_days(late_window_days: int) -> int:
-    """How many days, today included, automation keeps current in silver and gold:
-    the late window ``W``, the ahead tolerance and today.
-
-    A record landed in bronze day ``b`` belongs to silver ``b - W .. b + 1``;
-    records stamped yesterday still arrive after midnight, so silver days back to
-    ``today - W - 1`` still change. The arrivals sensor's refresh run covers exactly
-    these days: had it covered fewer, its no-op landings of the older bronze days
-    would make automation rebuild the day before its range in a run of its own.
-    """
-    return late_window_days + AHEAD_TOLERANCE_DAYS + 1
-
-
 #: Status of every bronze record read, see :func:`classify`.
 ACCEPTED, DUPLICATE, QUARANTINED = "accepted", "duplicate", "quarantined"
 
@@ -65,13 +49,6 @@ ACCEPTED, DUPLICATE, QUARANTINED = "accepted", "duplicate", "quarantined"
 TARGET_DATE = "target_date"
 BRONZE_DATE = "bronze_date"
 STATUS = "status"
-
-
-def bronze_days(first: date, last: date, late_window_days: int) -> list[str]:
-    """Bronze days that can hold records of silver days ``first..last`` (inclusive)."""
-    start = first - timedelta(days=AHEAD_TOLERANCE_DAYS)
-    count = (last - start).days + late_window_days + 1
-    return [(start + timedelta(days=i)).isoformat() for i in range(count)]
 
 
 def bronze_spark_schema() -> StructType:

@@ -25,7 +25,7 @@ from lakehouse_assets.bronze.jobs import (
     refresh_job_name,
 )
 from lakehouse_assets.bronze.sensors import MAX_RUNS_IN_FLIGHT, TARGET_TAG, build_arrivals_sensor
-from lakehouse_assets.silver.transforms import automated_days
+from lakehouse_assets.partitions import automated_days
 from resources.kafka import KafkaResource
 from tests.conftest import _free_port
 from tests.integration.conftest import BronzeDataset, Record, workspace_environment
