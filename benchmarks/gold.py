@@ -358,7 +358,7 @@ def selection(settings: LakehouseSettings) -> Selection:
     from lakehouse_assets.bronze.assets import bronze_key
     from lakehouse_assets.gold.assets import build_gold_assets
     from lakehouse_assets.silver.assets import build_silver_asset
-    from resources.dbt import dbt_project
+    from resources.dbt.project import dbt_project
     from resources.environments import build_resources
 
     silver = build_silver_asset(settings, DATASET)

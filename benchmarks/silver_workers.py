@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from benchmarks.workers import RssSampler, cpu_seconds, current_rss_bytes, peak_rss_bytes
+from resources.private_apis import jvm
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -111,7 +112,7 @@ def _jvm_cpu_seconds(spark: SparkSession) -> float | None:
     from benchmarks.isolated import process_cpu_seconds
 
     try:
-        pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())  # type: ignore[union-attr]
+        pid = int(jvm(spark).java.lang.ProcessHandle.current().pid())
     except Exception:
         return None
     return process_cpu_seconds(pid)
@@ -166,10 +167,10 @@ def _import_lazy_dependencies() -> None:
     import upath.core
 
     import lakehouse_assets.silver.validation
-    import resources.iceberg_io_manager
+    import resources.iceberg.io_manager
 
     del pandas, s3fs, upath.core, lakehouse_assets.silver.validation
-    del resources.iceberg_io_manager
+    del resources.iceberg.io_manager
 
 
 def ours(dataset: str, namespace: str, first_day: str, last_day: str) -> dict[str, Any]:

@@ -33,7 +33,7 @@ _STARTED = time.perf_counter()
 
 #: Records per ``Consumer.consume`` call in the baseline loop (TopicReader.read's default).
 CONSUME_BATCH = 10_000
-#: The consumer settings that resources.kafka.TopicReader adds to the configured ones,
+#: The consumer settings that resources.kafka.client.TopicReader adds to the configured ones,
 #: so the baseline differs from the landing only by the landing's own work.
 READER_OVERRIDES: dict[str, Any] = {
     "enable.partition.eof": False,

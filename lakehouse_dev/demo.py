@@ -35,9 +35,9 @@ from lakehouse_assets.silver.assets import RECONCILIATION_CHECK, build_silver_as
 from lakehouse_assets.silver.definitions import build_silver_checks
 from lakehouse_dev import generator
 from lakehouse_dev.stack import LocalStack
-from resources.dbt import dbt_project
+from resources.dbt.project import dbt_project
 from resources.environments import build_resources
-from resources.kafka import TopicReader
+from resources.kafka.client import TopicReader
 from resources.settings import LakehouseSettings, get_settings
 
 DEMO_DAYS = 5

@@ -359,12 +359,6 @@ class KafkaBroker:
         """Tell whether this data dir's broker process is alive (it may still be starting)."""
         return self._running_pid() is not None
 
-    def is_ready(self, timeout: float = 5.0) -> bool:
-        """Tell whether the broker answers a metadata request within ``timeout`` seconds."""
-        if not port_is_open(self.host, self.port):
-            return False
-        return self._answers(self._admin(), timeout)
-
     # ------------------------------------------------------------------------- clients
 
     def _admin(self) -> AdminClient:

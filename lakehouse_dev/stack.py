@@ -31,8 +31,8 @@ from lakehouse_dev.s3_server import S3Server
 from lakehouse_dev.spark_cluster import SparkCluster
 from resources.environments import iceberg_resource, s3_resource
 from resources.settings import ConfigError, LakehouseSettings, load_settings
-from resources.spark import shared_drivers_dir
-from resources.spark_driver import stop_drivers
+from resources.spark.driver import stop_drivers
+from resources.spark.resource import shared_drivers_dir
 
 #: Largest record the local broker accepts (Kafka's default is 1 MB).
 MAX_RECORD_BYTES = 16 * 1024 * 1024

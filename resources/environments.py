@@ -13,14 +13,14 @@ from typing import Any
 
 import dagster as dg
 
-from resources.dbt import dbt_resource
-from resources.iceberg import IcebergCatalogResource
-from resources.iceberg_io_manager import IcebergIOManager
-from resources.kafka import KafkaResource
-from resources.parquet_io_manager import ParquetStore, S3ParquetIOManager
-from resources.s3 import S3Resource
+from resources.dbt.project import dbt_resource
+from resources.iceberg.catalog import IcebergCatalogResource
+from resources.iceberg.io_manager import IcebergIOManager
+from resources.kafka.client import KafkaResource
+from resources.s3.client import S3Resource
+from resources.s3.parquet_store import ParquetStore, S3ParquetIOManager
 from resources.settings import LakehouseSettings, get_settings
-from resources.spark import spark_resource
+from resources.spark.resource import spark_resource
 
 # The local S3 server accepts any credentials; this placeholder is used only when the
 # endpoint is on loopback and no credentials are set, so `dagster dev` works as is.

@@ -17,8 +17,8 @@ from lakehouse_assets.bronze.landing import (
     plan_files,
 )
 from lakehouse_assets.partitions import daily_partitions
-from resources.kafka import KafkaResource, TopicReader
-from resources.parquet_io_manager import LandedFile, Landing, ParquetStore
+from resources.kafka.client import KafkaResource, TopicReader
+from resources.s3.parquet_store import LandedFile, Landing, ParquetStore
 from resources.settings import LakehouseSettings
 
 LANDING_TAG = "lakehouse/landing"

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import (
-    UnresolvedAssetJobDefinition,
-)
 
 from lakehouse_assets.groups import GOLD_GROUP
+from resources.private_apis import AssetJob
 
-# define_asset_job returns this type; dagster does not re-export its name.
-LandingJob = UnresolvedAssetJobDefinition
+#: What the landing and refresh job factories return.
+LandingJob = AssetJob
 
 
 def landing_job_name(dataset: str) -> str:
@@ -30,9 +28,7 @@ def refresh_job_name(dataset: str) -> str:
     return f"refresh_{dataset}"
 
 
-def build_refresh_job(
-    dataset: str, asset: dg.AssetsDefinition, *, with_gold: bool
-) -> UnresolvedAssetJobDefinition:
+def build_refresh_job(dataset: str, asset: dg.AssetsDefinition, *, with_gold: bool) -> LandingJob:
     """Lands a dataset's newest days and rebuilds what reads them, in one run.
 
     The selection is bronze and everything downstream of it: the dataset's silver

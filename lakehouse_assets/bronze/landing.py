@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
-from resources.bronze_layout import OffsetRange, missing
-from resources.parquet_io_manager import LandedFile
+from resources.s3.offset_files import OffsetRange, missing
+from resources.s3.parquet_store import LandedFile
 
 if TYPE_CHECKING:
     from confluent_kafka import Message
 
-    from resources.kafka import TopicReader
+    from resources.kafka.client import TopicReader
 
 HEADER = pa.struct([pa.field("key", pa.string()), pa.field("value", pa.binary())])
 

@@ -14,15 +14,14 @@ import json
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
-from dagster._core.execution.stats import StepEventStatus  # what get_run_step_stats returns
 
 from lakehouse_assets.bronze.assets import LANDING_TAG, bronze_key, landing_run_config
 from lakehouse_assets.bronze.jobs import LandingJob
 from lakehouse_assets.bronze.landing import RetentionError, day_ranges, plan_files
 from lakehouse_assets.partitions import automated_days, range_tags
 from resources.errors import ServiceUnreachableError
-from resources.kafka import KafkaResource, TopicReader
-from resources.parquet_io_manager import ParquetStore
+from resources.kafka.client import KafkaResource, TopicReader
+from resources.s3.parquet_store import ParquetStore
 from resources.settings import LakehouseSettings
 
 _ACTIVE = [
@@ -126,7 +125,7 @@ def _why_wait(instance: dg.DagsterInstance, dataset: str) -> str | None:
     active = [run for run in runs if not _worker_died(instance, run)]
     for run in active:
         stats = instance.get_run_step_stats(run.run_id, step_keys=[step])
-        if not any(s.status == StepEventStatus.SUCCESS for s in stats):
+        if not any(s.status is not None and s.status.name == "SUCCESS" for s in stats):
             return f"run {run.run_id} has yet to land records of {dataset}"
     if len(active) >= MAX_RUNS_IN_FLIGHT:
         ids = ", ".join(run.run_id for run in active)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dagster as dg
 
 from lakehouse_assets.gold.assets import build_gold_assets
-from resources.dbt import dbt_project
+from resources.dbt.project import dbt_project
 from resources.settings import LakehouseSettings
 
 

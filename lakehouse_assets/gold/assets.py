@@ -28,12 +28,17 @@ from pyiceberg.exceptions import NoSuchTableError
 
 from lakehouse_assets.groups import GOLD_GROUP
 from lakehouse_assets.partitions import automated_days, daily_partitions
-from resources.dbt import environment, gold_late_window_days, vars_argument, window_environment
-from resources.dbt_in_process import InProcessDbtResource
-from resources.iceberg import IcebergCatalogResource
-from resources.parquet_io_manager import column_schema
+from resources.dbt.in_process import InProcessDbtResource
+from resources.dbt.project import (
+    environment,
+    gold_late_window_days,
+    vars_argument,
+    window_environment,
+)
+from resources.iceberg.catalog import IcebergCatalogResource
 from resources.settings import LakehouseSettings
-from resources.spark import SparkResource
+from resources.spark.resource import SparkResource
+from resources.table_metadata import column_schema
 
 GOLD_POOL = "gold"
 

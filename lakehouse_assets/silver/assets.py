@@ -43,10 +43,10 @@ from lakehouse_assets.silver.transforms import (
     table_builder,
     write_options,
 )
-from resources.iceberg import IcebergCatalogResource
-from resources.parquet_io_manager import ParquetStore
+from resources.iceberg.catalog import IcebergCatalogResource
+from resources.s3.parquet_store import ParquetStore
 from resources.settings import LakehouseSettings
-from resources.spark import SparkResource
+from resources.spark.resource import SparkResource
 
 SILVER_GROUP = "silver"
 RECONCILIATION_CHECK = "reconciliation"
@@ -310,7 +310,7 @@ def _count(
     window: dg.TimeWindow,
 ) -> int:
     """Rows of a committed silver table in the run's partition window."""
-    from resources.iceberg_io_manager import window_filter
+    from resources.iceberg.io_manager import window_filter
 
     identifier = (settings.namespace("silver"), table)
     loaded = iceberg.load().load_table(identifier)

@@ -69,7 +69,7 @@ from lakehouse_assets.contracts import (
     SumEquals,
     TableRule,
 )
-from resources.iceberg_io_manager import IcebergIOManager, window_filter
+from resources.iceberg.io_manager import IcebergIOManager, window_filter
 
 if TYPE_CHECKING:
     from pyiceberg.expressions import BooleanExpression

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from resources.errors import ServiceUnreachableError
 
 if TYPE_CHECKING:
-    from resources.parquet_io_manager import ParquetStore
-    from resources.s3 import S3Resource
+    from resources.s3.client import S3Resource
+    from resources.s3.parquet_store import ParquetStore
 
 #: Java exceptions that mean no connection to the endpoint could be made.
 CONNECT_FAILURES = frozenset(

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
-    from resources.bronze_layout import ReadPlan
-    from resources.parquet_io_manager import ParquetStore
+    from resources.s3.offset_files import ReadPlan
+    from resources.s3.parquet_store import ParquetStore
 
 #: Quarantine rule ids the partition assignment adds to the contract's own.
 LATE_RULE = "late"

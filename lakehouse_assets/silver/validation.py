@@ -5,7 +5,7 @@ Two engines, one verdict:
 * :func:`first_violation` (and :func:`classify`) is the **reference evaluator**, the
   specification: plain Python over one record's bytes.
 * :func:`parse_payload` classifies a whole bronze DataFrame in Spark. A Java UDF
-  (``resources/java/lakehouse/validation/PayloadCertifier.java``) *certifies* the
+  (``resources/spark/java/lakehouse/validation/PayloadCertifier.java``) *certifies* the
   rows whose validity it can establish exactly in one pass over their bytes (the
   bulk: well-formed records), and every other row, and only those, goes through
   the reference evaluator. Verdicts therefore agree by construction: a row is
@@ -77,6 +77,7 @@ from lakehouse_assets.contracts import (
     RowRule,
     SumEquals,
 )
+from resources.private_apis import apply_jvm_udf, jvm, parse_regex
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -674,7 +675,7 @@ _CERTIFIED_PAYLOAD = "__validation_certified_payload"
 _CERTIFIED = "__validation_certified"
 _JUDGED = "__validation_python"
 _TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS]XXX"
-#: The JVM certifier (``resources/java``, on the classpath through ``spark.jars``).
+#: The JVM certifier (``resources/spark/java``, on the classpath through ``spark.jars``).
 _CERTIFIER_CLASS = "lakehouse.validation.PayloadCertifier"
 _JSON_OPTIONS = {
     "mode": "PERMISSIVE",
@@ -766,10 +767,7 @@ def _certify(plan: _Plan, df: DataFrame, value_column: str) -> DataFrame:
 
 def _certifier(spark: SparkSession, plan: _Plan) -> Callable[[SparkColumn], SparkColumn] | None:
     """The JVM certifier of ``plan`` as a column function, or None without its jar."""
-    from pyspark.sql.column import Column as SparkColumnClass
-    from pyspark.sql.column import _to_java_column, _to_seq
-
-    from resources.spark_udfs import has_class
+    from resources.spark.udfs import has_class
 
     if not has_class(spark, _CERTIFIER_CLASS):
         _LOG.warning(
@@ -779,12 +777,10 @@ def _certifier(spark: SparkSession, plan: _Plan) -> Callable[[SparkColumn], Spar
             plan.contract.path.name,
         )
         return None
-    jvm: Any = spark._jvm
-    udf = jvm.lakehouse.validation.PayloadCertifier.udf(_certifier_spec(plan))
-    context = spark.sparkContext
+    udf = jvm(spark).lakehouse.validation.PayloadCertifier.udf(_certifier_spec(plan))
 
     def certify(value: SparkColumn) -> SparkColumn:
-        return SparkColumnClass(udf.apply(_to_seq(context, [value], _to_java_column)))
+        return apply_jvm_udf(spark, udf, value)
 
     return certify
 
@@ -1031,10 +1027,8 @@ def _java_regex(pattern: str) -> str | None:
     dialects' syntax differences never matter; ``(?d)`` (UNIX_LINES) gives ``.``
     and ``$`` Python's meaning; ``\\d``, ``\\w``, ``\\s`` become their ASCII subsets.
     """
-    import re._parser as sre_parse
-
     try:
-        tree = sre_parse.parse(pattern)
+        tree = parse_regex(pattern)
     except re.error:
         return None
     if tree.state.flags & ~re.UNICODE:

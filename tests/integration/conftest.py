@@ -19,8 +19,8 @@ from confluent_kafka.admin import NewTopic
 from lakehouse_assets.bronze.assets import build_bronze_asset, landing_run_config
 from lakehouse_dev.stack import LocalStack
 from resources.environments import build_resources
-from resources.iceberg_io_manager import IcebergIOManager
-from resources.parquet_io_manager import ParquetStore
+from resources.iceberg.io_manager import IcebergIOManager
+from resources.s3.parquet_store import ParquetStore
 from resources.settings import PROJECT_ROOT, LakehouseSettings, load_settings
 
 #: Kafka record as the tests produce it: key, value, timestamp, headers.

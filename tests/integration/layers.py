@@ -15,7 +15,7 @@ import dagster as dg
 from lakehouse_assets.gold.assets import build_gold_assets
 from lakehouse_assets.silver.assets import build_silver_asset
 from lakehouse_assets.silver.definitions import build_silver_checks
-from resources.dbt import dbt_project
+from resources.dbt.project import dbt_project
 from resources.environments import build_resources
 from resources.settings import LakehouseSettings
 

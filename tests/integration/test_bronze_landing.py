@@ -245,7 +245,7 @@ def test_a_planned_range_that_retention_deleted_fails_the_read_instead_of_skippi
     """Records deleted between planning and reading would otherwise be skipped silently,
     and the file named by the range would claim offsets it does not hold."""
     from resources.errors import RecordsDeletedError
-    from resources.kafka import TopicReader
+    from resources.kafka.client import TopicReader
 
     stamp = datetime.now(UTC) - timedelta(hours=1)
     bronze_dataset.produce([(f"r{i}".encode(), b"{}", stamp, None) for i in range(10)], partition=0)

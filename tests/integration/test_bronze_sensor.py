@@ -26,7 +26,7 @@ from lakehouse_assets.bronze.jobs import (
 )
 from lakehouse_assets.bronze.sensors import MAX_RUNS_IN_FLIGHT, TARGET_TAG, build_arrivals_sensor
 from lakehouse_assets.partitions import automated_days
-from resources.kafka import KafkaResource
+from resources.kafka.client import KafkaResource
 from tests.conftest import _free_port
 from tests.integration.conftest import BronzeDataset, Record, workspace_environment
 

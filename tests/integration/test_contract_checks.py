@@ -28,7 +28,7 @@ from lakehouse_assets.silver.checks import (
     build_contract_checks,
     builtin_check_name,
 )
-from resources.iceberg_io_manager import IcebergIOManager
+from resources.iceberg.io_manager import IcebergIOManager
 from resources.settings import LakehouseSettings
 
 pytestmark = pytest.mark.integration

@@ -33,8 +33,8 @@ from resources.errors import (
     ReadStalledError,
     ServiceUnreachableError,
 )
-from resources.kafka import KafkaResource, TopicReader
-from resources.parquet_io_manager import ParquetStore, S3ParquetIOManager
+from resources.kafka.client import KafkaResource, TopicReader
+from resources.s3.parquet_store import ParquetStore, S3ParquetIOManager
 from resources.settings import load_settings
 from tests.conftest import _free_port
 from tests.integration.conftest import BronzeDataset, Record, failure_message

@@ -26,7 +26,7 @@ from lakehouse_assets.silver.assets import build_silver_asset
 from lakehouse_assets.silver.definitions import build_silver_checks
 from lakehouse_dev import generator
 from lakehouse_dev.stack import LocalStack
-from resources.dbt import dbt_project
+from resources.dbt.project import dbt_project
 from resources.environments import build_resources
 from resources.settings import PROJECT_ROOT, load_settings
 from tests.integration.conftest import failure_message

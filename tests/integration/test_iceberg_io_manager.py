@@ -14,7 +14,7 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform, IdentityTransform
 
-from resources.iceberg_io_manager import (
+from resources.iceberg.io_manager import (
     PARTITION_KEYS_PROPERTY,
     RUN_ID_PROPERTY,
     IcebergCommitError,

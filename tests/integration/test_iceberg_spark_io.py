@@ -14,7 +14,7 @@ from pyiceberg.transforms import DayTransform, IdentityTransform
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from resources.iceberg_io_manager import (
+from resources.iceberg.io_manager import (
     ASSET_KEY_PROPERTY,
     PARTITION_KEYS_PROPERTY,
     RUN_ID_PROPERTY,
@@ -371,9 +371,9 @@ def test_timestamp_partitions_overwrite_and_load_by_day(
         ins={"rows": dg.AssetIn(key=dg.AssetKey(["silver", table_name]))},
         io_manager_key="mem",
     )
-    def hours(context: dg.AssetExecutionContext, rows: DataFrame) -> int:
-        seen[context.run.run_id] = sorted(r["order_id"] for r in rows.collect())
-        return rows.count()
+    def hours(context: dg.AssetExecutionContext, rows: pa.Table) -> int:
+        seen[context.run.run_id] = sorted(rows.column("order_id").to_pylist())
+        return rows.num_rows
 
     upstream = spark_asset(table_name, events("a"), meta)
     run_id = _load_range(io_manager, upstream, hours, [DAYS[2]])
@@ -498,45 +498,9 @@ def test_unpartitioned_asset_overwrites_the_whole_table(
 
 
 def _downstream_days(
-    name: str, upstream: dg.AssetsDefinition, seen: dict[str, Any], annotation: str
+    name: str, upstream: dg.AssetsDefinition, seen: dict[str, Any]
 ) -> dg.AssetsDefinition:
-    """A downstream asset that records which days (and which engine) it received."""
-
-    if annotation == "spark":
-
-        @dg.asset(
-            key_prefix="gold",
-            name=name,
-            partitions_def=PARTITIONS,
-            ins={"rows": dg.AssetIn(key=upstream.key)},
-            io_manager_key="mem",
-        )
-        def as_spark(context: dg.AssetExecutionContext, rows: DataFrame) -> int:
-            seen[context.run.run_id] = (
-                type(rows),
-                sorted({r["event_date"].isoformat() for r in rows.collect()}),
-            )
-            return rows.count()
-
-        return as_spark
-
-    if annotation == "metadata":
-
-        @dg.asset(
-            key_prefix="gold",
-            name=name,
-            partitions_def=PARTITIONS,
-            ins={"rows": dg.AssetIn(key=upstream.key, metadata={"engine": "spark"})},
-            io_manager_key="mem",
-        )
-        def by_metadata(context: dg.AssetExecutionContext, rows: Any) -> int:
-            seen[context.run.run_id] = (
-                type(rows),
-                sorted({r["event_date"].isoformat() for r in rows.collect()}),
-            )
-            return int(rows.count())
-
-        return by_metadata
+    """A downstream asset that records which days (and as which type) it received."""
 
     @dg.asset(
         key_prefix="gold",
@@ -573,35 +537,13 @@ def _load_range(
     return result.run_id
 
 
-def test_spark_input_loads_the_partition_window_of_an_arrow_written_table(
-    spark: SparkSession, io_manager: IcebergIOManager, table_name: str
-) -> None:
-    from tests.integration.test_iceberg_io_manager import silver_asset
-
-    upstream = silver_asset(table_name, daily_rows("a"), DAILY)
-    run([upstream], io_manager, DAYS[:5])
-    seen: dict[str, Any] = {}
-
-    by_type = _downstream_days(f"{table_name}_spark", upstream, seen, "spark")
-    run_id = _load_range(io_manager, upstream, by_type, DAYS[1:4])
-    frame_type, days = seen[run_id]
-    assert issubclass(frame_type, DataFrame)
-    assert days == DAYS[1:4]
-
-    by_metadata = _downstream_days(f"{table_name}_meta", upstream, seen, "metadata")
-    run_id = _load_range(io_manager, upstream, by_metadata, DAYS[2:3])
-    frame_type, days = seen[run_id]
-    assert issubclass(frame_type, DataFrame)
-    assert days == [DAYS[2]]
-
-
 def test_arrow_input_loads_a_spark_written_table(
     spark: SparkSession, io_manager: IcebergIOManager, table_name: str
 ) -> None:
     upstream = spark_asset(table_name, spark_rows(spark, "a"), DAILY)
     run([upstream], io_manager, DAYS[:4])
     seen: dict[str, Any] = {}
-    downstream = _downstream_days(f"{table_name}_arrow", upstream, seen, "arrow")
+    downstream = _downstream_days(f"{table_name}_arrow", upstream, seen)
     run_id = _load_range(io_manager, upstream, downstream, DAYS[1:3])
     frame_type, days = seen[run_id]
     assert frame_type is pa.Table
@@ -667,22 +609,3 @@ def test_spark_commit_conflicts_are_retried_then_reported(
     assert "CommitFailedException: Cannot commit: stale metadata" in message
     assert IcebergCommitError.__name__ in message
     assert rows_by_day(load(io_manager, table_name)) == {DAYS[0]: 3}
-
-
-def test_spark_input_without_an_active_session_fails_clearly(
-    io_manager: IcebergIOManager, table_name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from tests.integration.test_iceberg_io_manager import silver_asset
-
-    upstream = silver_asset(table_name, daily_rows("a"), DAILY)
-    run([upstream], io_manager, [DAYS[0]])
-    downstream = _downstream_days(f"{table_name}_spark", upstream, {}, "spark")
-    monkeypatch.setattr(SparkSession, "getActiveSession", classmethod(lambda cls: None))
-    result = dg.materialize(
-        [upstream, downstream],
-        resources={IO_KEY: io_manager, "mem": dg.InMemoryIOManager()},
-        selection=[downstream],
-        partition_key=DAYS[0],
-        raise_on_error=False,
-    )
-    assert "no active Spark session" in failure_message(result)

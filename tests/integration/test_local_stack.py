@@ -12,7 +12,7 @@ import pytest
 from lakehouse_dev.stack import LocalStack
 from resources.environments import build_resources
 from resources.errors import ServiceUnreachableError
-from resources.kafka import KafkaResource
+from resources.kafka.client import KafkaResource
 from resources.settings import ConfigError, LakehouseSettings, load_settings
 from tests.conftest import _free_port, _free_port_pair
 

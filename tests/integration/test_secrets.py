@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from resources.settings import LakehouseSettings, load_settings
-from resources.spark_conf import launch_conf, redact
-from resources.spark_driver import stop_drivers
+from resources.spark.conf import launch_conf, redact
+from resources.spark.driver import stop_drivers
 
 pytestmark = pytest.mark.integration
 
@@ -53,9 +53,9 @@ HELPER = textwrap.dedent(
     java_gateway.Popen = recording_popen
 
     from resources.environments import iceberg_resource, s3_resource
-    from resources.s3 import S3Resource
+    from resources.s3.client import S3Resource
     from resources.settings import load_settings
-    from resources.spark import spark_resource
+    from resources.spark.resource import spark_resource
 
     request = json.loads(sys.stdin.readline())
     settings = load_settings()
@@ -321,7 +321,7 @@ def test_the_shared_driver_gets_the_credentials_but_no_command_line_or_file_does
 def test_dbt_profile_launch_conf_and_redacted_conf_hold_no_credentials(
     resources: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from resources.dbt import profiles_yaml
+    from resources.dbt.project import profiles_yaml
 
     key_id, secret = marker("KEY"), marker("SECRET")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)

@@ -22,7 +22,7 @@ from lakehouse_assets.silver.assets import RECONCILIATION_CHECK
 from lakehouse_assets.silver.errors import BronzeFileVanishedError
 from lakehouse_assets.silver.transforms import BRONZE_READ_ATTEMPTS
 from lakehouse_dev.stack import LocalStack
-from resources.parquet_io_manager import ParquetStore
+from resources.s3.parquet_store import ParquetStore
 from tests.integration.conftest import failure_message
 from tests.integration.test_silver import SilverDataset, _at, _day, _make_dataset, plain_event
 

@@ -23,8 +23,8 @@ from lakehouse_assets.silver.errors import connection_failure, s3_errors_named
 from lakehouse_dev.stack import LocalStack
 from resources.environments import s3_resource
 from resources.errors import ServiceUnreachableError
-from resources.parquet_io_manager import ParquetStore, S3ParquetIOManager
-from resources.s3 import S3Resource
+from resources.s3.client import S3Resource
+from resources.s3.parquet_store import ParquetStore, S3ParquetIOManager
 from tests.integration.conftest import failure_message
 from tests.integration.test_silver import (
     _at,

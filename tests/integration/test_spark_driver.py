@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from resources.spark_driver import DriverError, attach, driver_key, stop_drivers
+from resources.spark.driver import DriverError, attach, driver_key, stop_drivers
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ CLIENT = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from resources.spark_driver import attach
+    from resources.spark.driver import attach
 
     request = json.loads(sys.stdin.read())
     directory, conf = Path(request["dir"]), request["conf"]

@@ -29,7 +29,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from resources.run_workers import run_worker_pid
+from resources.run_launcher import run_worker_pid
 from resources.settings import PROJECT_ROOT, LakehouseSettings
 from tests.conftest import TEST_DATA_DIR, _free_port
 from tests.integration.conftest import plain_contract_for

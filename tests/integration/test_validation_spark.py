@@ -300,12 +300,12 @@ def test_without_the_certifier_every_record_is_judged_in_python(
     spark: SparkSession, contracts: dict[str, Contract], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A session without the UDF jar (a cluster it was not shipped to) loses speed only."""
-    import resources.spark_udfs
+    import resources.spark.udfs
 
     contract = contracts["purchase_orders"]
     generated = [record.value for record in generate("purchase_orders", SPEC)][:200]
     values: list[bytes | None] = [*ORDER_EDGES, *generated]
-    monkeypatch.setattr(resources.spark_udfs, "has_class", lambda spark, name: False)
+    monkeypatch.setattr(resources.spark.udfs, "has_class", lambda spark, name: False)
     assert certified_ids(spark, contract, [v for v in values if v is not None]) == set()
     assert not verdict_mismatches(spark, contract, values)
 

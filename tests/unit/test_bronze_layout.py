@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from resources.bronze_layout import OffsetRange, ReadPlan, missing, redundant, resolve
+from resources.s3.offset_files import OffsetRange, ReadPlan, missing, redundant, resolve
 
 
 def _r(first: int, last: int, partition: int = 0) -> OffsetRange:

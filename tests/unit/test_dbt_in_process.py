@@ -11,7 +11,7 @@ from datetime import date
 
 import pytest
 
-from resources.dbt import (
+from resources.dbt.project import (
     WINDOW_END_VARIABLE,
     WINDOW_START_VARIABLE,
     dbt_project,

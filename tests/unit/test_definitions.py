@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from lakehouse_assets.definitions import defs, settings
-from resources.dbt import dbt_resource
+from resources.dbt.project import dbt_resource
 from resources.environments import s3_resource
 from resources.settings import PROJECT_ROOT, load_settings
 

@@ -23,9 +23,9 @@ from resources.errors import (
     override_variable,
     setting_reference,
 )
-from resources.kafka import KafkaResource, TopicReader, stalled_read_error
-from resources.parquet_io_manager import ParquetStore
-from resources.s3 import S3Resource
+from resources.kafka.client import KafkaResource, TopicReader, stalled_read_error
+from resources.s3.client import S3Resource
+from resources.s3.parquet_store import ParquetStore
 from resources.settings import LakehouseSettings, load_settings
 from tests.conftest import _free_port
 

@@ -1,4 +1,4 @@
-"""Run monitoring sees a run whose worker process is gone (resources/run_workers.py)."""
+"""Run monitoring sees a run whose worker process is gone (resources/run_launcher.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 from dagster._core.events import EngineEventData  # how run workers record their pid
 
-from resources.run_workers import LocalRunLauncher, WorkerState, process_state
+from resources.run_launcher import LocalRunLauncher, WorkerState, process_state
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def _health(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
 def test_run_monitoring_fails_a_run_whose_recorded_worker_was_killed(
     sleeper: subprocess.Popen[bytes],
 ) -> None:
-    overrides = {"run_launcher": {"module": "resources.run_workers", "class": "LocalRunLauncher"}}
+    overrides = {"run_launcher": {"module": "resources.run_launcher", "class": "LocalRunLauncher"}}
     with dg.instance_for_test(overrides=overrides) as instance:
         run = dg.materialize([_tiny], instance=instance).dagster_run
         assert _health(instance, run) == "RUNNING"  # no pid recorded: an in-process run

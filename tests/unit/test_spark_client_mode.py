@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from resources.iceberg import IcebergCatalogResource
-from resources.s3 import S3Resource
+from resources.iceberg.catalog import IcebergCatalogResource
+from resources.s3.client import S3Resource
 from resources.settings import ConfigError, load_settings
-from resources.spark import SparkResource, python_package_zip, spark_resource
-from resources.spark_conf import client_mode_conf, is_secret, launch_conf, redact
+from resources.spark.conf import client_mode_conf, is_secret, launch_conf, redact
+from resources.spark.resource import SparkResource, python_package_zip, spark_resource
 
 KEY, SECRET = "AKIA-client-mode-test", "secret-client-mode-test"
 CLUSTER = {"LAKEHOUSE__SPARK__MASTER": "spark://127.0.0.1:17077"}
@@ -281,10 +281,10 @@ def test_package_zip_holds_the_sources_only_and_is_reproducible(tmp_path: Path) 
     assert python_package_zip(["lakehouse_assets", "resources"], tmp_path / "a") == first
     names = zipfile.ZipFile(first).namelist()
     assert "lakehouse_assets/silver/validation.py" in names
-    assert "resources/spark.py" in names
+    assert "resources/spark/resource.py" in names
     assert "lakehouse_assets/__init__.py" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
-    assert not any(n.startswith("resources/java/") for n in names)
+    assert not any(n.startswith("resources/spark/java/") for n in names)
     assert not any(n.startswith("lakehouse_dev/") for n in names)
     assert list((tmp_path / "a").glob(".build-*")) == []
 

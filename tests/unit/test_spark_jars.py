@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from resources.spark import retrieved_jars_checked
+from resources.spark.resource import retrieved_jars_checked
 
 
 def test_truncated_retrieved_jars_are_removed_and_whole_ones_kept(tmp_path: Path) -> None:

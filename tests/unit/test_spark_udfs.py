@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from resources.spark_udfs import UdfBuildError, udf_jar
+from resources.spark.udfs import UdfBuildError, udf_jar
 
 
 def test_the_jar_is_compiled_once_and_reused(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ With a ``local[N]`` master the whole of Spark runs in the run's process (or in t
 shared warm driver, ``spark.shared_driver``). With a cluster master (``spark://``,
 ``k8s://``, ``yarn``) the run's process is the driver and executors run elsewhere:
 the session then ships what they need through Spark itself
-(:func:`resources.spark_conf.client_mode_conf`), the project's Python packages as a
+(:func:`resources.spark.conf.client_mode_conf`), the project's Python packages as a
 zip in ``spark.submit.pyFiles`` (:func:`python_package_zip`). The shared driver
 serves local masters only: a warm driver would hold a cluster application (and its
 cores) for as long as it idles, and its JVM-wide settings would be the first run's.
@@ -18,26 +18,28 @@ import os
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
-from resources.iceberg import IcebergCatalogResource
+from resources.iceberg.catalog import IcebergCatalogResource
+from resources.iceberg.catalog_conf import bootstrap_sqlite_catalog
 from resources.locks import file_lock
 from resources.settings import LakehouseSettings, cache_dir
-from resources.spark_conf import (
-    bootstrap_sqlite_catalog,
+from resources.spark.conf import (
     build_spark_conf,
     client_mode_conf,
     is_local_master,
-    redact,
 )
-from resources.spark_driver import attach, start_session
-from resources.spark_udfs import udf_jar
+from resources.spark.driver import (
+    attach,
+    retrieved_jars_checked,
+    start_session,
+)
+from resources.spark.udfs import udf_jar
 
 _GLUE_CATALOG = "org.apache.iceberg.aws.glue.GlueCatalog"
 
@@ -49,7 +51,7 @@ class SparkResource(LazyPySparkResource):
     for a JVM. Credentials come from the nested catalog's S3 resource at session
     creation and are never part of this resource's displayed config, nor of any
     command line: the JVM gets them over Py4J once it runs (see
-    :func:`resources.spark_driver.start_session`).
+    :func:`resources.spark.driver.start_session`).
     """
 
     catalog: IcebergCatalogResource = Field(description="The Iceberg catalog Spark shares.")
@@ -69,13 +71,13 @@ class SparkResource(LazyPySparkResource):
         description=(
             "Attach to a warm Spark driver shared by this machine's processes, published in "
             "this directory and started on first use (`spark.shared_driver`; see "
-            "`resources.spark_driver`). Null: the process starts a JVM of its own."
+            "`resources.spark.driver`). Null: the process starts a JVM of its own."
         ),
     )
     udf_cache_dir: str | None = Field(
         default=None,
         description=(
-            "Where the project's Java UDFs (`resources/java`, e.g. the contract certifier) are "
+            "Where the project's Java UDFs (`resources/spark/java`, e.g. the contract certifier) are "
             "compiled with the JDK's javac and cached; their jar joins `spark.jars`. Null: "
             "they are left out, and silver checks every payload in Python (correct, slower)."
         ),
@@ -143,8 +145,8 @@ class SparkResource(LazyPySparkResource):
     def session_conf(self) -> dict[str, str]:
         """The full Spark configuration, credentials included.
 
-        Log it only as :meth:`redacted_conf`; start a JVM with it only through
-        :func:`~resources.spark_driver.start_session` (never on a command line).
+        Log it only through :func:`~resources.spark.conf.redact`; start a JVM with it only through
+        :func:`~resources.spark.driver.start_session` (never on a command line).
         """
         s3 = self.catalog.s3
         conf = build_spark_conf(
@@ -227,10 +229,6 @@ class SparkResource(LazyPySparkResource):
             executor_env={name: os.environ[name] for name in self.executor_env},
         )
 
-    def redacted_conf(self) -> dict[str, str]:
-        """The configuration with secrets masked, for logs and metadata."""
-        return redact(self.session_conf())
-
     def _init_session(self) -> None:
         if self._spark_session is None:
             if self.catalog.type == "sql" and self.catalog.uri:
@@ -262,40 +260,6 @@ class SparkResource(LazyPySparkResource):
             with retrieved_jars_checked(self.ivy_dir):
                 own: Any = start_session(conf)
             self._spark_session = own
-
-
-@contextmanager
-def retrieved_jars_checked(ivy_dir: str | None) -> Iterator[None]:
-    """Start sessions on one Ivy directory one at a time, never on a truncated jar.
-
-    Every session start resolves ``spark.jars.packages`` and copies ("retrieves") the
-    jars from Ivy's cache into ``<ivy_dir>/jars``; that copy is not atomic. A process
-    killed during it (a run stopped while it starts, on a fresh cache) leaves a
-    truncated jar that every later start takes as already retrieved, and each of them
-    then fails on the classes it lacks (``NoClassDefFoundError:
-    com/amazonaws/auth/AWSCredentialsProvider`` for the AWS SDK bundle). Under an
-    exclusive lock on the directory, jars that are not readable zip files are removed
-    (Ivy copies them again from its cache) before the session starts; the lock, held
-    until the session is up, keeps a second process from checking a jar that the first
-    one is still copying. ``flock`` locks die with their process.
-
-    A truncated copy lacks the zip's end record, the last bytes of the file, so only
-    that record is read (``is_zipfile``): opening each jar's whole directory (the AWS
-    SDK bundle lists over 100,000 entries) cost 2.8 s of CPU per session start.
-    """
-    if ivy_dir is None:
-        yield
-        return
-    root = Path(ivy_dir)
-    with file_lock(root / ".session-start.lock"):
-        for jar in (root / "jars").glob("*.jar"):
-            try:
-                complete = zipfile.is_zipfile(jar)
-            except OSError:
-                complete = False
-            if not complete:
-                jar.unlink(missing_ok=True)
-        yield
 
 
 def spark_resource(settings: LakehouseSettings, catalog: IcebergCatalogResource) -> SparkResource:
@@ -366,7 +330,7 @@ def python_package_zip(packages: Sequence[str], cache: Path) -> Path:
     changed source gets a new zip, and with it a new name that executors cannot
     confuse with an older one (Spark refuses to fetch a different file under a name it
     already has). Built under a file lock in a temporary file and moved into place,
-    like the UDF jar (:func:`resources.spark_udfs.udf_jar`): processes starting at the
+    like the UDF jar (:func:`resources.spark.udfs.udf_jar`): processes starting at the
     same time build it once, and none ever sees half a zip.
     """
     sources = package_sources(packages)

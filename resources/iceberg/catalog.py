@@ -9,8 +9,8 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from resources.errors import ServiceUnreachableError
-from resources.s3 import S3Resource
-from resources.spark_conf import pyiceberg_catalog_properties, sqlite_path
+from resources.iceberg.catalog_conf import pyiceberg_catalog_properties, sqlite_path
+from resources.s3.client import S3Resource
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 class IcebergCatalogResource(dg.ConfigurableResource):
     """An Iceberg catalog: the embedded SQLite catalog by default, or Glue / a REST catalog.
 
-    Spark's catalog of the same ``name`` (see :class:`resources.spark.SparkResource`)
+    Spark's catalog of the same ``name`` (see :class:`resources.spark.resource.SparkResource`)
     points at the same tables, so a table written by either engine is read by both.
     """
 

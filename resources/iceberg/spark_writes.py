@@ -1,7 +1,7 @@
-"""The Spark DataFrame path of :class:`resources.iceberg_io_manager.IcebergIOManager`.
+"""The Spark DataFrame path of :class:`resources.iceberg.io_manager.IcebergIOManager`.
 
 Spark's Iceberg catalog has the same name as the pyiceberg catalog and shares its
-catalog database (see :mod:`resources.spark_conf`), so ``<catalog>.<namespace>.<table>``
+catalog database (see :mod:`resources.spark.conf`), so ``<catalog>.<namespace>.<table>``
 is one table for both engines. Table creation, partitioning and schema evolution go
 through pyiceberg (the same helpers as the Arrow path); the rows are written by Spark:
 
@@ -31,12 +31,21 @@ from typing import TYPE_CHECKING, Any, cast
 import dagster as dg
 import pyarrow as pa
 
+from resources.iceberg.writes import (
+    ASSET_KEY_PROPERTY,
+    RUN_ID_PROPERTY,
+    IcebergWriteError,
+    WriteRequest,
+    _utc,
+    rows_outside_window_error,
+)
+from resources.private_apis import jvm
+
 if TYPE_CHECKING:
     from pyiceberg.table import Table
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import DataType, StructType
 
-    from resources.iceberg_io_manager import WriteRequest
 
 _SEQ = "__lakehouse_existing_sequence"
 _RANK = "__lakehouse_rank"
@@ -65,29 +74,6 @@ def is_spark_dataframe(obj: object) -> bool:
     return isinstance(obj, DataFrame)
 
 
-def is_spark_type(typing_type: object) -> bool:
-    """True when an input's annotation asks for a Spark DataFrame."""
-    if typing_type is None or "pyspark.sql" not in sys.modules:
-        return False
-    from pyspark.sql import DataFrame
-
-    return isinstance(typing_type, type) and issubclass(typing_type, DataFrame)
-
-
-def active_session(table_name: str) -> SparkSession:
-    """The thread's active Spark session, or an error saying where it should come from."""
-    from pyspark.sql import SparkSession
-
-    session = SparkSession.getActiveSession()
-    if session is None:
-        raise dg.Failure(
-            f"Iceberg table {table_name}: a Spark DataFrame was requested but there is no "
-            "active Spark session; give the asset the `spark` resource (SparkResource) and "
-            "use it (e.g. `spark.spark_session`) before the input is loaded"
-        )
-    return session
-
-
 def quote(table_name: str) -> str:
     """``a.b.c`` → ```a`.`b`.`c``` for Spark SQL."""
     return ".".join(f"`{part.replace('`', '``')}`" for part in table_name.split("."))
@@ -106,8 +92,6 @@ def arrow_schema(df: DataFrame) -> pa.Schema:
 def window_condition(column: str, data_type: DataType, window: dg.TimeWindow, table: str) -> str:
     """Spark SQL ``start <= column < end`` for a date, timestamp or timestamp_ntz column."""
     from pyspark.sql.types import DateType, TimestampNTZType, TimestampType
-
-    from resources.iceberg_io_manager import IcebergWriteError, _utc
 
     start, end = _utc(window.start), _utc(window.end)
     if isinstance(data_type, DateType):
@@ -133,7 +117,6 @@ def window_condition(column: str, data_type: DataType, window: dg.TimeWindow, ta
 
 
 def _column_type(schema: StructType, column: str, table_name: str, where: str) -> DataType:
-    from resources.iceberg_io_manager import IcebergWriteError
 
     if column not in schema.fieldNames():
         raise IcebergWriteError(
@@ -147,8 +130,6 @@ def check_rows_in_window(df: DataFrame, column: str, request: WriteRequest) -> N
     """Overwrite replaces the run's window only; rows outside it would duplicate on replay."""
     from pyspark.sql import functions as F
 
-    from resources.iceberg_io_manager import rows_outside_window_error
-
     window = cast(dg.TimeWindow, request.time_window)
     data_type = _column_type(df.schema, column, request.table_name, "input")
     inside = F.expr(window_condition(column, data_type, window, request.table_name))
@@ -159,17 +140,6 @@ def check_rows_in_window(df: DataFrame, column: str, request: WriteRequest) -> N
     total, outside = (int(counts["total"]), int(counts["outside"] or 0)) if counts else (0, 0)
     if outside:
         raise rows_outside_window_error(request, column, outside, total)
-
-
-def read_window(
-    spark: SparkSession, table_name: str, column: str | None, window: dg.TimeWindow | None
-) -> DataFrame:
-    """The table as a lazy DataFrame, restricted to a partition window when one is given."""
-    df = spark.table(quote(table_name))
-    if column is None or window is None:
-        return df
-    data_type = _column_type(df.schema, column, table_name, "table")
-    return df.where(window_condition(column, data_type, window, table_name))
 
 
 # Preparing the rows -----------------------------------------------------------------------
@@ -475,25 +445,25 @@ def with_commit_properties(
     for SQL statements, which take no write options. Its public setter,
     ``withCommitProperties(Map, Callable, Class)``, needs a Python callback, and a
     Py4J callback server is one per JVM: with a driver shared by several processes
-    (:mod:`resources.spark_driver`) each would redirect the others' callbacks. So the
+    (:mod:`resources.spark.driver`) each would redirect the others' callbacks. So the
     thread-local is set directly, on the JVM thread that PySpark pins to the calling
     Python thread, which is the thread that runs the statement and commits; it is
     cleared afterwards as ``withCommitProperties`` does.
     """
-    jvm = cast(Any, spark.sparkContext)._jvm
+    java = jvm(spark)
     # Py4J resolves the class through Spark's loader of the --packages jars.
-    metadata = jvm.org.apache.iceberg.spark.CommitMetadata._java_lang_class
+    metadata = java.org.apache.iceberg.spark.CommitMetadata._java_lang_class
     field = metadata.getDeclaredField("COMMIT_PROPERTIES")
     field.setAccessible(True)
     thread_local = field.get(None)
-    java_properties = jvm.java.util.HashMap()
+    java_properties = java.java.util.HashMap()
     for key, value in properties.items():
         java_properties.put(key, value)
     thread_local.set(java_properties)
     try:
         statement()
     finally:
-        thread_local.set(jvm.java.util.HashMap())
+        thread_local.set(java.java.util.HashMap())
 
 
 # Conflicts --------------------------------------------------------------------------------
@@ -525,7 +495,6 @@ def is_commit_conflict(exc: BaseException) -> bool:
 
 def committed_snapshot(table: Table, run_properties: Mapping[str, str]) -> int | None:
     """The newest snapshot carrying this write's properties (another writer may be newer)."""
-    from resources.iceberg_io_manager import ASSET_KEY_PROPERTY, RUN_ID_PROPERTY
 
     snapshot = table.current_snapshot()
     probe = {

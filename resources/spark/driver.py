@@ -48,13 +48,14 @@ import subprocess
 import sys
 import time
 import types
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resources.locks import file_lock
-from resources.spark_conf import launch_conf
+from resources.spark.conf import launch_conf
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -179,7 +180,7 @@ def _start_host(
     command = [
         sys.executable,
         "-m",
-        "resources.spark_driver",
+        "resources.spark.driver",
         "serve",
         "--dir",
         str(paths.directory),
@@ -318,7 +319,7 @@ def start_session(conf: Mapping[str, str]) -> SparkSession:
     (``spark.sql.catalog.<name>.s3.*`` for Iceberg's ``S3FileIO``), and the environment
     of a cluster's executors (``spark.executorEnv.*``, passed to them as environment
     variables, not arguments). So the JVM is launched with
-    :func:`~resources.spark_conf.launch_conf` only, and the SparkContext is created on
+    :func:`~resources.spark.conf.launch_conf` only, and the SparkContext is created on
     it (``SparkContext(conf=..., gateway=...)``) with the full ``conf``.
 
     Rejected: the credentials as environment variables of the JVM for the AWS default
@@ -371,13 +372,45 @@ def _jar_list(*lists: str | None) -> str:
     return ",".join(jars)
 
 
+@contextlib.contextmanager
+def retrieved_jars_checked(ivy_dir: str | None) -> Iterator[None]:
+    """Start sessions on one Ivy directory one at a time, never on a truncated jar.
+
+    Every session start resolves ``spark.jars.packages`` and copies ("retrieves") the
+    jars from Ivy's cache into ``<ivy_dir>/jars``; that copy is not atomic. A process
+    killed during it (a run stopped while it starts, on a fresh cache) leaves a
+    truncated jar that every later start takes as already retrieved, and each of them
+    then fails on the classes it lacks (``NoClassDefFoundError:
+    com/amazonaws/auth/AWSCredentialsProvider`` for the AWS SDK bundle). Under an
+    exclusive lock on the directory, jars that are not readable zip files are removed
+    (Ivy copies them again from its cache) before the session starts; the lock, held
+    until the session is up, keeps a second process from checking a jar that the first
+    one is still copying. ``flock`` locks die with their process.
+
+    A truncated copy lacks the zip's end record, the last bytes of the file, so only
+    that record is read (``is_zipfile``): opening each jar's whole directory (the AWS
+    SDK bundle lists over 100,000 entries) cost 2.8 s of CPU per session start.
+    """
+    if ivy_dir is None:
+        yield
+        return
+    root = Path(ivy_dir)
+    with file_lock(root / ".session-start.lock"):
+        for jar in (root / "jars").glob("*.jar"):
+            try:
+                complete = zipfile.is_zipfile(jar)
+            except OSError:
+                complete = False
+            if not complete:
+                jar.unlink(missing_ok=True)
+        yield
+
+
 # Hosts ------------------------------------------------------------------------------------
 
 
 def serve(paths: _Paths, conf: Mapping[str, str], ivy_dir: str | None, idle_seconds: int) -> int:
     """Run a host: start the JVM, publish its address, serve until idle or stopped."""
-    from resources.spark import retrieved_jars_checked
-
     stopping = False
 
     def request_stop(signum: int, frame: types.FrameType | None) -> None:
@@ -454,7 +487,7 @@ def stop_drivers(directory: Path, grace_seconds: float = 30.0) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m resources.spark_driver",
+        prog="python -m resources.spark.driver",
         description="Host a Spark driver that local processes share (started on demand).",
     )
     commands = parser.add_subparsers(dest="command", required=True)

@@ -8,9 +8,9 @@ are configured here from the same inputs, so they cannot drift apart:
   (jars from Maven Central via ``spark.jars.packages``, the Iceberg catalog as Spark's
   default catalog, Iceberg's ``S3FileIO`` for table data, hadoop-aws for plain
   ``s3a://`` and ``s3://`` Parquet such as bronze).
-* :func:`pyiceberg_catalog_properties` returns the properties for
+* :func:`~resources.iceberg.catalog_conf.pyiceberg_catalog_properties` returns the properties for
   ``load_catalog(name, **props)`` or ``SqlCatalog(name, **props)``.
-* :func:`bootstrap_sqlite_catalog` creates the catalog file and its tables; call it
+* :func:`~resources.iceberg.catalog_conf.bootstrap_sqlite_catalog` creates the catalog file and its tables; call it
   before the first Spark session (see below).
 
 What makes the two engines agree on one SQLite catalog (verified with pyiceberg 0.12.0,
@@ -40,7 +40,7 @@ them only through :func:`redact`, and never pass them to ``spark-submit`` as the
 PySpark's ``launch_gateway`` turns every entry of a session's configuration into a
 ``--conf key=value`` argument of the JVM's command line, which every user of the
 machine can read (``ps``, ``/proc/PID/cmdline``). :func:`launch_conf` is the part that
-may go there; :func:`resources.spark_driver.start_session` starts sessions that way and
+may go there; :func:`resources.spark.driver.start_session` starts sessions that way and
 hands the rest (:func:`is_secret`) to the running JVM.
 """
 
@@ -50,8 +50,15 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
+
+from resources.iceberg.catalog_conf import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    _check_credentials,
+    _is_s3,
+    normalise_warehouse,
+    sqlite_jdbc_url,
+)
 
 # Versions -------------------------------------------------------------------------------
 
@@ -96,10 +103,7 @@ ICEBERG_S3_FILE_IO = "org.apache.iceberg.aws.s3.S3FileIO"
 S3A_FILE_SYSTEM = "org.apache.hadoop.fs.s3a.S3AFileSystem"
 S3A_SIMPLE_CREDENTIALS = "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
 
-#: Milliseconds either engine waits for the other one's SQLite write lock.
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 
-_S3_SCHEMES = frozenset({"s3", "s3a", "s3n"})
 # Substrings of a key (lower case) whose value is a credential: Spark's own redaction
 # pattern (spark.redaction.regex: secret, password, token, access.key) and the spellings
 # of S3A, S3FileIO, JDBC and REST catalogs (``credential`` is the OAuth2 client secret).
@@ -129,74 +133,6 @@ _URL_PASSWORD = re.compile(r"(?<=://)([^/:@\s]*):([^/@\s]+)@")
 # Locations ------------------------------------------------------------------------------
 
 
-def sqlite_path(catalog_uri: str) -> Path:
-    """The absolute path of the SQLite file behind a SQLAlchemy ``sqlite://`` URI.
-
-    ``sqlite:////abs/catalog.db`` (four slashes) is absolute; ``sqlite:///rel/catalog.db``
-    is resolved against the current directory, because the JVM and Python must open the
-    very same file. ``jdbc:sqlite:/abs/catalog.db`` is accepted too.
-
-    Raises:
-        ValueError: for in-memory databases (they cannot be shared between processes),
-            query parameters other than ``timeout`` (they mean different things to
-            SQLAlchemy and to the JDBC driver; the busy timeout is set here for both)
-            and non-SQLite URIs.
-    """
-    if catalog_uri.startswith("jdbc:sqlite:"):
-        raw = catalog_uri.removeprefix("jdbc:sqlite:")
-        if raw.startswith("file:"):
-            raw = urlsplit(raw).path
-    else:
-        scheme, sep, rest = catalog_uri.partition("://")
-        if not sep or scheme.split("+", 1)[0] != "sqlite":
-            raise ValueError(f"not a SQLAlchemy sqlite:// URI: {catalog_uri!r}")
-        if not rest.startswith("/"):
-            raise ValueError(f"a SQLite URI needs a file path: {catalog_uri!r}")
-        raw = rest[1:]  # sqlite:///rel -> "rel"; sqlite:////abs -> "/abs"
-    raw, _, query = raw.partition("?")
-    # Only pysqlite's busy timeout, as pyiceberg_catalog_properties() adds it, is accepted.
-    if set(parse_qs(query, keep_blank_values=True)) - {"timeout"}:
-        raise ValueError(f"unsupported query parameters in the catalog URI: {catalog_uri!r}")
-    if raw in ("", ":memory:"):
-        raise ValueError(f"an in-memory SQLite catalog cannot be shared: {catalog_uri!r}")
-    return Path(os.path.abspath(unquote(raw)))
-
-
-def sqlite_jdbc_url(catalog_uri: str) -> str:
-    """``sqlite:////abs/catalog.db`` -> ``jdbc:sqlite:/abs/catalog.db`` (see :func:`sqlite_path`)."""
-    return f"jdbc:sqlite:{sqlite_path(catalog_uri)}"
-
-
-def _is_s3(location: str) -> bool:
-    return urlsplit(location).scheme in _S3_SCHEMES
-
-
-def normalise_warehouse(warehouse: str) -> str:
-    """``s3://bucket/prefix`` without a trailing slash; a local directory as ``file:///abs``.
-
-    Java writes local locations as ``file:/abs`` and pyiceberg as ``file:///abs``; both
-    read either form, so only the warehouse root is normalised here.
-    """
-    warehouse = warehouse.rstrip("/")
-    parsed = urlsplit(warehouse)
-    if parsed.scheme in _S3_SCHEMES:
-        if not parsed.netloc:
-            raise ValueError(f"warehouse {warehouse!r} has no bucket")
-        return warehouse
-    if parsed.scheme == "file":
-        path = unquote(parsed.path)
-    elif parsed.scheme == "":
-        path = warehouse
-    else:
-        raise ValueError(f"unsupported warehouse scheme {parsed.scheme!r} in {warehouse!r}")
-    return "file://" + os.path.abspath(path)
-
-
-def _check_credentials(access_key_id: str | None, secret_access_key: str | None) -> None:
-    if (access_key_id is None) != (secret_access_key is None):
-        raise ValueError("give both access_key_id and secret_access_key, or neither")
-
-
 # Spark ----------------------------------------------------------------------------------
 
 
@@ -220,7 +156,7 @@ def build_spark_conf(
 
     Part of it must be in place before the JVM starts (``spark.jars.packages``,
     ``spark.driver.memory``), so it belongs to the first session of the process; start
-    that with :func:`resources.spark_driver.start_session`, never with
+    that with :func:`resources.spark.driver.start_session`, never with
     ``SparkSession.builder.config(map=conf)``, which puts the credentials on the JVM's
     command line (see the module docstring).
 
@@ -366,7 +302,7 @@ def client_mode_conf(
     packages (``spark.jars.packages``, resolved by spark-submit) and ``spark.jars`` (the
     UDF jar) are served by the driver and fetched by every executor; ``py_files`` go to
     ``spark.submit.pyFiles`` (the project's code as a zip: see
-    :func:`resources.spark.python_package_zip`); a packed environment goes to
+    :func:`resources.spark.resource.python_package_zip`); a packed environment goes to
     ``spark.archives``, unpacked as ``./environment`` beside each executor. The
     credentials reach executors as ``spark.executorEnv.AWS_*`` (the AWS SDK default
     chains read them there, e.g. boto3 in a Python UDF), and the S3A and Iceberg settings
@@ -442,79 +378,6 @@ def client_mode_conf(
 
 
 # pyiceberg ------------------------------------------------------------------------------
-
-
-def pyiceberg_catalog_properties(
-    *,
-    catalog_uri: str,
-    warehouse: str,
-    s3_endpoint: str | None,
-    s3_region: str,
-    access_key_id: str | None,
-    secret_access_key: str | None,
-    extra: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """Properties of pyiceberg's ``SqlCatalog`` on the catalog of :func:`build_spark_conf`.
-
-    Use them with the same catalog name as Spark: ``load_catalog(name, **props)`` or
-    ``SqlCatalog(name, **props)``. Writing to partitioned tables with transforms such as
-    ``day(ts)`` also needs the ``pyiceberg-core`` package (pyiceberg's extra of that name).
-
-    Args:
-        catalog_uri: SQLAlchemy URI of the SQLite file (``sqlite:////abs/catalog.db``).
-        warehouse: ``s3://bucket/prefix`` or a local directory.
-        s3_endpoint: S3 API endpoint, ``None`` for AWS S3 itself.
-        s3_region: region of the bucket; always set, so pyiceberg never asks AWS for it.
-        access_key_id: static credentials, or ``None`` for the AWS default chain.
-        secret_access_key: see ``access_key_id``.
-        extra: further properties; they override the derived ones.
-
-    Returns:
-        ``{"type": "sql", "uri": ..., "warehouse": ..., "s3.*": ...}``. It holds the
-        credentials when given: log it only through :func:`redact`.
-    """
-    _check_credentials(access_key_id, secret_access_key)
-    warehouse = normalise_warehouse(warehouse)
-    timeout_s = SQLITE_BUSY_TIMEOUT_MS / 1000
-    props: dict[str, str] = {
-        "type": "sql",
-        # Absolute path, as Spark sees it; `timeout` is pysqlite's busy timeout.
-        "uri": f"sqlite:///{sqlite_path(catalog_uri)}?timeout={timeout_s:g}",
-        "warehouse": warehouse,
-        # Create, or migrate to, the table layout Spark uses (the iceberg_type column).
-        "schema_version": "v1",
-    }
-    if _is_s3(warehouse):
-        props["s3.region"] = s3_region
-        if s3_endpoint is not None:
-            props["s3.endpoint"] = s3_endpoint
-            # Path-style requests: the bucket in the path, not in the host name.
-            props["s3.force-virtual-addressing"] = "false"
-        if access_key_id is not None and secret_access_key is not None:
-            props["s3.access-key-id"] = access_key_id
-            props["s3.secret-access-key"] = secret_access_key
-    if extra:
-        props.update(extra)
-    return props
-
-
-def bootstrap_sqlite_catalog(catalog_name: str, catalog_uri: str) -> Path:
-    """Create the SQLite catalog file and its (V1) tables if absent; return the file's path.
-
-    Idempotent. Run it before the first Spark session touches the catalog: Spark is
-    configured not to create the catalog tables itself (see the module docstring).
-    """
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    path = sqlite_path(catalog_uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    catalog = SqlCatalog(
-        catalog_name,
-        uri=f"sqlite:///{path}?timeout={SQLITE_BUSY_TIMEOUT_MS / 1000:g}",
-        schema_version="v1",
-    )
-    catalog.engine.dispose()
-    return path
 
 
 def is_secret(key: str, value: str = "") -> bool:

@@ -2,7 +2,7 @@
 
 dbt-spark's session method creates its own SparkSession from the profile's
 ``server_side_parameters``, so the profile must carry the same Spark settings as
-:class:`resources.spark.SparkResource`. Rather than keep a second copy by hand, the
+:class:`resources.spark.resource.SparkResource`. Rather than keep a second copy by hand, the
 profile is generated from the project settings into the data directory. It holds no
 credential, not even as an ``env_var(...)`` reference (see :func:`profiles_yaml`).
 """
@@ -24,12 +24,12 @@ import yaml
 
 from resources.locks import file_lock
 from resources.settings import LakehouseSettings, cache_dir
-from resources.spark_conf import build_spark_conf
+from resources.spark.conf import build_spark_conf
 
 if TYPE_CHECKING:
     from dagster_dbt import DbtProject
 
-    from resources.dbt_in_process import InProcessDbtResource
+    from resources.dbt.in_process import InProcessDbtResource
 
 PROFILE_NAME = "lakehouse"
 _LOCAL_S3_PLACEHOLDER = "lakehouse-local"
@@ -42,7 +42,7 @@ def profiles_yaml(settings: LakehouseSettings) -> str:
     references there, and the ``dbt`` executable (``in_process=False``) starts its own
     Spark session with ``SparkSession.builder.config(...)``, which puts every entry on
     spark-submit's command line. In-process dbt runs on the run's session, which has
-    them (:class:`resources.spark.SparkResource`); the executable's JVM finds them the
+    them (:class:`resources.spark.resource.SparkResource`); the executable's JVM finds them the
     way S3A and Iceberg's S3FileIO do without static keys, through the AWS default
     chains (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, a profile, an instance
     role). Only the local S3 server's placeholder, no secret, is written, when the
@@ -117,10 +117,10 @@ def dbt_resource(settings: LakehouseSettings, *, in_process: bool = True) -> InP
     """The dbt resource of an environment, with its generated profile.
 
     ``in_process``: run dbt inside the run's process, on the run's Spark session
-    (see :mod:`resources.dbt_in_process`); otherwise the ``dbt`` executable.
+    (see :mod:`resources.dbt.in_process`); otherwise the ``dbt`` executable.
     """
     # dagster_dbt takes seconds to import; only code that binds dbt pays for it.
-    from resources.dbt_in_process import InProcessDbtResource
+    from resources.dbt.in_process import InProcessDbtResource
 
     # The dbt beside this interpreter (the project's venv), even when PATH lacks it.
     beside = Path(sys.executable).parent / "dbt"

@@ -6,10 +6,10 @@ that no day is ever held in memory); this IO manager writes each file atomically
 (an S3 multipart upload is only visible once complete), then removes the files the
 new ones replace. Loads stream Arrow record batches over the files of the
 requested partition(s), reading every offset exactly once (see
-:func:`resources.bronze_layout.resolve`).
+:func:`resources.s3.offset_files.resolve`).
 
 Failures of the object store (endpoint down, credentials refused, bucket missing)
-surface as the named errors of :meth:`resources.s3.S3Resource.named_errors`, from
+surface as the named errors of :meth:`resources.s3.client.S3Resource.named_errors`, from
 the store's methods and from the streams they return.
 """
 
@@ -29,8 +29,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from resources.bronze_layout import OffsetRange, ReadPlan, redundant, resolve
-from resources.s3 import S3Resource
+from resources.s3.client import S3Resource
+from resources.s3.offset_files import OffsetRange, ReadPlan, redundant, resolve
+from resources.table_metadata import (
+    column_schema,
+)
 
 if TYPE_CHECKING:
     import s3fs
@@ -59,20 +62,6 @@ class Landing:
     schema: pa.Schema
     files: Iterable[LandedFile]
     source_metadata: dict[str, object] = field(default_factory=dict)
-
-
-def column_schema(schema: pa.Schema) -> dg.TableSchema:
-    """``dagster/column_schema`` for an Arrow schema."""
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(
-                name=f.name,
-                type=str(f.type),
-                constraints=dg.TableColumnConstraints(nullable=f.nullable),
-            )
-            for f in schema
-        ]
-    )
 
 
 class ParquetStore(dg.ConfigurableResource):
@@ -297,22 +286,17 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
             }
         )
 
-    def load_input(self, context: dg.InputContext) -> pa.RecordBatchReader:
-        dataset = context.asset_key.path[-1]
-        keys = context.asset_partition_keys if context.has_asset_partitions else []
-        plans = self.store.read_plan(dataset, keys)
-        if plans:
-            directory, first = plans[0]
-            path = f"{directory}/{first.range.file_name}"
-            with (
-                self.store.s3.named_errors(f"reading s3://{path}"),
-                self.store.filesystem().open(path, "rb") as source,
-            ):
-                schema = pq.read_schema(source)
-        else:
-            schema = pa.schema([])
-        return pa.RecordBatchReader.from_batches(
-            schema, self.store.read_batches(dataset, keys, plans=plans)
+    def load_input(self, context: dg.InputContext) -> Any:
+        """Bronze is never loaded as an input: readers take it from the store.
+
+        Silver reads a day's files through :meth:`ParquetStore.read_plan`, which resolves
+        overlapping offset ranges, in one Spark job; a downstream asset names bronze in
+        ``deps`` and uses the ``bronze_store`` resource the same way.
+        """
+        raise dg.Failure(
+            f"bronze asset {context.asset_key.to_user_string()} is not loaded as an input: "
+            "name it in `deps` and read it with the `bronze_store` resource "
+            "(ParquetStore.read_plan / read_batches), which resolves overlapping files"
         )
 
 

@@ -9,9 +9,9 @@ Spark session of its own: a second JVM, its Ivy resolution and a cold JIT, about
 :class:`InProcessDbtResource` runs the same command line through dbt's programmatic
 entry point (``dbtRunner``) on a thread of the run's process. dbt-spark's session
 mode calls ``SparkSession.builder.getOrCreate()`` and so gets the session that the
-run's :class:`resources.spark.SparkResource` already started (silver and gold of a
+run's :class:`resources.spark.resource.SparkResource` already started (silver and gold of a
 run share one JVM). dbt's structured events reach dagster-dbt's own
-:class:`~dagster_dbt.core.dbt_cli_invocation.DbtCliInvocation` as the JSON lines the
+:class:`~dagster_dbt.DbtCliInvocation` as the JSON lines the
 executable would print, so selection, asset events, dbt tests as asset checks, and
 errors behave exactly as with the executable.
 
@@ -32,16 +32,16 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource
-from dagster_dbt.asset_utils import (
-    extract_runtime_selection_from_args,
-    get_updated_cli_invocation_params_for_context,
-)
-from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
-from dagster_dbt.dagster_dbt_translator import validate_opt_translator
-from dagster_dbt.dbt_manifest import validate_manifest
+from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource
 from packaging import version
 from pydantic import Field
+
+from resources.private_apis import (
+    active_spark_context,
+    dbt_cli_helpers,
+    dbt_default_target_path,
+    jvm,
+)
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -89,7 +89,7 @@ class _Lines:
 
 class InProcessDbt:
     """One dbt command run by ``dbtRunner`` on a thread, shaped like the ``Popen`` that
-    :class:`~dagster_dbt.core.dbt_cli_invocation.DbtCliInvocation` reads.
+    :class:`~dagster_dbt.DbtCliInvocation` reads.
 
     ``stdout`` yields the events that dbt's JSON stdout logger would print (level
     info and above, secrets from the environment scrubbed); ``returncode`` is 0 on
@@ -143,9 +143,7 @@ class InProcessDbt:
 
     def send_signal(self, signum: int) -> None:
         """An interrupt cancels dbt's running Spark jobs, so the statement fails at once."""
-        from pyspark import SparkContext
-
-        context = SparkContext._active_spark_context
+        context = active_spark_context()
         if context is not None:
             context.cancelAllJobs()
 
@@ -175,9 +173,7 @@ def _reuse_partial_parse(project_dir: Path, parsed: Path | None, target: Path) -
     """Start from the ``partial_parse.msgpack`` of the project's parse (``parsed``, the
     ``DbtProject``'s target path; dbt's default target path without one), as
     dagster-dbt does for the CLI."""
-    from dagster_dbt.core.dbt_cli_invocation import _get_dbt_target_path
-
-    default = parsed if parsed is not None else _get_dbt_target_path()
+    default = parsed if parsed is not None else dbt_default_target_path()
     source = (default if default.is_absolute() else project_dir / default) / PARTIAL_PARSE
     destination = target / PARTIAL_PARSE
     if source.exists() and not destination.exists():
@@ -192,14 +188,12 @@ def quiet_session_warnings() -> None:
     settings for every statement; on the run's existing session Spark logs that the
     static ones are ignored, which is expected here and would repeat hundreds of times.
     """
-    from pyspark import SparkContext
-
-    context = SparkContext._active_spark_context
+    context = active_spark_context()
     if context is None:
         return
-    jvm: Any = context._jvm
-    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
-        _SESSION_LOGGER, jvm.org.apache.logging.log4j.Level.ERROR
+    java = jvm(context)
+    java.org.apache.logging.log4j.core.config.Configurator.setLevel(
+        _SESSION_LOGGER, java.org.apache.logging.log4j.Level.ERROR
     )
 
 
@@ -251,11 +245,12 @@ class InProcessDbtResource(DbtCliResource):
             )
         from dbt.version import __version__ as dbt_version
 
-        translator = validate_opt_translator(dagster_dbt_translator) or DagsterDbtTranslator()
-        cleaned, selects, excludes = extract_runtime_selection_from_args(args)
-        params = get_updated_cli_invocation_params_for_context(
+        dbt = dbt_cli_helpers()
+        translator = dbt.validate_opt_translator(dagster_dbt_translator) or DagsterDbtTranslator()
+        cleaned, selects, excludes = dbt.extract_runtime_selection_from_args(args)
+        params = dbt.get_updated_cli_invocation_params_for_context(
             context=context,
-            manifest=validate_manifest(manifest) if manifest else {},
+            manifest=dbt.validate_manifest(manifest) if manifest else {},
             dagster_dbt_translator=translator,
             runtime_selects=selects,
             runtime_excludes=excludes,

@@ -1,4 +1,4 @@
-"""The project's Java UDFs for Spark: compiled from ``resources/java`` on first use.
+"""The project's Java UDFs for Spark: compiled from ``resources/spark/java`` on first use.
 
 Some per-row work is too slow as Spark column expressions or Python, such as certifying
 contract payloads (``lakehouse.validation.PayloadCertifier``). Its Java source ships
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resources.locks import file_lock
+from resources.private_apis import jvm
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -126,7 +127,7 @@ def has_class(spark: SparkSession, name: str) -> bool:
     """Whether the session's JVM can load class ``name`` (the UDF jar is on its classpath)."""
     from py4j.java_gateway import JavaClass
 
-    node: Any = spark._jvm
+    node: Any = jvm(spark)
     for part in name.split("."):
         node = getattr(node, part)
     return isinstance(node, JavaClass)

@@ -47,13 +47,11 @@ column and the change. Concurrent commits that conflict are retried from scratch
 
 Engines. An asset returns a ``pyarrow.Table`` (or ``RecordBatchReader``), written by
 pyiceberg, or a ``pyspark.sql.DataFrame``, written by Spark's Iceberg catalog of the
-same name (:mod:`resources.iceberg_spark`). Both share :class:`WriteRequest`, the table
+same name (:mod:`resources.iceberg.spark_writes`). Both share :class:`WriteRequest`, the table
 creation and partitioning, the schema evolution rules, the snapshot properties, the
 retries and the materialisation metadata; a table written by one engine is read and
-written by the other. Inputs load as a ``pyarrow.Table`` by default, and as a lazy
-Spark DataFrame (the requested partitions only) when the input is annotated
-``pyspark.sql.DataFrame`` or its metadata says ``{"engine": "spark"}``; that needs an
-active Spark session (the asset's ``spark`` resource).
+written by the other. Inputs load as a ``pyarrow.Table`` of the requested partitions
+(assets that compute with Spark read their tables through Spark's catalog instead).
 """
 
 from __future__ import annotations
@@ -63,110 +61,54 @@ import json
 import random
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from resources import iceberg_spark
-from resources.iceberg import IcebergCatalogResource
-from resources.iceberg_spark import is_spark_dataframe
-from resources.parquet_io_manager import column_schema
+from resources.iceberg import spark_writes as iceberg_spark
+from resources.iceberg.catalog import IcebergCatalogResource
+from resources.iceberg.schema_evolution import (
+    SchemaPlan,
+    plan_schema_evolution,
+)
+from resources.iceberg.spark_writes import is_spark_dataframe
+from resources.iceberg.writes import (
+    _POS,
+    ASSET_KEY_PROPERTY,
+    PARTITION_KEYS_PROPERTY,
+    RUN_ID_PROPERTY,
+    TABLE_PROPERTIES,
+    WRITE_MODE_PROPERTY,
+    WRITE_MODES,
+    IcebergCommitError,
+    IcebergWriteError,
+    WriteMode,
+    WriteRequest,
+    WriteResult,
+    _partition_field_name,
+    _partition_source_column,
+    _sorted,
+    check_rows_in_window,
+    conform_nullability,
+    dedupe_latest,
+    format_partition_keys,
+    normalize_arrow,
+    partition_transform,
+    window_filter,
+)
+from resources.table_metadata import column_schema
 
 if TYPE_CHECKING:
     from pyiceberg.expressions import BooleanExpression
-    from pyiceberg.schema import Schema
     from pyiceberg.table import Table, Transaction
-    from pyiceberg.transforms import Transform
-    from pyiceberg.types import IcebergType, StructType
     from pyspark.sql import DataFrame
 
-WriteMode = Literal["overwrite", "append", "upsert"]
-WRITE_MODES: tuple[str, ...] = get_args(WriteMode)
-
-#: Snapshot properties every commit carries.
-RUN_ID_PROPERTY = "dagster.run_id"
-PARTITION_KEYS_PROPERTY = "dagster.partition_keys"
-ASSET_KEY_PROPERTY = "dagster.asset_key"
-WRITE_MODE_PROPERTY = "dagster.write_mode"
-
-#: Up to this many partition keys are listed one by one; longer runs as ``first...last``.
-_MAX_LISTED_KEYS = 31
-
-#: Properties of every table the IO manager creates. Iceberg's Java library (1.4 and
-#: later) writes zstd into the tables it creates; pyiceberg leaves the codec unset, and
-#: Spark's writer then falls back to Iceberg's old default, gzip: in the silver benchmark
-#: the write of order_events took 12.0 s of CPU against the plain job's 7.8 s.
-TABLE_PROPERTIES = {"write.parquet.compression-codec": "zstd"}
 
 _SEQ = "__lakehouse_existing_sequence"
-_POS = "__lakehouse_position"
-
-
-class IcebergSchemaError(ValueError):
-    """The input cannot be written without an incompatible schema change."""
-
-
-class IcebergCommitError(RuntimeError):
-    """Commits kept conflicting with concurrent writers until the attempts ran out."""
-
-
-class IcebergWriteError(ValueError):
-    """The input does not fit the write (rows outside the run's partitions, bad options)."""
-
-
-@dataclass(frozen=True)
-class WriteRequest:
-    """Everything a write needs, resolved from the Dagster context (engine-independent)."""
-
-    identifier: tuple[str, str]
-    table_name: str
-    mode: WriteMode = "overwrite"
-    partition_expr: str | None = None
-    time_window: dg.TimeWindow | None = None
-    partition_keys: Sequence[str] = ()
-    partitions_def: dg.PartitionsDefinition | None = None
-    primary_key: Sequence[str] = ()
-    sequence_column: str | None = None
-    group_key: Sequence[str] = ()
-    unique_by_key: bool = False
-    snapshot_properties: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class WriteResult:
-    """What a write did, for the materialisation's metadata."""
-
-    snapshot_id: int | None
-    rows: int
-    schema: pa.Schema
-    location: str
-    attempts: int
-    schema_changes: list[str] = field(default_factory=list)
-    details: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class SchemaPlan:
-    """Additive changes that make a table accept an input schema."""
-
-    additions: list[tuple[tuple[str, ...], IcebergType]] = field(default_factory=list)
-    widenings: list[tuple[tuple[str, ...], IcebergType, IcebergType]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def changes(self) -> list[str]:
-        added = [f"added column {'.'.join(p)} ({t})" for p, t in self.additions]
-        widened = [f"widened column {'.'.join(p)} from {a} to {b}" for p, a, b in self.widenings]
-        return added + widened
-
-    def __bool__(self) -> bool:
-        return bool(self.additions or self.widenings)
 
 
 class IcebergIOManager(dg.ConfigurableIOManager):
@@ -290,11 +232,6 @@ class IcebergIOManager(dg.ConfigurableIOManager):
                 )
             time_window = context.asset_partitions_time_window
         columns = context.definition_metadata.get("columns")
-        if _wants_spark(context):
-            frame = iceberg_spark.read_window(
-                iceberg_spark.active_session(table_name), table_name, partition_expr, time_window
-            )
-            return frame.select(*columns) if columns else frame
         row_filter: BooleanExpression = AlwaysTrue()
         if partition_expr is not None and time_window is not None:
             row_filter = window_filter(table.schema(), partition_expr, time_window, table_name)
@@ -547,7 +484,7 @@ class IcebergIOManager(dg.ConfigurableIOManager):
         """Write a Spark DataFrame through Spark's Iceberg catalog as one commit (retried).
 
         The table is created or evolved through pyiceberg (same helpers and errors as
-        :meth:`write_arrow`), then Spark writes the rows; see :mod:`resources.iceberg_spark`.
+        :meth:`write_arrow`), then Spark writes the rows; see :mod:`resources.iceberg.spark_writes`.
         The input is never unpersisted: the asset may have cached it for other outputs.
         """
         from pyiceberg.exceptions import (
@@ -714,19 +651,6 @@ def _option(context: dg.OutputContext, key: str) -> Any:
     return None
 
 
-def _wants_spark(context: dg.InputContext) -> bool:
-    """Input metadata ``engine`` decides; otherwise a ``pyspark.sql.DataFrame`` annotation."""
-    engine = _metadata_str(context.definition_metadata, "engine")
-    if engine is not None:
-        if engine not in ("spark", "arrow"):
-            raise dg.Failure(
-                f"input {context.name!r}: metadata engine {engine!r} is not 'spark' or 'arrow'"
-            )
-        return engine == "spark"
-    dagster_type = context.dagster_type
-    return iceberg_spark.is_spark_type(getattr(dagster_type, "typing_type", None))
-
-
 def _first_line(exc: BaseException | None) -> str:
     """An error's first line; for a Py4J error the Java exception's (not its stack trace)."""
     java_exception = getattr(exc, "java_exception", None)
@@ -745,322 +669,4 @@ def _metadata_str(metadata: Mapping[str, Any] | None, key: str) -> str | None:
     return str(value.value if isinstance(value, dg.MetadataValue) else value)
 
 
-def format_partition_keys(keys: Sequence[str]) -> str:
-    """``a,b,c`` for a few keys, ``first...last`` for long ranges."""
-    if len(keys) <= _MAX_LISTED_KEYS:
-        return ",".join(keys)
-    return f"{keys[0]}...{keys[-1]}"
-
-
-def normalize_arrow(df: pa.Table) -> pa.Table:
-    """Top-level ``timestamp[ns]`` → ``timestamp[us]`` (Iceberg v2 stores microseconds)."""
-    fields = []
-    changed = False
-    for f in df.schema:
-        if pa.types.is_timestamp(f.type) and f.type.unit == "ns":
-            fields.append(f.with_type(pa.timestamp("us", tz=f.type.tz)))
-            changed = True
-        else:
-            fields.append(f)
-    if not changed:
-        return df
-    return df.cast(pa.schema(fields, metadata=df.schema.metadata), safe=False)
-
-
-def dedupe_latest(df: pa.Table, keys: list[str], sequence: str) -> tuple[pa.Table, int]:
-    """One row per key, the one with the highest sequence (nulls lowest); returns (rows, dropped).
-
-    pyiceberg's own upsert rejects inputs with duplicate keys; an input that holds
-    several versions of a key keeps its latest.
-    """
-    if df.num_rows == 0:
-        return df, 0
-    order = pc.sort_indices(df, sort_keys=[(sequence, "descending")], null_placement="at_end")
-    ordered = df.take(order)
-    positions = ordered.select(keys).append_column(
-        _POS, pa.array(range(ordered.num_rows), pa.int64())
-    )
-    first = positions.group_by(keys).aggregate([(_POS, "min")]).column(f"{_POS}_min")
-    if len(first) == df.num_rows:
-        return df, 0
-    return ordered.take(_sorted(first)), df.num_rows - len(first)
-
-
-def _sorted(positions: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Row positions in ascending order (keeps the input's row order on ``take``)."""
-    return pc.take(positions, pc.array_sort_indices(positions))
-
-
-def _field_type(schema: Schema, column: str, table_name: str) -> IcebergType:
-    try:
-        return schema.find_field(column).field_type
-    except ValueError:
-        raise IcebergWriteError(
-            f"Iceberg table {table_name}: partition_expr column {column!r} is not in the table "
-            f"(columns: {', '.join(f.name for f in schema.fields)})"
-        ) from None
-
-
-def window_filter(
-    schema: Schema, column: str, window: dg.TimeWindow, table_name: str
-) -> BooleanExpression:
-    """``start <= column < end`` for a time window, typed for a date or timestamp column."""
-    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
-    from pyiceberg.types import DateType, TimestampType, TimestamptzType
-
-    field_type = _field_type(schema, column, table_name)
-    start, end = window.start, window.end
-    bounds: tuple[str, str]
-    if isinstance(field_type, DateType):
-        # A date column holds whole days: [start day, first day not covered).
-        end_day = end.date() if end.time() == datetime.min.time() else end.date() + timedelta(1)
-        bounds = (start.date().isoformat(), end_day.isoformat())
-    elif isinstance(field_type, TimestamptzType):
-        bounds = (_utc(start).isoformat(), _utc(end).isoformat())
-    elif isinstance(field_type, TimestampType):
-        # Timestamps without zone are read as UTC.
-        bounds = (
-            _utc(start).replace(tzinfo=None).isoformat(),
-            _utc(end).replace(tzinfo=None).isoformat(),
-        )
-    else:
-        raise IcebergWriteError(
-            f"Iceberg table {table_name}: partition_expr column {column!r} is {field_type}; "
-            "it must be a date or a timestamp"
-        )
-    # pyiceberg's predicates are pydantic models whose __init__ mypy does not see.
-    at_least, below = cast(Any, GreaterThanOrEqual), cast(Any, LessThan)
-    return And(at_least(column, bounds[0]), below(column, bounds[1]))
-
-
-def _utc(moment: datetime) -> datetime:
-    from datetime import UTC
-
-    return moment.astimezone(UTC)
-
-
-def check_rows_in_window(df: pa.Table, column: str, request: WriteRequest) -> None:
-    """Overwrite replaces the run's window only; rows outside it would duplicate on replay."""
-    window = cast(dg.TimeWindow, request.time_window)
-    if column not in df.schema.names:
-        raise IcebergWriteError(
-            f"Iceberg table {request.table_name}: partition_expr column {column!r} is missing "
-            "from the input"
-        )
-    values = df.column(column)
-    value_type = values.type
-    if pa.types.is_date(value_type):
-        start: Any = _utc(window.start).date()
-        end: Any = _utc(window.end).date()
-        if _utc(window.end).time() != datetime.min.time():
-            end = end + timedelta(1)
-    elif pa.types.is_timestamp(value_type):
-        start, end = _utc(window.start), _utc(window.end)
-        if value_type.tz is None:
-            start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
-    else:
-        raise IcebergWriteError(
-            f"Iceberg table {request.table_name}: partition_expr column {column!r} is "
-            f"{value_type}; it must be a date or a timestamp"
-        )
-    inside = pc.and_kleene(
-        pc.greater_equal(values, pa.scalar(start, value_type)),
-        pc.less(values, pa.scalar(end, value_type)),
-    )
-    outside = df.num_rows - int(pc.sum(pc.fill_null(inside, False).cast(pa.int64())).as_py() or 0)
-    if outside:
-        raise rows_outside_window_error(request, column, outside, df.num_rows)
-
-
-def rows_outside_window_error(
-    request: WriteRequest, column: str, outside: int, total: int
-) -> IcebergWriteError:
-    """The error for an overwrite input with rows outside the run's window (both engines)."""
-    keys = format_partition_keys(list(request.partition_keys))
-    return IcebergWriteError(
-        f"Iceberg table {request.table_name}: {outside} of {total} rows have "
-        f"{column} outside the run's partitions ({keys}) or null; overwrite replaces only "
-        "those partitions, so these rows would be duplicated by a re-run. Route them to "
-        "their own partition (or use write_mode 'append'/'upsert')."
-    )
-
-
-def partition_transform(schema: Schema, column: str, request: WriteRequest) -> Transform[Any, Any]:
-    """Iceberg transform matching the Dagster partitioning of the asset."""
-    from dagster._core.definitions.partitions.schedule_type import ScheduleType
-    from pyiceberg.transforms import DayTransform, HourTransform, IdentityTransform, MonthTransform
-    from pyiceberg.types import DateType, TimestampType, TimestamptzType
-
-    field_type = _field_type(schema, column, request.table_name)
-    partitions_def = request.partitions_def
-    cadence = (
-        partitions_def.schedule_type
-        if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
-        else ScheduleType.DAILY
-    )
-    if isinstance(field_type, DateType):
-        if cadence == ScheduleType.MONTHLY:
-            return MonthTransform()
-        if cadence == ScheduleType.HOURLY:
-            raise IcebergWriteError(
-                f"Iceberg table {request.table_name}: hourly partitions need a timestamp "
-                f"partition_expr, {column!r} is a date"
-            )
-        return IdentityTransform()
-    if isinstance(field_type, (TimestampType, TimestamptzType)):
-        if cadence == ScheduleType.HOURLY:
-            return HourTransform()
-        if cadence == ScheduleType.MONTHLY:
-            return MonthTransform()
-        return DayTransform()
-    raise IcebergWriteError(
-        f"Iceberg table {request.table_name}: partition_expr column {column!r} is {field_type}; "
-        "it must be a date or a timestamp"
-    )
-
-
-def _partition_field_name(request: WriteRequest, transform: Transform[Any, Any]) -> str:
-    from pyiceberg.transforms import IdentityTransform
-
-    column = cast(str, request.partition_expr)
-    if isinstance(transform, IdentityTransform):
-        return column
-    return f"{column}_{str(transform).split('(')[0].lower()}"
-
-
-def _partition_source_column(table: Table) -> str | None:
-    """The column of a table's single time partition field (to load without metadata)."""
-    from pyiceberg.transforms import DayTransform, HourTransform, IdentityTransform, MonthTransform
-    from pyiceberg.types import DateType, TimestampType, TimestamptzType
-
-    schema = table.schema()
-    for spec_field in table.spec().fields:
-        if isinstance(spec_field.transform, (DayTransform, HourTransform, MonthTransform)):
-            return schema.find_column_name(spec_field.source_id)
-        if isinstance(spec_field.transform, IdentityTransform) and isinstance(
-            schema.find_field(spec_field.source_id).field_type,
-            (DateType, TimestampType, TimestamptzType),
-        ):
-            return schema.find_column_name(spec_field.source_id)
-    return None
-
-
 # Schema evolution -----------------------------------------------------------------------
-
-
-def _is_widening(current: IcebergType, incoming: IcebergType) -> bool:
-    """Iceberg's type promotions: int → long, float → double, decimal(P, S) → decimal(P', S)."""
-    from pyiceberg.types import DecimalType, DoubleType, FloatType, IntegerType, LongType
-
-    if isinstance(current, IntegerType) and isinstance(incoming, LongType):
-        return True
-    if isinstance(current, FloatType) and isinstance(incoming, DoubleType):
-        return True
-    return (
-        isinstance(current, DecimalType)
-        and isinstance(incoming, DecimalType)
-        and current.scale == incoming.scale
-        and incoming.precision > current.precision
-    )
-
-
-def plan_schema_evolution(table_name: str, current: Schema, incoming: pa.Schema) -> SchemaPlan:
-    """The additive changes that let ``current`` accept ``incoming``, or an error naming them."""
-    from pyiceberg.catalog import Catalog
-
-    plan = SchemaPlan()
-    converted = Catalog._convert_schema_if_needed(incoming)
-    _diff_struct(current.as_struct(), converted.as_struct(), (), plan)
-    if plan.errors:
-        raise IcebergSchemaError(
-            f"Iceberg table {table_name}: the input needs incompatible schema change(s): "
-            + "; ".join(plan.errors)
-            + ". Only additive changes evolve automatically (new optional columns, int → long, "
-            "float → double, wider decimal precision); change the table's schema explicitly "
-            "(or write the column with its table type)."
-        )
-    return plan
-
-
-def _diff_struct(
-    current: StructType, incoming: StructType, path: tuple[str, ...], plan: SchemaPlan
-) -> None:
-    for incoming_field in incoming.fields:
-        existing = current.field_by_name(incoming_field.name)
-        field_path = (*path, incoming_field.name)
-        if existing is None:
-            plan.additions.append((field_path, incoming_field.field_type))
-        else:
-            _diff_type(existing.field_type, incoming_field.field_type, field_path, plan)
-    for existing in current.fields:
-        if existing.required and incoming.field_by_name(existing.name) is None:
-            plan.errors.append(
-                f"column {'.'.join((*path, existing.name))!r} is required "
-                f"({existing.field_type}) but missing from the input"
-            )
-
-
-def _diff_type(
-    current: IcebergType, incoming: IcebergType, path: tuple[str, ...], plan: SchemaPlan
-) -> None:
-    from pyiceberg.exceptions import ResolveError
-    from pyiceberg.schema import promote
-    from pyiceberg.types import ListType, MapType, PrimitiveType, StructType
-
-    name = ".".join(path)
-    if current == incoming:
-        return
-    if isinstance(current, StructType) and isinstance(incoming, StructType):
-        _diff_struct(current, incoming, path, plan)
-    elif isinstance(current, ListType) and isinstance(incoming, ListType):
-        _diff_type(current.element_type, incoming.element_type, (*path, "element"), plan)
-    elif isinstance(current, MapType) and isinstance(incoming, MapType):
-        if current.key_type != incoming.key_type:
-            plan.errors.append(
-                f"column {name!r}: map key type changes from {current.key_type} to "
-                f"{incoming.key_type}"
-            )
-        _diff_type(current.value_type, incoming.value_type, (*path, "value"), plan)
-    elif _is_widening(current, incoming):
-        plan.widenings.append((path, current, incoming))
-    elif isinstance(current, PrimitiveType) and isinstance(incoming, PrimitiveType):
-        try:
-            promote(incoming, current)
-            narrowing = True
-        except ResolveError:
-            narrowing = False
-        kind = "type narrowing" if narrowing else "incompatible type change"
-        plan.errors.append(f"column {name!r}: {kind} from {current} to {incoming}")
-    else:
-        plan.errors.append(
-            f"column {name!r}: incompatible type change from {current} to {incoming}"
-        )
-
-
-def conform_nullability(df: pa.Table, schema: Schema, table_name: str) -> pa.Table:
-    """Mark input columns non-nullable where the table column is required.
-
-    pyiceberg refuses a nullable Arrow field for a required column even when it
-    holds no nulls; a column that does hold nulls fails here, naming it.
-    """
-    fields = list(df.schema)
-    changed = False
-    for i, arrow_field in enumerate(fields):
-        if not arrow_field.nullable:
-            continue
-        try:
-            table_field = schema.find_field(arrow_field.name)
-        except ValueError:
-            continue
-        if table_field.required:
-            nulls = df.column(i).null_count
-            if nulls:
-                raise IcebergSchemaError(
-                    f"Iceberg table {table_name}: column {arrow_field.name!r} is required but "
-                    f"{nulls} input row(s) hold null"
-                )
-            fields[i] = arrow_field.with_nullable(False)
-            changed = True
-    if not changed:
-        return df
-    return df.cast(pa.schema(fields, metadata=df.schema.metadata))

@@ -9,16 +9,23 @@ the pool slots its steps claimed stay taken, so every later run of the pool wait
 run monitoring (``run_monitoring`` in dagster.yaml) marks such runs failed, and frees
 their slots after ``free_slots_after_run_end_seconds``.
 
-Dagster exports no public names for a health check's result: this module is the one
-place that imports them from ``dagster._core.launcher.base``.
+Dagster exports no public names for a health check's result; they come through
+:func:`resources.private_apis.run_worker_health`.
 """
+
+from __future__ import annotations
 
 import os
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
+
+from resources.private_apis import run_worker_health
+
+if TYPE_CHECKING:
+    from resources.private_apis import CheckRunHealthResult
 
 
 class WorkerState(Enum):
@@ -105,10 +112,8 @@ class LocalRunLauncher(dg.DefaultRunLauncher):
         return True
 
     def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
-        state = run_worker_state(self._instance, run.run_id)
-        if state is WorkerState.DEAD:
-            return CheckRunHealthResult(
-                WorkerStatus.FAILED, "the run's worker process is gone (killed or crashed)"
-            )
         # Unknown is not dead: an in-process run records no pid.
-        return CheckRunHealthResult(WorkerStatus.RUNNING)
+        dead = run_worker_state(self._instance, run.run_id) is WorkerState.DEAD
+        return run_worker_health(
+            not dead, "the run's worker process is gone (killed or crashed)" if dead else ""
+        )

@@ -1,0 +1,2 @@
+"""Kafka: the client resource (consumers, producers, admin, SASL from named variables)
+and the topic reader that bronze lands from (:mod:`resources.kafka.client`)."""

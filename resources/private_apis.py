@@ -1,0 +1,147 @@
+"""Every private API the project relies on, in one place: why, and the version checked.
+
+Checked against Python 3.11, dagster 1.13.27, dagster-dbt 0.29.27 and pyspark 3.5.8
+(see ``requirements.lock``). When one of them is upgraded, re-check this module; nothing
+outside it names a private module or attribute of those libraries, except
+:mod:`resources.spark.driver`, the shared warm driver, whose whole purpose is to host
+one SparkContext for several processes through PySpark's Py4J internals (its module
+docstring lists them).
+
+Each wrapper imports its library only when called: Spark's Python workers import
+:mod:`lakehouse_assets.silver.validation`, which uses :func:`parse_regex`, and must not
+pay for Dagster or dbt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import re._parser
+
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
+    from dagster._core.launcher.base import CheckRunHealthResult
+    from pyspark import SparkContext
+    from pyspark.sql import Column, SparkSession
+
+    #: What ``dg.define_asset_job`` returns; Dagster does not export the name.
+    AssetJob = UnresolvedAssetJobDefinition
+else:
+    AssetJob = Any
+
+
+# Python ------------------------------------------------------------------------------------
+
+
+def parse_regex(pattern: str) -> re._parser.SubPattern:
+    """The parse tree of a ``re`` pattern.
+
+    Why: the Java certifier accepts a contract pattern only when it can re-emit it for
+    ``java.util.regex`` with the same meaning, which needs Python's own parse of it;
+    ``re`` exposes no public parser (``sre_parse`` became ``re._parser`` in 3.11).
+    """
+    import re._parser as sre_parse
+
+    return sre_parse.parse(pattern)
+
+
+# PySpark -----------------------------------------------------------------------------------
+
+
+def jvm(spark: SparkSession | SparkContext) -> Any:
+    """The Py4J view of the session's JVM (``SparkSession._jvm``, ``SparkContext._jvm``).
+
+    Why: PySpark has no public accessor, and the project calls JVM code that is not a
+    registered function: the payload certifier's UDF object, Iceberg's
+    ``CommitMetadata`` thread-local, a class probe, log4j's level of one logger.
+    """
+    from pyspark import SparkContext
+
+    context = spark if isinstance(spark, SparkContext) else spark.sparkContext
+    return context._jvm
+
+
+def apply_jvm_udf(spark: SparkSession, udf: Any, column: Column) -> Column:
+    """``udf(column)`` for a Spark ``UserDefinedFunction`` object made by Java code.
+
+    Why: the payload certifier builds one UDF object per contract in Java (its rules
+    are data, not classes), and PySpark's public API calls Java UDFs only by class
+    name (``spark.udf.registerJavaFunction``). Applying an object to a column takes
+    PySpark's ``_to_seq`` and ``_to_java_column`` (``pyspark.sql.column``).
+    """
+    from pyspark.sql.column import Column as SparkColumn
+    from pyspark.sql.column import _to_java_column, _to_seq
+
+    return SparkColumn(udf.apply(_to_seq(spark.sparkContext, [column], _to_java_column)))
+
+
+def active_spark_context() -> SparkContext | None:
+    """This process's running SparkContext, or None, without creating one.
+
+    Why: ``SparkContext.getOrCreate()`` would start a JVM where none runs, and
+    ``SparkSession.getActiveSession()`` is per thread (dbt runs on a thread of its own);
+    PySpark keeps the process-wide one in ``SparkContext._active_spark_context``.
+    """
+    from pyspark import SparkContext
+
+    return SparkContext._active_spark_context
+
+
+# Dagster -----------------------------------------------------------------------------------
+
+
+def run_worker_health(alive: bool, reason: str = "") -> CheckRunHealthResult:
+    """What a run launcher's ``check_run_worker_health`` returns.
+
+    Why: run monitoring asks the launcher for a run worker's health through this result
+    type, which ``dagster`` does not export (``dagster._core.launcher.base``).
+    """
+    from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
+
+    if alive:
+        return CheckRunHealthResult(WorkerStatus.RUNNING)
+    return CheckRunHealthResult(WorkerStatus.FAILED, reason)
+
+
+# dagster-dbt -------------------------------------------------------------------------------
+
+
+def dbt_default_target_path() -> Path:
+    """dbt's target path as dagster-dbt resolves it (``DBT_TARGET_PATH`` or ``target``).
+
+    Why: the in-process dbt resource seeds each invocation's target directory with the
+    project parse's ``partial_parse.msgpack`` exactly where dagster-dbt's CLI resource
+    looks for it (``dagster_dbt.core.dbt_cli_invocation._get_dbt_target_path``).
+    """
+    from dagster_dbt.core.dbt_cli_invocation import _get_dbt_target_path
+
+    return Path(_get_dbt_target_path())
+
+
+def dbt_cli_helpers() -> Any:
+    """dagster-dbt's helpers that ``DbtCliResource.cli`` uses, as one namespace.
+
+    Why: :class:`resources.dbt.in_process.InProcessDbtResource.cli` mirrors
+    ``DbtCliResource.cli`` except for how dbt starts, so it resolves the selection,
+    validates the manifest and translator and updates the invocation's parameters with
+    the same functions, which live in dagster-dbt's submodules
+    (``asset_utils``, ``dagster_dbt_translator``, ``dbt_manifest``), not its exports.
+    """
+    from types import SimpleNamespace
+
+    from dagster_dbt.asset_utils import (
+        extract_runtime_selection_from_args,
+        get_updated_cli_invocation_params_for_context,
+    )
+    from dagster_dbt.dagster_dbt_translator import validate_opt_translator
+    from dagster_dbt.dbt_manifest import validate_manifest
+
+    return SimpleNamespace(
+        extract_runtime_selection_from_args=extract_runtime_selection_from_args,
+        get_updated_cli_invocation_params_for_context=get_updated_cli_invocation_params_for_context,
+        validate_opt_translator=validate_opt_translator,
+        validate_manifest=validate_manifest,
+    )
