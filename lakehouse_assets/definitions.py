@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lakehouse_assets.bronze import bronze_definitions
-from lakehouse_assets.gold import gold_definitions
+from lakehouse_assets.bronze.definitions import bronze_definitions
+from lakehouse_assets.gold.definitions import gold_definitions
 from lakehouse_assets.silver.definitions import silver_definitions
 from resources.environments import build_resources
 from resources.settings import get_settings

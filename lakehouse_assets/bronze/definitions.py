@@ -1,0 +1,31 @@
+"""The bronze layer's Definitions, built from the settings (see the package docstring)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from lakehouse_assets.bronze.assets import build_bronze_asset
+from lakehouse_assets.bronze.jobs import build_landing_job, build_refresh_job
+from lakehouse_assets.bronze.schedules import build_compaction_schedule
+from lakehouse_assets.bronze.sensors import build_arrivals_sensor
+from resources.settings import LakehouseSettings
+
+
+def bronze_definitions(settings: LakehouseSettings) -> dg.Definitions:
+    """Asset, landing and refresh jobs, arrivals sensor and daily compaction schedule per dataset."""
+    assets, jobs, sensors, schedules = [], [], [], []
+    for dataset in settings.datasets:
+        asset = build_bronze_asset(settings, dataset)
+        job = build_landing_job(dataset, asset)
+        # One run holds one partitions definition: gold joins the refresh run only
+        # when its days start on the dataset's first day.
+        refresh = build_refresh_job(
+            dataset,
+            asset,
+            with_gold=settings.dataset_start_date(dataset) == settings.partitions.start_date,
+        )
+        assets.append(asset)
+        jobs += [job, refresh]
+        sensors.append(build_arrivals_sensor(settings, dataset, job, refresh))
+        schedules.append(build_compaction_schedule(dataset, job))
+    return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors, schedules=schedules)
