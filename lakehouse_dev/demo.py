@@ -28,7 +28,7 @@ import dagster as dg
 
 from lakehouse_assets.bronze.assets import build_bronze_asset, landing_run_config
 from lakehouse_assets.bronze.landing import day_ranges
-from lakehouse_assets.contracts import load_contract
+from lakehouse_assets.contracts.loading import load_contract
 from lakehouse_assets.gold.assets import build_gold_assets
 from lakehouse_assets.partitions import range_tags
 from lakehouse_assets.silver.assets import RECONCILIATION_CHECK, build_silver_asset

@@ -22,7 +22,8 @@ from typing import Any
 import dagster as dg
 
 from lakehouse_assets.bronze.assets import bronze_key
-from lakehouse_assets.contracts import Contract, load_contract
+from lakehouse_assets.contracts.loading import load_contract
+from lakehouse_assets.contracts.model import Contract
 from lakehouse_assets.partitions import (
     AHEAD_TOLERANCE_DAYS,
     automated_days,

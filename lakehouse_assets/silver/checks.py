@@ -61,14 +61,8 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakehouse_assets.contracts import (
-    ChildLinesSumTo,
-    Contract,
-    RowRule,
-    Severity,
-    SumEquals,
-    TableRule,
-)
+from lakehouse_assets.contracts.document import ChildLinesSumTo, Severity, SumEquals
+from lakehouse_assets.contracts.model import Contract, RowRule, TableRule
 from resources.iceberg.io_manager import IcebergIOManager, window_filter
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lakehouse_assets.contracts import load_contract
+from lakehouse_assets.contracts.loading import load_contract
 from lakehouse_assets.silver.assets import build_silver_asset
 from lakehouse_assets.silver.checks import contract_checks_for_asset
 from resources.settings import LakehouseSettings

@@ -29,7 +29,7 @@ from datetime import date
 from functools import reduce
 from typing import TYPE_CHECKING
 
-from lakehouse_assets.contracts import Contract
+from lakehouse_assets.contracts.model import Contract
 from lakehouse_assets.partitions import AHEAD_TOLERANCE_DAYS
 
 if TYPE_CHECKING:

@@ -40,7 +40,7 @@ violation; ``warning`` rules never quarantine a record):
     object. ``array``: a JSON array whose elements are all of the items' type
     (a ``null`` element is a violation).
 ``allowed_values``, ``pattern``, ``comparison``, ``length``
-    As :class:`~lakehouse_assets.contracts.RowRule` says; ``pattern`` uses
+    As :class:`~lakehouse_assets.contracts.model.RowRule` says; ``pattern`` uses
     ``re.search``; comparisons use the exact decimal value of the JSON text;
     lengths count code points (strings) or elements (arrays).
 ``builtin``
@@ -69,14 +69,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pyarrow as pa
 
-from lakehouse_assets.contracts import (
-    Column,
-    Contract,
-    LinesSumTo,
-    Property,
-    RowRule,
-    SumEquals,
-)
+from lakehouse_assets.contracts.document import LinesSumTo, Property, SumEquals
+from lakehouse_assets.contracts.model import Column, Contract, RowRule
 from resources.private_apis import apply_jvm_udf, jvm, parse_regex
 
 if TYPE_CHECKING:

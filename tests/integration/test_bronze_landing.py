@@ -11,7 +11,6 @@ import pyarrow.compute as pc
 import pytest
 from confluent_kafka import TopicPartition
 
-from lakehouse_assets.bronze.landing import BRONZE_SCHEMA
 from lakehouse_assets.partitions import daily_partitions
 from tests.integration.conftest import (
     BronzeDataset,
@@ -211,32 +210,32 @@ def test_day_whose_start_kafka_no_longer_retains_is_refused(
     assert bronze_dataset.land([DAY2]).success  # later days are unaffected
 
 
-def test_downstream_asset_streams_exactly_the_landed_day(bronze_dataset: BronzeDataset) -> None:
-    bronze_dataset.produce(_events(DAY1, 300) + _events(DAY2, 100))
-    bronze_dataset.land([DAY1, DAY2])
+def test_bronze_as_an_input_fails_saying_how_to_read_it(bronze_dataset: BronzeDataset) -> None:
+    """Bronze is read through the store, which resolves overlapping files, never loaded."""
+    bronze_dataset.produce(_events(DAY1, 10))
+    bronze_dataset.land([DAY1])
     bronze = bronze_dataset.asset()
-    seen: dict[str, object] = {}
 
     @dg.asset(
         ins={"raw": dg.AssetIn(key=bronze.key)},
         partitions_def=daily_partitions(bronze_dataset.settings, bronze_dataset.name),
     )
-    def consumer(raw: pa.RecordBatchReader) -> None:
-        batches = list(raw)
-        seen["batches"] = len(batches)
-        seen["rows"] = sum(b.num_rows for b in batches)
-        seen["schema"] = raw.schema.names
+    def consumer(raw: object) -> None:
+        raise AssertionError("bronze must not load as an input")
 
     result = dg.materialize(
         [bronze, consumer],
         selection=[consumer.key],
         partition_key=DAY1,
         resources=bronze_dataset.resources,
+        raise_on_error=False,
     )
 
-    assert result.success
-    assert seen["rows"] == 300
-    assert seen["schema"] == BRONZE_SCHEMA.names
+    assert not result.success
+    message = failure_message(result)
+    assert "is not loaded as an input" in message
+    assert "`deps`" in message
+    assert "bronze_store" in message
 
 
 def test_a_planned_range_that_retention_deleted_fails_the_read_instead_of_skipping_it(

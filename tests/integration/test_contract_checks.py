@@ -18,7 +18,8 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
-from lakehouse_assets.contracts import Contract, load_contract
+from lakehouse_assets.contracts.loading import load_contract
+from lakehouse_assets.contracts.model import Contract
 from lakehouse_assets.silver.checks import (
     CHECK_FRESHNESS,
     CHECK_ROW_COUNT,

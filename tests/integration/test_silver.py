@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka.admin import NewTopic
 
 from lakehouse_assets.bronze.assets import build_bronze_asset, landing_run_config
-from lakehouse_assets.contracts import load_contract
+from lakehouse_assets.contracts.loading import load_contract
 from lakehouse_assets.silver.assets import RECONCILIATION_CHECK, build_silver_asset
 from lakehouse_assets.silver.checks import contract_checks_for_asset
 from lakehouse_dev.stack import LocalStack

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from lakehouse_assets.contracts import Contract, load_contract
+from lakehouse_assets.contracts.loading import load_contract
+from lakehouse_assets.contracts.model import Contract
 from lakehouse_assets.silver import validation
 from lakehouse_assets.silver.validation import classify, parse_payload
 from lakehouse_dev.generator import MALFORMATIONS, GeneratorSpec, generate

@@ -10,7 +10,9 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
-from lakehouse_assets.contracts import ChildLinesSumTo, RowRule, SumEquals, TableRule, load_contract
+from lakehouse_assets.contracts.document import ChildLinesSumTo, SumEquals
+from lakehouse_assets.contracts.loading import load_contract
+from lakehouse_assets.contracts.model import RowRule, TableRule
 from lakehouse_assets.silver.checks import (
     CHECK_FRESHNESS,
     CHECK_ROW_COUNT,

@@ -9,14 +9,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from lakehouse_assets.contracts import (
-    ChildLinesSumTo,
-    ContractError,
-    LinesSumTo,
-    SumEquals,
-    load_contract,
-    load_contracts,
-)
+from lakehouse_assets.contracts.document import ChildLinesSumTo, LinesSumTo, SumEquals
+from lakehouse_assets.contracts.errors import ContractError
+from lakehouse_assets.contracts.loading import load_contract, load_contracts
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts"
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from lakehouse_assets.contracts import Contract, load_contract
+from lakehouse_assets.contracts.loading import load_contract
+from lakehouse_assets.contracts.model import Contract
 from lakehouse_assets.silver.validation import Violation, classify, first_violation
 from lakehouse_dev.generator import MALFORMATIONS, GeneratorSpec, generate
 
