@@ -40,7 +40,8 @@ the time the check runs, so backfilling an old partition never makes it fail.
 
 Cost: one Iceberg scan per check and run (two for the built-in that compares
 two tables), selecting only the columns the rules need; row rules stream the
-scan batch by batch. The pure evaluators (:func:`row_rule_failures`,
+scan batch by batch. The pure evaluators
+(:mod:`lakehouse_assets.silver.check_evaluators`: :func:`row_rule_failures`,
 :func:`evaluate_row_rules`, :func:`duplicate_keys`, :func:`evaluate_unique`,
 :func:`evaluate_row_counts`, :func:`evaluate_freshness`,
 :func:`child_lines_mismatches`, :func:`schema_problems`) work on Arrow tables
@@ -49,46 +50,42 @@ and are what the unit tests specify.
 
 # No `from __future__ import annotations`: Dagster reads the check functions'
 # annotations at definition time.
-import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lakehouse_assets.contracts.document import ChildLinesSumTo, Severity, SumEquals
 from lakehouse_assets.contracts.model import Contract, RowRule, TableRule
-from resources.iceberg.io_manager import IcebergIOManager, window_filter
+from lakehouse_assets.silver.check_evaluators import (
+    RuleOutcome,
+    _count,
+    check_result,
+    child_lines_mismatches,
+    duplicate_keys,
+    evaluate_freshness,
+    evaluate_row_counts,
+    nullable_required_columns,
+    row_rule_failures,
+    schema_problems,
+)
+from lakehouse_assets.silver.check_reading import (
+    _existing,
+    _keys_of,
+    _newest,
+    _row_rule_columns,
+    _rows_by_partition,
+    _Samples,
+    _Target,
+    _window_metadata,
+)
 
 if TYPE_CHECKING:
-    from pyiceberg.expressions import BooleanExpression
-    from pyiceberg.table import Table as IcebergTable
+    pass
 
-__all__ = [
-    "CHECK_FRESHNESS",
-    "CHECK_ROW_COUNT",
-    "CHECK_ROW_RULES",
-    "CHECK_SCHEMA",
-    "CHECK_UNIQUE",
-    "RuleOutcome",
-    "build_contract_checks",
-    "builtin_check_name",
-    "check_result",
-    "child_lines_mismatches",
-    "contract_checks_for_asset",
-    "duplicate_keys",
-    "evaluate_freshness",
-    "evaluate_row_counts",
-    "evaluate_row_rules",
-    "evaluate_unique",
-    "row_rule_failures",
-    "schema_problems",
-]
 
 CHECK_SCHEMA = "contract_schema"
 CHECK_ROW_RULES = "contract_row_rules"
@@ -102,8 +99,6 @@ DEFAULT_PARTITION_COLUMN = "event_date"
 #: Sample failing keys reported per rule.
 DEFAULT_SAMPLE_SIZE = 5
 
-#: Scale of the intermediate line amounts (quantity * price * (1 - discount)).
-_WIDE = 76
 
 Clock = Callable[[], datetime]
 
@@ -111,517 +106,6 @@ Clock = Callable[[], datetime]
 def builtin_check_name(rule_id: str) -> str:
     """Name of the check evaluating the built-in table rule ``rule_id``."""
     return f"contract_{rule_id}"
-
-
-# --------------------------------------------------------------------------- outcomes
-
-
-@dataclass(frozen=True)
-class RuleOutcome:
-    """How one rule fared: ``failing`` rows (keys, partitions) and a few sample keys."""
-
-    rule_id: str
-    severity: Severity
-    description: str
-    failing: int
-    samples: Sequence[Any] = ()
-    unit: str = "rows"
-    """What ``failing`` counts: rows, keys, partitions, columns."""
-
-
-def check_result(
-    outcomes: Sequence[RuleOutcome], metadata: Mapping[str, Any] | None = None
-) -> dg.AssetCheckResult:
-    """One check's result from its rules' outcomes.
-
-    Passed when no rule fails; severity ERROR when an ``error`` rule fails, WARN
-    when only ``warning`` rules fail. Metadata: ``failing`` (rule id → count, every
-    rule), ``failed_rules``, ``sample_failing_keys`` (failing rules only), plus
-    ``metadata``.
-    """
-    failed = [o for o in outcomes if o.failing]
-    errors = [o for o in failed if o.severity == "error"]
-    only_warnings = failed and not errors
-    severity = dg.AssetCheckSeverity.WARN if only_warnings else dg.AssetCheckSeverity.ERROR
-    if failed:
-        shown = "; ".join(f"{o.rule_id}: {o.failing} {o.unit}" for o in failed)
-        description = f"{len(failed)} of {len(outcomes)} rule(s) failed: {shown}"
-    else:
-        description = f"all {len(outcomes)} rule(s) passed"
-    samples = {o.rule_id: _jsonable(list(o.samples)) for o in failed if o.samples}
-    return dg.AssetCheckResult(
-        passed=not failed,
-        severity=severity,
-        description=description,
-        metadata={
-            **(metadata or {}),
-            "failing": dg.MetadataValue.json({o.rule_id: o.failing for o in outcomes}),
-            "failed_rules": len(failed),
-            "sample_failing_keys": dg.MetadataValue.json(samples),
-            "rules": dg.MetadataValue.json(
-                {o.rule_id: f"[{o.severity}] {o.description}" for o in outcomes}
-            ),
-        },
-    )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
-
-
-# --------------------------------------------------------------------------- schema
-
-
-def schema_problems(actual: pa.Schema, expected: pa.Schema) -> dict[str, str]:
-    """Contract columns missing from ``actual`` or of an incompatible type, with the reason.
-
-    Compatible: the same type, a wider integer or float, a decimal of the same
-    scale and at least the precision, string/large_string (binary, list alike),
-    timestamps with a UTC zone in any unit; structs and lists field by field.
-    Extra columns in ``actual`` are fine (partition and load columns).
-    """
-    problems: dict[str, str] = {}
-    for expected_field in expected:
-        index = actual.get_field_index(expected_field.name)
-        if index < 0:
-            problems[expected_field.name] = f"missing (expected {expected_field.type})"
-            continue
-        reason = _type_problem(actual.field(index).type, expected_field.type)
-        if reason:
-            problems[expected_field.name] = reason
-    return problems
-
-
-def nullable_required_columns(actual: pa.Schema, expected: pa.Schema) -> list[str]:
-    """Required contract columns the table declares nullable (its nulls are a row rule's job)."""
-    return [
-        f.name
-        for f in expected
-        if not f.nullable and actual.get_field_index(f.name) >= 0 and actual.field(f.name).nullable
-    ]
-
-
-_INTEGER_WIDTH = {pa.int8(): 8, pa.int16(): 16, pa.int32(): 32, pa.int64(): 64}
-_FLOAT_WIDTH = {pa.float16(): 16, pa.float32(): 32, pa.float64(): 64}
-
-
-def _type_problem(actual: pa.DataType, expected: pa.DataType) -> str | None:
-    if actual == expected:
-        return None
-    pair = f"is {actual}, expected {expected}"
-    if pa.types.is_null(expected):
-        return None
-    if expected in _INTEGER_WIDTH:
-        if actual in _INTEGER_WIDTH and _INTEGER_WIDTH[actual] >= _INTEGER_WIDTH[expected]:
-            return None
-        return pair
-    if expected in _FLOAT_WIDTH:
-        if actual in _FLOAT_WIDTH and _FLOAT_WIDTH[actual] >= _FLOAT_WIDTH[expected]:
-            return None
-        return pair
-    if pa.types.is_decimal(expected):
-        if (
-            pa.types.is_decimal(actual)
-            and actual.scale == expected.scale
-            and actual.precision >= expected.precision
-        ):
-            return None
-        return pair
-    if pa.types.is_string(expected) or pa.types.is_large_string(expected):
-        ok = pa.types.is_string(actual) or pa.types.is_large_string(actual)
-        return None if ok else pair
-    if pa.types.is_binary(expected) or pa.types.is_large_binary(expected):
-        ok = pa.types.is_binary(actual) or pa.types.is_large_binary(actual)
-        return None if ok else pair
-    if pa.types.is_timestamp(expected):
-        if not pa.types.is_timestamp(actual):
-            return pair
-        if (expected.tz is None) != (actual.tz is None):
-            return f"{pair} (time zone differs)"
-        if expected.tz is not None and actual.tz not in ("UTC", "+00:00", "Etc/UTC"):
-            return f"{pair} (not UTC)"
-        return None
-    if pa.types.is_list(expected) or pa.types.is_large_list(expected):
-        if not (pa.types.is_list(actual) or pa.types.is_large_list(actual)):
-            return pair
-        inner = _type_problem(actual.value_type, expected.value_type)
-        return f"element {inner}" if inner else None
-    if pa.types.is_struct(expected):
-        if not pa.types.is_struct(actual):
-            return pair
-        names = [actual.field(i).name for i in range(actual.num_fields)]
-        for i in range(expected.num_fields):
-            child = expected.field(i)
-            if child.name not in names:
-                return f"field {child.name!r} missing"
-            inner = _type_problem(actual.field(names.index(child.name)).type, child.type)
-            if inner:
-                return f"field {child.name!r} {inner}"
-        return None
-    return pair
-
-
-# --------------------------------------------------------------------------- row rules
-
-
-def row_rule_failures(table: pa.Table, rule: RowRule) -> pa.ChunkedArray:
-    """Boolean mask over ``table``'s rows: True where the row breaks ``rule``.
-
-    Nulls pass every kind but ``required`` (as the contract defines); a column
-    missing from the table is all nulls (the schema check reports it). Dotted
-    columns address struct fields; a required nested field only fails where its
-    parent exists.
-    """
-    n = table.num_rows
-    passing = pa.chunked_array([pa.array([False] * n, pa.bool_())], pa.bool_())
-    if rule.kind == "builtin":
-        if isinstance(rule.arguments, SumEquals):
-            return _sum_equals_failures(table, rule.arguments)
-        raise ValueError(
-            f"rule {rule.id!r}: built-in {rule.rule!r} is not evaluated on silver tables "
-            "(it describes nested payloads; quarantine applies it)"
-        )
-    assert rule.column is not None, rule
-    column, parent = _resolve(table, rule.column)
-    if rule.kind == "required":
-        if column is None:
-            return pa.chunked_array([pa.array([n > 0] * n, pa.bool_())], pa.bool_())
-        missing = pc.is_null(column)
-        if parent is not None:
-            missing = pc.and_(missing, pc.is_valid(parent))
-        return _mask(missing)
-    if column is None:
-        return passing
-    if rule.kind == "allowed_values":
-        allowed = pa.array(list(rule.value)).cast(column.type)
-        return _mask(pc.and_(pc.is_valid(column), pc.invert(pc.is_in(column, value_set=allowed))))
-    if rule.kind == "pattern":
-        return _mask(pc.invert(_matches(column, str(rule.value))))
-    if rule.kind == "comparison":
-        return _mask(pc.invert(_compare(column, cast(str, rule.operator), rule.value)))
-    if rule.kind == "length":
-        lengths = (
-            pc.list_value_length(column)
-            if pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
-            else pc.utf8_length(column)
-        )
-        return _mask(pc.invert(_compare(lengths, cast(str, rule.operator), rule.value)))
-    raise ValueError(f"rule {rule.id!r}: kind {rule.kind!r} does not apply to table rows")
-
-
-def evaluate_row_rules(table: pa.Table, rules: Iterable[RowRule]) -> dict[str, int]:
-    """Failing row count per rule id."""
-    return {rule.id: _count(row_rule_failures(table, rule)) for rule in rules}
-
-
-def _resolve(table: pa.Table, path: str) -> tuple[Any, Any]:
-    """``(column, parent struct or None)`` of a dotted path; ``(None, None)`` if absent."""
-    head, *rest = path.split(".")
-    if head not in table.schema.names:
-        return None, None
-    column, parent = table.column(head), None
-    for name in rest:
-        if not pa.types.is_struct(column.type) or column.type.get_field_index(name) < 0:
-            return None, None
-        parent, column = column, pc.struct_field(column, name)
-    return column, parent
-
-
-def _mask(values: Any) -> pa.ChunkedArray:
-    """A boolean mask where null (undecided) counts as passing."""
-    filled = pc.fill_null(values, False)
-    if isinstance(filled, pa.Array):
-        return pa.chunked_array([filled], pa.bool_())
-    return filled
-
-
-def _count(mask: pa.ChunkedArray) -> int:
-    return int(pc.sum(mask, min_count=0).as_py() or 0)
-
-
-def _matches(column: Any, pattern: str) -> Any:
-    """``re.search`` per value: Arrow's RE2 when it accepts the pattern, else Python's ``re``
-    on the distinct values (lookarounds, backreferences)."""
-    try:
-        return pc.match_substring_regex(column, pattern)
-    except pa.ArrowInvalid:
-        compiled = re.compile(pattern)
-        distinct = pc.unique(column).drop_null()
-        matching = [v for v in distinct.to_pylist() if compiled.search(v)]
-        result = pc.is_in(column, value_set=pa.array(matching, column.type))
-        return pc.if_else(pc.is_null(column), None, result)
-
-
-def _scalar(value: Any, arrow_type: pa.DataType) -> pa.Scalar:
-    """A comparison bound typed to compare exactly with a column of ``arrow_type``."""
-    if pa.types.is_floating(arrow_type):
-        return pa.scalar(float(value), pa.float64())
-    if isinstance(value, Decimal) or pa.types.is_decimal(arrow_type):
-        return pa.scalar(Decimal(value))
-    return pa.scalar(value)
-
-
-def _compare(column: Any, operator: str, value: Any) -> Any:
-    functions = {
-        "==": pc.equal,
-        "!=": pc.not_equal,
-        ">": pc.greater,
-        ">=": pc.greater_equal,
-        "<": pc.less,
-        "<=": pc.less_equal,
-    }
-    if operator == "between":
-        low, high = value
-        return pc.and_(
-            pc.greater_equal(column, _scalar(low, column.type)),
-            pc.less_equal(column, _scalar(high, column.type)),
-        )
-    return functions[operator](column, _scalar(value, column.type))
-
-
-def _numeric(column: Any, float_mode: bool) -> Any:
-    """A column ready for exact (decimal256) or float arithmetic."""
-    if float_mode:
-        return pc.cast(column, pa.float64())
-    if pa.types.is_integer(column.type):
-        return pc.cast(column, pa.decimal256(20, 0))
-    if pa.types.is_decimal(column.type):
-        return pc.cast(column, pa.decimal256(column.type.precision, column.type.scale))
-    raise TypeError(f"column of type {column.type} is not numeric")
-
-
-def _sum_equals_failures(table: pa.Table, arguments: SumEquals) -> pa.ChunkedArray:
-    columns = [_resolve(table, name)[0] for name in (*arguments.terms, arguments.equals)]
-    if any(c is None for c in columns):
-        return _mask(pa.array([None] * table.num_rows, pa.bool_()))
-    float_mode = any(pa.types.is_floating(c.type) for c in columns)
-    *terms, equals = (_numeric(c, float_mode) for c in columns)
-    total = terms[0]
-    for term in terms[1:]:
-        total = pc.add(total, term)
-    difference = pc.abs(pc.subtract(total, equals))
-    tolerance = float(arguments.tolerance) if float_mode else _decimal_scalar(arguments.tolerance)
-    return _mask(pc.greater(difference, tolerance))
-
-
-def _decimal_scalar(value: Decimal) -> pa.Scalar:
-    exponent = value.as_tuple().exponent
-    scale = max(0, -exponent) if isinstance(exponent, int) else 0
-    return pa.scalar(value, pa.decimal256(38, scale))
-
-
-# --------------------------------------------------------------------------- table rules
-
-
-def duplicate_keys(table: pa.Table, columns: Sequence[str]) -> pa.Table:
-    """Key values that occur more than once, with their ``rows``; keys holding a null are
-    left out (a required rule reports them)."""
-    keys = table.select(list(columns))
-    valid = None
-    for name in columns:
-        present = pc.is_valid(keys.column(name))
-        valid = present if valid is None else pc.and_(valid, present)
-    if valid is not None:
-        keys = keys.filter(valid)
-    counts = keys.group_by(list(columns), use_threads=False).aggregate([([], "count_all")])
-    counts = counts.rename_columns([*columns, "rows"])
-    return counts.filter(pc.greater(counts.column("rows"), 1))
-
-
-def evaluate_unique(table: pa.Table, rules: Iterable[TableRule]) -> dict[str, int]:
-    """Duplicated key values per ``unique`` rule id."""
-    return {rule.id: duplicate_keys(table, rule.columns).num_rows for rule in rules}
-
-
-def evaluate_row_counts(
-    rows_by_partition: Mapping[str, int], rules: Iterable[TableRule]
-) -> dict[str, list[str]]:
-    """Partitions whose row count is out of each ``row_count`` rule's bounds, per rule id."""
-    out: dict[str, list[str]] = {}
-    for rule in rules:
-        out[rule.id] = [
-            key
-            for key, rows in sorted(rows_by_partition.items())
-            if (rule.minimum is not None and rows < rule.minimum)
-            or (rule.maximum is not None and rows > rule.maximum)
-        ]
-    return out
-
-
-def evaluate_freshness(
-    newest: datetime | date | None, now: datetime, max_delay: timedelta
-) -> tuple[bool, timedelta | None]:
-    """``(fresh, lag)``: the newest value is at most ``max_delay`` before ``now``.
-
-    A date counts as the end of its day; a naive timestamp as UTC. No value: stale.
-    """
-    if newest is None:
-        return False, None
-    if not isinstance(newest, datetime):
-        newest = datetime.combine(newest + timedelta(days=1), datetime.min.time(), UTC)
-    elif newest.tzinfo is None:
-        newest = newest.replace(tzinfo=UTC)
-    lag = max(now - newest, timedelta(0))
-    return lag <= max_delay, lag
-
-
-def child_lines_mismatches(
-    parents: pa.Table, lines: pa.Table, arguments: ChildLinesSumTo
-) -> pa.Table:
-    """Parent rows whose lines do not add up to ``arguments.equals``.
-
-    A line's amount is ``quantity * unit_price * (1 - discount)``; per parent key the
-    amounts' sum, rounded half up to the scale of ``equals``, must equal it within
-    ``tolerance`` (a parent without lines sums to 0). Exact decimal arithmetic
-    (decimal256) unless a column is a float. Returns the key columns,
-    ``expected`` (the parent's value) and ``lines_total``. Parents whose ``equals``
-    is null are left out.
-    """
-    key = list(arguments.key)
-    float_mode = any(
-        pa.types.is_floating(lines.schema.field(c).type)
-        for c in (arguments.quantity, arguments.unit_price, arguments.discount)
-        if c is not None
-    ) or pa.types.is_floating(parents.schema.field(arguments.equals).type)
-    amount = pc.multiply(
-        _numeric(lines.column(arguments.quantity), float_mode),
-        _numeric(lines.column(arguments.unit_price), float_mode),
-    )
-    if arguments.discount is not None:
-        discount = _numeric(lines.column(arguments.discount), float_mode)
-        one = 1.0 if float_mode else pa.scalar(Decimal(1), pa.decimal256(1, 0))
-        amount = pc.multiply(amount, pc.subtract(one, discount))
-    sums = (
-        pa.table({**{k: lines.column(k) for k in key}, "amount": amount})
-        .group_by(key, use_threads=False)
-        .aggregate([("amount", "sum")])
-    )
-    equals_type = parents.schema.field(arguments.equals).type
-    joined = parents.select([*key, arguments.equals]).join(
-        sums, keys=key, join_type="left outer", use_threads=False
-    )
-    joined = joined.filter(pc.is_valid(joined.column(arguments.equals)))
-    expected = _numeric(joined.column(arguments.equals), float_mode)
-    if float_mode:
-        total = pc.fill_null(joined.column("amount_sum"), 0.0)
-        difference = pc.abs(pc.subtract(total, expected))
-        failing = pc.greater(difference, float(arguments.tolerance))
-    else:
-        scale = equals_type.scale if pa.types.is_decimal(equals_type) else 0
-        total = pc.round(joined.column("amount_sum"), ndigits=scale, round_mode="half_up")
-        # The sum's type is decimal256(76, s): narrow it so the subtraction stays in range.
-        total = pc.fill_null(
-            pc.cast(total, pa.decimal256(_WIDE // 2, scale)),
-            pa.scalar(Decimal(0), pa.decimal256(_WIDE // 2, scale)),
-        )
-        difference = pc.abs(pc.subtract(total, expected))
-        failing = pc.greater(difference, _decimal_scalar(arguments.tolerance))
-    out = pa.table(
-        {**{k: joined.column(k) for k in key}, "expected": expected, "lines_total": total}
-    )
-    return out.filter(pc.fill_null(failing, False))
-
-
-# --------------------------------------------------------------------------- reading
-
-
-@dataclass
-class _Samples:
-    """Up to ``limit`` failing keys per rule, gathered across batches."""
-
-    key: Sequence[str]
-    limit: int
-    by_rule: dict[str, list[Any]] = field(default_factory=dict)
-
-    def add(self, rule_id: str, rows: pa.Table) -> None:
-        bucket = self.by_rule.setdefault(rule_id, [])
-        room = self.limit - len(bucket)
-        if room > 0 and rows.num_rows:
-            bucket.extend(_keys_of(rows.slice(0, room), self.key))
-
-
-def _keys_of(rows: pa.Table, key: Sequence[str]) -> list[Any]:
-    columns = [c for c in key if c in rows.schema.names]
-    if not columns:
-        return [f"row {i}" for i in range(rows.num_rows)]
-    records = rows.select(columns).to_pylist()
-    if len(columns) == 1:
-        return [r[columns[0]] for r in records]
-    return records
-
-
-@dataclass(frozen=True)
-class _Target:
-    """Where a check reads: the Iceberg table of an asset and the rows of the run."""
-
-    io_manager_key: str
-    partition_column: str | None
-
-    def table(self, context: dg.AssetCheckExecutionContext, key: dg.AssetKey) -> "IcebergTable":
-        from pyiceberg.exceptions import NoSuchTableError
-
-        io_manager = self._io_manager(context)
-        try:
-            return io_manager.catalog.load().load_table(io_manager.table_identifier(key))
-        except NoSuchTableError:
-            raise dg.Failure(
-                f"Iceberg table {io_manager.table_name(key)} (asset {key.to_user_string()}) "
-                "does not exist yet: materialise the asset before checking it"
-            ) from None
-
-    def table_name(self, context: dg.AssetCheckExecutionContext, key: dg.AssetKey) -> str:
-        return self._io_manager(context).table_name(key)
-
-    def _io_manager(self, context: dg.AssetCheckExecutionContext) -> IcebergIOManager:
-        io_manager = getattr(context.resources, self.io_manager_key)
-        if not isinstance(io_manager, IcebergIOManager):
-            raise dg.Failure(
-                f"resource {self.io_manager_key!r} is {type(io_manager).__name__}, "
-                "the contract checks read tables through an IcebergIOManager"
-            )
-        return io_manager
-
-    def window(self, context: dg.AssetCheckExecutionContext) -> dg.TimeWindow | None:
-        """The run's partition window, if the run is partitioned by time."""
-        if not (context.has_partition_key or context.has_partition_key_range):
-            return None
-        return context.partition_time_window
-
-    def row_filter(
-        self, table: "IcebergTable", window: dg.TimeWindow | None, name: str
-    ) -> "BooleanExpression":
-        from pyiceberg.expressions import AlwaysTrue
-
-        if window is None or self.partition_column is None:
-            return AlwaysTrue()
-        return window_filter(table.schema(), self.partition_column, window, name)
-
-
-def _existing(table: "IcebergTable", columns: Iterable[str]) -> tuple[str, ...]:
-    names = set(table.schema().column_names)
-    return tuple(dict.fromkeys(c for c in columns if c in names))
-
-
-def _window_metadata(window: dg.TimeWindow | None) -> dict[str, Any]:
-    if window is None:
-        return {"rows_window": "whole table"}
-    return {"rows_window": f"[{window.start.isoformat()}, {window.end.isoformat()})"}
-
-
-def _day_keys(window: dg.TimeWindow) -> list[str]:
-    days, day = [], window.start.date()
-    while day < window.end.date():
-        days.append(day.isoformat())
-        day += timedelta(days=1)
-    return days
 
 
 # --------------------------------------------------------------------------- factory
@@ -1061,76 +545,6 @@ def _builtin_table_check(
         )
 
     return builtin_check
-
-
-def _row_rule_columns(rules: Iterable[RowRule]) -> list[str]:
-    """Top-level columns the row rules read (a scan selects only these)."""
-    columns: list[str] = []
-    for rule in rules:
-        if rule.column is not None:
-            columns.append(rule.column.split(".")[0])
-        if isinstance(rule.arguments, SumEquals):
-            columns.extend(c.split(".")[0] for c in (*rule.arguments.terms, rule.arguments.equals))
-    return list(dict.fromkeys(columns))
-
-
-def _rows_by_partition(
-    iceberg: "IcebergTable", target: _Target, window: dg.TimeWindow | None, name: str
-) -> dict[str, int]:
-    """Rows per day of the window (days without rows count 0); whole table: one count."""
-    if window is None or target.partition_column is None:
-        return {"all": iceberg.scan().count()}
-    column = target.partition_column
-    data = iceberg.scan(
-        row_filter=target.row_filter(iceberg, window, name), selected_fields=(column,)
-    ).to_arrow()
-    values = data.column(column)
-    if pa.types.is_timestamp(values.type):
-        values = pc.cast(pc.floor_temporal(values, unit="day"), pa.timestamp("us", tz="UTC"))
-        values = pc.cast(values, pa.date32())
-    counts = pa.table({"day": values}).group_by("day").aggregate([([], "count_all")])
-    found = {
-        (d.isoformat() if isinstance(d, date) else str(d)): int(n)
-        for d, n in zip(
-            counts.column("day").to_pylist(),
-            counts.column("count_all").to_pylist(),
-            strict=True,
-        )
-    }
-    return {**dict.fromkeys(_day_keys(window), 0), **found}
-
-
-def _newest(
-    iceberg: "IcebergTable", column: str, since: datetime, name: str
-) -> datetime | date | None:
-    """The newest ``column`` value of the table.
-
-    Reads only rows at or after ``since`` (file statistics prune the rest); when
-    none is that new, the newest value comes from the data files' upper bounds
-    (metadata only), so a stale table never costs a full scan.
-    """
-    from pyiceberg.expressions import GreaterThanOrEqual
-    from pyiceberg.types import DateType, TimestampType
-
-    field_type = iceberg.schema().find_field(column).field_type
-    bound: str
-    if isinstance(field_type, DateType):
-        bound = since.date().isoformat()
-    elif isinstance(field_type, TimestampType):
-        bound = since.astimezone(UTC).replace(tzinfo=None).isoformat()
-    else:
-        bound = since.astimezone(UTC).isoformat()
-    at_least = cast(Any, GreaterThanOrEqual)
-    recent = iceberg.scan(row_filter=at_least(column, bound), selected_fields=(column,)).to_arrow()
-    if recent.num_rows:
-        return cast(datetime | date | None, pc.max(recent.column(column)).as_py())
-    if iceberg.current_snapshot() is None:
-        return None
-    files = iceberg.inspect.files()
-    metrics = files.column("readable_metrics").combine_chunks()
-    uppers = pc.struct_field(pc.struct_field(metrics, column), "upper_bound")
-    newest = pc.max(uppers).as_py()
-    return cast(datetime | date | None, newest)
 
 
 # --------------------------------------------------------------------------- from an asset

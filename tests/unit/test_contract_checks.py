@@ -13,15 +13,8 @@ import pytest
 from lakehouse_assets.contracts.document import ChildLinesSumTo, SumEquals
 from lakehouse_assets.contracts.loading import load_contract
 from lakehouse_assets.contracts.model import RowRule, TableRule
-from lakehouse_assets.silver.checks import (
-    CHECK_FRESHNESS,
-    CHECK_ROW_COUNT,
-    CHECK_ROW_RULES,
-    CHECK_SCHEMA,
-    CHECK_UNIQUE,
+from lakehouse_assets.silver.check_evaluators import (
     RuleOutcome,
-    build_contract_checks,
-    builtin_check_name,
     check_result,
     child_lines_mismatches,
     duplicate_keys,
@@ -31,6 +24,15 @@ from lakehouse_assets.silver.checks import (
     evaluate_unique,
     row_rule_failures,
     schema_problems,
+)
+from lakehouse_assets.silver.checks import (
+    CHECK_FRESHNESS,
+    CHECK_ROW_COUNT,
+    CHECK_ROW_RULES,
+    CHECK_SCHEMA,
+    CHECK_UNIQUE,
+    build_contract_checks,
+    builtin_check_name,
 )
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts"
