@@ -213,7 +213,7 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
         bronze_store: ParquetStore,
         iceberg: IcebergCatalogResource,
     ) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
-        from lakehouse_assets.silver.validation import parse_payload
+        from lakehouse_assets.silver.spark_validation import parse_payload
 
         window = context.partition_time_window
         first, last = window.start.date(), (window.end - timedelta(days=1)).date()

@@ -16,8 +16,9 @@ from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse_assets.contracts.loading import load_contract
 from lakehouse_assets.contracts.model import Contract
-from lakehouse_assets.silver import validation
-from lakehouse_assets.silver.validation import classify, parse_payload
+from lakehouse_assets.silver import spark_validation, validation
+from lakehouse_assets.silver.spark_validation import parse_payload
+from lakehouse_assets.silver.validation import classify
 from lakehouse_dev.generator import MALFORMATIONS, GeneratorSpec, generate
 
 pytestmark = pytest.mark.integration
@@ -273,8 +274,8 @@ def test_spark_verdicts_equal_the_reference_on_every_row(
 
 
 def certified_ids(spark: SparkSession, contract: Contract, values: list[bytes]) -> set[int]:
-    staged = validation._certify(validation._plan(contract), frame(spark, values), "value")
-    return {row.id for row in staged.where(validation._CERTIFIED).select("id").collect()}
+    staged = spark_validation._certify(validation._plan(contract), frame(spark, values), "value")
+    return {row.id for row in staged.where(spark_validation._CERTIFIED).select("id").collect()}
 
 
 @pytest.mark.parametrize("dataset", ["plain", "purchase_orders"])
