@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from benchmarks.isolated import IsolatedStack, dataset_environ, process_cpu_seconds
 
 if TYPE_CHECKING:
-    from lakehouse_dev.generator import GeneratedRecord
+    from lakehouse_dev.generator.spec import GeneratedRecord
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
@@ -183,7 +183,9 @@ def produce_topic(
     """
     from confluent_kafka.admin import NewTopic
 
-    from lakehouse_dev.generator import CLIENT_LOG, GeneratorSpec, generate, produce
+    from lakehouse_dev.generator.kafka import CLIENT_LOG, produce
+    from lakehouse_dev.generator.records import generate
+    from lakehouse_dev.generator.spec import GeneratorSpec
     from resources.environments import kafka_resource
 
     # librdkafka logs transient retries (a fresh broker's coordinator loading) as

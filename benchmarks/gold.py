@@ -91,7 +91,7 @@ from benchmarks.isolated import IsolatedStack, free_port
 from lakehouse_dev.processes import port_is_open
 
 if TYPE_CHECKING:
-    from lakehouse_dev.generator import GeneratedRecord
+    from lakehouse_dev.generator.spec import GeneratedRecord
     from resources.settings import LakehouseSettings
 
 #: This benchmark's section of results.json.
@@ -416,7 +416,8 @@ class _OrderCount:
 
 def events_per_order(spec: EventSpec) -> float:
     """The generator's logical events per order (its lifecycle mix), from a sample."""
-    from lakehouse_dev.generator import GeneratorSpec, generate
+    from lakehouse_dev.generator.records import generate
+    from lakehouse_dev.generator.spec import GeneratorSpec
 
     sample = GeneratorSpec(
         count=30_000,
@@ -435,7 +436,9 @@ def events_per_order(spec: EventSpec) -> float:
 
 def produce_orders(stack: IsolatedStack, orders_per_day: int, spec: EventSpec) -> Produced:
     """Produce ``orders_per_day`` orders a day over the spec's days into the dataset's topic."""
-    from lakehouse_dev.generator import CLIENT_LOG, GeneratorSpec, generate, produce
+    from lakehouse_dev.generator.kafka import CLIENT_LOG, produce
+    from lakehouse_dev.generator.records import generate
+    from lakehouse_dev.generator.spec import GeneratorSpec
 
     CLIENT_LOG.setLevel(logging.CRITICAL)
     ratio = events_per_order(spec)
@@ -728,7 +731,8 @@ def probe_records(number: int, now: datetime, seed: int) -> list[GeneratedRecord
     generated order has, and event time and Kafka timestamp ``now``: customers,
     currencies, lines and totals are as valid as the generator's.
     """
-    from lakehouse_dev.generator import GeneratedRecord, GeneratorSpec, generate
+    from lakehouse_dev.generator.records import generate
+    from lakehouse_dev.generator.spec import GeneratedRecord, GeneratorSpec
 
     spec = GeneratorSpec(
         count=200,
@@ -938,7 +942,7 @@ def measure_latency(
     stack: IsolatedStack, base: dict[str, str], options: Options, seeds: str
 ) -> dict[str, Any]:
     """Probes through the daemon: produce orders now, poll gold until it counts them."""
-    from lakehouse_dev.generator import CLIENT_LOG, produce
+    from lakehouse_dev.generator.kafka import CLIENT_LOG, produce
     from resources.environments import build_resources
 
     # A fresh broker's coordinator loading is logged as a retry; produce() raises on failure.

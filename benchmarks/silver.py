@@ -69,7 +69,7 @@ from benchmarks.common import (
 from benchmarks.isolated import IsolatedStack
 
 if TYPE_CHECKING:
-    from lakehouse_dev.generator import GeneratedRecord
+    from lakehouse_dev.generator.spec import GeneratedRecord
 
 #: This benchmark's section of results.json.
 SECTION = "silver"

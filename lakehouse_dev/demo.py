@@ -33,7 +33,7 @@ from lakehouse_assets.gold.assets import build_gold_assets
 from lakehouse_assets.partitions import range_tags
 from lakehouse_assets.silver.assets import RECONCILIATION_CHECK, build_silver_asset
 from lakehouse_assets.silver.definitions import build_silver_checks
-from lakehouse_dev import generator
+from lakehouse_dev.generator import cli as events_cli
 from lakehouse_dev.stack import LocalStack
 from resources.dbt.project import dbt_project
 from resources.environments import build_resources
@@ -57,7 +57,7 @@ def _generate(settings: LakehouseSettings, resources: dict[str, object]) -> None
             print(f"{spec.topic}: already holds {held} records, not generating more")
             continue
         count = DEMO_EVENTS.get(dataset, 5_000)
-        generator.main(
+        events_cli.main(
             ["--dataset", dataset, "--count", str(count), "--days", str(DEMO_DAYS), "--seed", "7"]
         )
 

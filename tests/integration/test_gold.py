@@ -6,6 +6,7 @@ records the generator produced.
 """
 
 import csv
+import json
 import shutil
 import uuid
 from collections import defaultdict
@@ -24,7 +25,8 @@ from lakehouse_assets.bronze.assets import build_bronze_asset, landing_run_confi
 from lakehouse_assets.gold.assets import build_gold_assets, gold_key
 from lakehouse_assets.silver.assets import build_silver_asset
 from lakehouse_assets.silver.definitions import build_silver_checks
-from lakehouse_dev import generator
+from lakehouse_dev.generator.records import expected_orders, generate
+from lakehouse_dev.generator.spec import KIND_DUPLICATE, GeneratedRecord, GeneratorSpec
 from lakehouse_dev.stack import LocalStack
 from resources.dbt.project import dbt_project
 from resources.environments import build_resources
@@ -140,18 +142,18 @@ def _rate(rates: dict[str, list[tuple[date, Decimal]]], currency: str, day: date
 
 
 def _accepted_documents(
-    records: Iterable[generator.GeneratedRecord], late_window: int
+    records: Iterable[GeneratedRecord], late_window: int
 ) -> list[dict[str, Any]]:
     """What silver accepts: clean records, once, that arrived within the late window."""
     documents = []
     for record in records:
-        if record.is_malformed or record.kind == generator.KIND_DUPLICATE:
+        if record.is_malformed or record.kind == KIND_DUPLICATE:
             continue
         arrival = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC).date()
         event = datetime.fromtimestamp(record.event_time_ms / 1000, UTC).date()
         if (arrival - event).days > late_window:
             continue  # quarantined as `late`
-        documents.append(generator.json.loads(record.value, parse_float=Decimal))
+        documents.append(json.loads(record.value, parse_float=Decimal))
     return documents
 
 
@@ -206,8 +208,8 @@ def _sales(table: pa.Table) -> dict[tuple[date, str], dict[str, Any]]:
 
 
 def test_gold_daily_sales_match_the_generated_events(lakehouse: Lakehouse) -> None:
-    spec = generator.GeneratorSpec(count=3_000, days=5, end_date=DAY, seed=11)
-    records = list(generator.generate("purchase_orders", spec))
+    spec = GeneratorSpec(count=3_000, days=5, end_date=DAY, seed=11)
+    records = list(generate("purchase_orders", spec))
     lakehouse.dataset.produce(
         [(r.value, datetime.fromtimestamp(r.timestamp_ms / 1000, UTC)) for r in records]
     )
@@ -227,7 +229,7 @@ def test_gold_daily_sales_match_the_generated_events(lakehouse: Lakehouse) -> No
         assert row["net_revenue"] <= row["gross_revenue"]
 
     orders = lakehouse.table("fct_orders")
-    latest = generator.expected_orders(records)
+    latest = expected_orders(records)
     accepted = {d["order_id"] for d in _accepted_documents(records, late_window=3)}
     assert len(orders) == len(accepted)
     statuses = dict(zip(orders["order_id"].to_pylist(), orders["status"].to_pylist(), strict=True))

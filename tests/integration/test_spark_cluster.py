@@ -29,7 +29,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from lakehouse_dev import generator
+from lakehouse_dev.generator.records import generate
+from lakehouse_dev.generator.spec import KIND_DUPLICATE, KIND_LATE, KIND_OUT_OF_ORDER, GeneratorSpec
 from lakehouse_dev.spark_cluster import SparkCluster
 from lakehouse_dev.stack import LocalStack
 from resources.settings import LakehouseSettings, load_settings
@@ -221,10 +222,10 @@ def _tables(orders: SilverDataset, settings: LakehouseSettings) -> dict[str, pa.
 def test_purchase_orders_on_the_cluster_equal_local_mode_and_run_on_the_workers(
     orders: SilverDataset, cluster: SparkCluster, cluster_environment: dict[str, str]
 ) -> None:
-    spec = generator.GeneratorSpec(count=1_500, days=5, end_date=DAY, seed=16)
-    records = list(generator.generate("purchase_orders", spec))
+    spec = GeneratorSpec(count=1_500, days=5, end_date=DAY, seed=16)
+    records = list(generate("purchase_orders", spec))
     kinds = {record.kind for record in records}
-    assert {generator.KIND_LATE, generator.KIND_DUPLICATE, generator.KIND_OUT_OF_ORDER} <= kinds
+    assert {KIND_LATE, KIND_DUPLICATE, KIND_OUT_OF_ORDER} <= kinds
     assert any(record.is_malformed for record in records)
     orders.produce([(r.value, datetime.fromtimestamp(r.timestamp_ms / 1000, UTC)) for r in records])
     first, last = spec.first_day.isoformat(), DAY.isoformat()

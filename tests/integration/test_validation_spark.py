@@ -19,7 +19,8 @@ from lakehouse_assets.contracts.model import Contract
 from lakehouse_assets.silver import spark_validation, validation
 from lakehouse_assets.silver.spark_validation import parse_payload
 from lakehouse_assets.silver.validation import classify
-from lakehouse_dev.generator import MALFORMATIONS, GeneratorSpec, generate
+from lakehouse_dev.generator.records import MALFORMATIONS, generate
+from lakehouse_dev.generator.spec import GeneratorSpec
 
 pytestmark = pytest.mark.integration
 

@@ -16,21 +16,17 @@ from typing import Any
 
 import pytest
 
-from lakehouse_dev.generator import (
-    DATASETS,
-    LATE_WINDOW_DAYS,
+from lakehouse_dev.generator.cli import main
+from lakehouse_dev.generator.kafka import ProduceError, produce
+from lakehouse_dev.generator.purchase_orders import TAX_RATES
+from lakehouse_dev.generator.records import (
     MALFORMATIONS,
-    TAX_RATES,
-    GeneratedRecord,
-    GeneratorSpec,
-    ProduceError,
     expected_orders,
     expected_plain_totals,
     generate,
-    main,
-    produce,
     summarize,
 )
+from lakehouse_dev.generator.spec import DATASETS, LATE_WINDOW_DAYS, GeneratedRecord, GeneratorSpec
 
 DAY_MS = 86_400_000
 SPEC = GeneratorSpec(

@@ -13,7 +13,8 @@ import pytest
 from lakehouse_assets.contracts.loading import load_contract
 from lakehouse_assets.contracts.model import Contract
 from lakehouse_assets.silver.validation import Violation, classify, first_violation
-from lakehouse_dev.generator import MALFORMATIONS, GeneratorSpec, generate
+from lakehouse_dev.generator.records import MALFORMATIONS, generate
+from lakehouse_dev.generator.spec import GeneratorSpec
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 SPEC = GeneratorSpec(count=1500, days=3, end_date=date(2026, 11, 20), malformed_share=0.05)
