@@ -58,8 +58,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
-import time
 import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
@@ -362,38 +360,52 @@ class IcebergIOManager(dg.ConfigurableIOManager):
         is_conflict: Callable[[Exception], bool],
         log: Any | None,
     ) -> WriteResult:
-        """Run ``attempt_write`` until it commits; conflicts are retried with backoff."""
+        """Run ``attempt_write`` until it commits; conflicts are retried with backoff.
+
+        tenacity's full-jitter exponential backoff (a random wait up to ``base x 2^n``,
+        at most ``retry_max_seconds``): writers that collided do not collide again in
+        step. Any other error is raised at once.
+        """
+        import tenacity
+
         self.catalog.load().create_namespace_if_not_exists(request.identifier[0])
-        last_error: Exception | None = None
-        for attempt in range(1, self.commit_attempts + 1):
-            try:
-                result = attempt_write()
-            except Exception as exc:
-                if not is_conflict(exc):
-                    raise
-                # Another writer committed first: start over from its snapshot.
-                last_error = exc
-                if attempt == self.commit_attempts:
-                    break
-                delay = random.uniform(
-                    0, min(self.retry_max_seconds, self.retry_base_seconds * 2 ** (attempt - 1))
-                )
-                if log is not None:
-                    log.warning(
-                        f"Iceberg table {request.table_name}: commit conflict on attempt "
-                        f"{attempt}/{self.commit_attempts} ({type(exc).__name__}: "
-                        f"{_first_line(exc)}); retrying in {delay:.2f}s"
-                    )
-                time.sleep(delay)
-                continue
-            result.attempts = attempt
-            return result
-        raise IcebergCommitError(
-            f"Iceberg table {request.table_name}: the commit failed {self.commit_attempts} times "
-            f"because of concurrent writers ({type(last_error).__name__}: "
-            f"{_first_line(last_error)}); nothing was written. Re-run the step, or raise "
-            "commit_attempts."
-        ) from last_error
+
+        def warn(state: tenacity.RetryCallState) -> None:
+            if log is None or state.outcome is None or state.next_action is None:
+                return
+            exc = state.outcome.exception()
+            log.warning(
+                f"Iceberg table {request.table_name}: commit conflict on attempt "
+                f"{state.attempt_number}/{self.commit_attempts} ({type(exc).__name__}: "
+                f"{_first_line(exc)}); retrying in {state.next_action.sleep:.2f}s"
+            )
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.commit_attempts),
+            wait=tenacity.wait_random_exponential(
+                multiplier=self.retry_base_seconds, max=self.retry_max_seconds
+            ),
+            retry=tenacity.retry_if_exception(
+                lambda exc: isinstance(exc, Exception) and is_conflict(exc)
+            ),
+            before_sleep=warn,
+            reraise=True,
+        )
+        try:
+            # After a conflict another writer committed first: each attempt starts over
+            # from the table's new snapshot.
+            result = retrying(attempt_write)
+        except Exception as exc:
+            if not is_conflict(exc):
+                raise
+            raise IcebergCommitError(
+                f"Iceberg table {request.table_name}: the commit failed {self.commit_attempts} "
+                f"times because of concurrent writers ({type(exc).__name__}: "
+                f"{_first_line(exc)}); nothing was written. Re-run the step, or raise "
+                "commit_attempts."
+            ) from exc
+        result.attempts = retrying.statistics["attempt_number"]
+        return result
 
     def _attempt(self, request: WriteRequest, df: pa.Table) -> WriteResult:
         """One attempt: (create or evolve) and write in a single catalog commit."""
