@@ -126,30 +126,50 @@ def _spec_from_args(args: argparse.Namespace) -> GeneratorSpec:
 
 def _kafka_targets(
     args: argparse.Namespace, datasets: Sequence[str]
-) -> tuple[str | None, dict[str, str | None]]:
-    """Bootstrap servers and topics: options first, the project's settings for the rest.
+) -> tuple[str | None, dict[str, str | None], dict[str, Any]]:
+    """Bootstrap servers, topics and security settings: options first, the project's
+    settings for the rest.
 
-    Settings are imported only when an option is missing, so the generator
-    works without them; a dry run tolerates settings that cannot load.
+    With the project's brokers the producer also gets the project's security settings
+    (``kafka.security_protocol``, SASL with the credentials from the variables that
+    ``kafka.sasl_*_env`` name), exactly as the pipeline's own clients
+    (:meth:`resources.kafka.client.KafkaResource.client_config`), so the generator
+    produces to a SASL cluster too. Settings are imported only when an option is
+    missing, so the generator works without them; a dry run tolerates settings that
+    cannot load.
     """
     topics: dict[str, str | None] = {name: args.topic for name in datasets}
     bootstrap: str | None = args.bootstrap_servers
     if args.topic is not None and (bootstrap is not None or args.dry_run):
-        return bootstrap, topics
+        return bootstrap, topics, {}
+    security: dict[str, Any] = {}
     try:
         # Imported by name: the settings module is optional for the generator.
         settings = importlib.import_module("resources.settings").load_settings()
-        if bootstrap is None:
-            bootstrap = settings.kafka.bootstrap_servers
         if args.topic is None:
             topics = {name: settings.datasets[name].topic for name in datasets}
+        if bootstrap is None:
+            bootstrap = settings.kafka.bootstrap_servers
+            if not args.dry_run:
+                import dagster as dg
+
+                environments = importlib.import_module("resources.environments")
+                # Initialised as a run initialises it: credential variables resolved.
+                resource = environments.kafka_resource(settings)
+                with dg.build_resources({"kafka": resource}) as initialised:
+                    client = initialised.kafka.client_config()
+                security = {
+                    key: value
+                    for key, value in client.items()
+                    if key not in ("bootstrap.servers", "client.id")
+                }
     except Exception as exc:
         if not args.dry_run:
             raise ProduceError(
                 f"cannot read Kafka settings from the project settings ({exc}); "
                 "pass --bootstrap-servers and --topic"
             ) from exc
-    return bootstrap, topics
+    return bootstrap, topics, security
 
 
 def _observed(
@@ -167,6 +187,7 @@ def _run_dataset(
     topic: str | None,
     bootstrap: str | None,
     args: argparse.Namespace,
+    security: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     summary = GenerationSummary(dataset)
     expected = _ExpectedAggregates(dataset) if args.manifest is not None else None
@@ -180,7 +201,7 @@ def _run_dataset(
         assert topic is not None, "resolved by _kafka_targets"
         assert bootstrap is not None, "resolved by _kafka_targets"
         print(f"producing {dataset} to {topic} at {bootstrap} ...", file=sys.stderr)
-        result = produce(stream, topic, bootstrap)
+        result = produce(stream, topic, bootstrap, config=security)
     return {
         "topic": topic,
         "summary": summary,
@@ -294,9 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        bootstrap, topics = _kafka_targets(args, datasets)
+        bootstrap, topics, security = _kafka_targets(args, datasets)
         reports = {
-            dataset: _run_dataset(dataset, spec, topics[dataset], bootstrap, args)
+            dataset: _run_dataset(dataset, spec, topics[dataset], bootstrap, args, security)
             for dataset in datasets
         }
     except ProduceError as exc:

@@ -589,3 +589,43 @@ def test_produce_names_topic_and_broker_when_the_broker_is_unreachable() -> None
 
     with pytest.raises(ProduceError, match=rf"{broker}.*'plain-events'"):
         produce(records, "plain-events", broker, connect_timeout_s=1.0)
+
+
+def test_cli_produces_with_the_projects_sasl_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the project's brokers the generator's producer gets the project's security
+    settings, credentials from the variables the config names, as the pipeline's clients."""
+    from lakehouse_dev.generator import cli
+
+    sent: list[dict[str, Any]] = []
+
+    def capture(records: Any, topic: str, bootstrap: str, *, config: Any = None) -> None:
+        sent.append({"topic": topic, "bootstrap": bootstrap, "config": dict(config or {})})
+        for _ in records:
+            pass
+
+    monkeypatch.setattr(cli, "produce", capture)
+    for key, value in {
+        "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        "LAKEHOUSE__KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "LAKEHOUSE__KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
+        "LAKEHOUSE__KAFKA__SASL_USERNAME_ENV": "GENERATOR_TEST_USER",
+        "LAKEHOUSE__KAFKA__SASL_PASSWORD_ENV": "GENERATOR_TEST_PASSWORD",
+        "GENERATOR_TEST_USER": "events-writer",
+        "GENERATOR_TEST_PASSWORD": "s3cret-for-the-test",
+    }.items():
+        monkeypatch.setenv(key, value)
+
+    end = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    assert main(["--dataset", "plain", "--count", "20", "--days", "1", "--end-date", end]) == 0
+
+    assert len(sent) == 1
+    assert sent[0]["topic"] == "plain-events"
+    assert sent[0]["bootstrap"] == "127.0.0.1:1"
+    assert sent[0]["config"] == {
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "events-writer",
+        "sasl.password": "s3cret-for-the-test",
+    }
