@@ -243,6 +243,11 @@ def dbt_project(settings: LakehouseSettings) -> DbtProject:
     snapshot or test changed since the last parse. A file lock keeps the
     processes that load the definitions at once (daemon, UI, runs) from
     parsing over each other.
+
+    Not dagster-dbt's ``DbtProject.prepare_if_dev()``: it parses only under
+    ``dagster dev`` (``DAGSTER_IS_DEV_CLI``), and then on every load of the
+    definitions, while the daemon, the runs, the demo and the tests load them
+    outside it; and ``DbtProject`` (dagster-dbt 0.29) takes no preparer of our own.
     """
     from dagster_dbt import DbtProject
 
