@@ -1,8 +1,8 @@
 """Every private API the project relies on, in one place: why, and the version checked.
 
-Checked against Python 3.11, dagster 1.13.27, dagster-dbt 0.29.27 and pyspark 3.5.8
-(see ``requirements.lock``). When one of them is upgraded, re-check this module; nothing
-outside it names a private module or attribute of those libraries, except
+Checked against Python 3.11, dagster 1.13.27, dagster-dbt 0.29.27, pyiceberg 0.12.0 and
+pyspark 3.5.8 (see ``requirements.lock``). When one of them is upgraded, re-check this
+module; nothing outside it names a private module or attribute of those libraries, except
 :mod:`resources.spark.driver`, the shared warm driver, whose whole purpose is to host
 one SparkContext for several processes through PySpark's Py4J internals (its module
 docstring lists them).
@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import re._parser
 
+    import pyarrow as pa
     from dagster._core.definitions.unresolved_asset_job_definition import (
         UnresolvedAssetJobDefinition,
     )
     from dagster._core.launcher.base import CheckRunHealthResult
+    from pyiceberg.schema import Schema
     from pyspark import SparkContext
     from pyspark.sql import Column, SparkSession
 
@@ -46,6 +48,25 @@ def parse_regex(pattern: str) -> re._parser.SubPattern:
     import re._parser as sre_parse
 
     return sre_parse.parse(pattern)
+
+
+# pyiceberg ---------------------------------------------------------------------------------
+
+
+def iceberg_schema_of(schema: pa.Schema) -> Schema:
+    """An Arrow schema as the Iceberg schema pyiceberg would create a table with.
+
+    Why: the additive schema evolution compares an input's schema with the table's in
+    Iceberg's types, converted exactly as pyiceberg converts it when it creates or
+    appends (``Catalog._convert_schema_if_needed``, pyiceberg 0.12), which it does not
+    export. ``UpdateSchema.union_by_name`` does the conversion itself but applies its
+    own rules: it adds non-nullable input columns as required and relaxes required
+    table columns when the input is nullable, where the IO manager keeps the table's
+    nullability and names every non-additive change.
+    """
+    from pyiceberg.catalog import Catalog
+
+    return Catalog._convert_schema_if_needed(schema)
 
 
 # PySpark -----------------------------------------------------------------------------------

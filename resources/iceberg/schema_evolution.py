@@ -17,6 +17,7 @@ import pyarrow as pa
 from resources.iceberg.writes import (
     IcebergSchemaError,
 )
+from resources.private_apis import iceberg_schema_of
 
 if TYPE_CHECKING:
     from pyiceberg.schema import Schema
@@ -59,10 +60,8 @@ def _is_widening(current: IcebergType, incoming: IcebergType) -> bool:
 
 def plan_schema_evolution(table_name: str, current: Schema, incoming: pa.Schema) -> SchemaPlan:
     """The additive changes that let ``current`` accept ``incoming``, or an error naming them."""
-    from pyiceberg.catalog import Catalog
-
     plan = SchemaPlan()
-    converted = Catalog._convert_schema_if_needed(incoming)
+    converted = iceberg_schema_of(incoming)
     _diff_struct(current.as_struct(), converted.as_struct(), (), plan)
     if plan.errors:
         raise IcebergSchemaError(

@@ -33,6 +33,13 @@ static ``spark.*`` configuration is the host's, which is why it is part of the k
 A client killed in the middle of a write leaves that write running in the driver,
 where it still commits atomically or not at all; every write mode of the Iceberg IO
 manager is safe to repeat, so the run that replaces it converges on the same table.
+
+PySpark internals this module relies on (checked against pyspark 3.5.8; the one place
+besides :mod:`resources.private_apis`): ``SparkContext._gateway``, ``_jvm``, ``_lock``
+and ``_active_spark_context`` to create or attach a context on a given gateway,
+``SparkContext._jsc`` to tell a stopped context, and a context's ``stop`` replaced on
+attached sessions so that a client never stops the shared JVM. Spark Connect is the
+supported way to share a driver; replacing this host with it is tracked separately.
 """
 
 from __future__ import annotations
