@@ -58,28 +58,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field
 
+from resources.iceberg import arrow_writes
 from resources.iceberg import spark_writes as iceberg_spark
 from resources.iceberg.catalog import IcebergCatalogResource
-from resources.iceberg.schema_evolution import (
-    SchemaPlan,
-    plan_schema_evolution,
-)
 from resources.iceberg.spark_writes import is_spark_dataframe
 from resources.iceberg.writes import (
-    _POS,
     ASSET_KEY_PROPERTY,
     PARTITION_KEYS_PROPERTY,
     RUN_ID_PROPERTY,
-    TABLE_PROPERTIES,
     WRITE_MODE_PROPERTY,
     WRITE_MODES,
     IcebergCommitError,
@@ -87,22 +80,17 @@ from resources.iceberg.writes import (
     WriteMode,
     WriteRequest,
     WriteResult,
-    _partition_field_name,
     _partition_source_column,
-    _sorted,
     check_rows_in_window,
-    conform_nullability,
     dedupe_latest,
     format_partition_keys,
     normalize_arrow,
-    partition_transform,
     window_filter,
 )
 from resources.table_metadata import column_schema
 
 if TYPE_CHECKING:
     from pyiceberg.expressions import BooleanExpression
-    from pyiceberg.table import Table, Transaction
     from pyspark.sql import DataFrame
 
 
@@ -348,7 +336,9 @@ class IcebergIOManager(dg.ConfigurableIOManager):
                 exc, (CommitFailedException, ValidationException, TableAlreadyExistsError)
             )
 
-        result = self._with_retries(request, lambda: self._attempt(request, df), is_conflict, log)
+        result = self._with_retries(
+            request, lambda: arrow_writes.write_attempt(self.catalog, request, df), is_conflict, log
+        )
         if request.mode == "upsert":
             result.details["input_duplicates_dropped"] = duplicates
         return result
@@ -407,87 +397,6 @@ class IcebergIOManager(dg.ConfigurableIOManager):
         result.attempts = retrying.statistics["attempt_number"]
         return result
 
-    def _attempt(self, request: WriteRequest, df: pa.Table) -> WriteResult:
-        """One attempt: (create or evolve) and write in a single catalog commit."""
-        from pyiceberg.expressions import AlwaysTrue
-
-        table, tx, plan = self._begin(request, df.schema)
-        df = conform_nullability(df, tx.table_metadata.schema(), request.table_name)
-        props = dict(request.snapshot_properties)
-        details: dict[str, int] = {}
-
-        with warnings.catch_warnings():
-            # "Delete operation did not match any records": normal for a new partition.
-            warnings.filterwarnings("ignore", message="Delete operation did not match")
-            if request.mode == "append" or (table is None and request.mode == "overwrite"):
-                tx.append(df, snapshot_properties=props)
-            elif request.mode == "overwrite":
-                overwrite_filter: BooleanExpression = AlwaysTrue()
-                if request.time_window is not None:
-                    overwrite_filter = window_filter(
-                        tx.table_metadata.schema(),
-                        cast(str, request.partition_expr),
-                        request.time_window,
-                        request.table_name,
-                    )
-                tx.overwrite(df, overwrite_filter=overwrite_filter, snapshot_properties=props)
-            else:
-                df, details = self._stage_upsert(tx, table, df, request, props)
-
-        committed = tx.commit_transaction()
-        snapshot = committed.current_snapshot()
-        return WriteResult(
-            snapshot_id=snapshot.snapshot_id if snapshot else None,
-            rows=df.num_rows,
-            schema=committed.schema().as_arrow(),
-            location=committed.location(),
-            attempts=1,
-            schema_changes=plan.changes,
-            details=details,
-        )
-
-    def _begin(
-        self, request: WriteRequest, schema: pa.Schema
-    ) -> tuple[Table | None, Transaction, SchemaPlan]:
-        """A transaction that creates the table (partitioned) or evolves it for ``schema``.
-
-        Returns the table as loaded (``None`` when it is being created), the transaction
-        and the schema changes it holds.
-        """
-        from pyiceberg.exceptions import NoSuchTableError
-
-        catalog = self.catalog.load()
-        table: Table | None
-        try:
-            table = catalog.load_table(request.identifier)
-        except NoSuchTableError:
-            table = None
-
-        plan = SchemaPlan()
-        tx: Transaction
-        if table is None:
-            tx = catalog.create_table_transaction(
-                request.identifier, schema=schema, properties=TABLE_PROPERTIES
-            )
-            if request.partition_expr and request.time_window is not None:
-                transform = partition_transform(
-                    tx.table_metadata.schema(), request.partition_expr, request
-                )
-                with tx.update_spec() as spec:
-                    spec.add_field(
-                        request.partition_expr, transform, _partition_field_name(request, transform)
-                    )
-        else:
-            tx = table.transaction()
-            plan = plan_schema_evolution(request.table_name, table.schema(), schema)
-            if plan:
-                with tx.update_schema() as update:
-                    for path, new_type in plan.additions:
-                        update.add_column(path, new_type, required=False)
-                    for path, _, wider in plan.widenings:
-                        update.update_column(path, field_type=wider)
-        return table, tx, plan
-
     # Writing Spark DataFrames -------------------------------------------------------------
 
     def write_spark(
@@ -545,7 +454,10 @@ class IcebergIOManager(dg.ConfigurableIOManager):
                 return iceberg_spark.is_commit_conflict(exc)
 
             result = self._with_retries(
-                request, lambda: self._spark_attempt(request, source), is_conflict, log
+                request,
+                lambda: iceberg_spark.write_attempt(self.catalog, request, source),
+                is_conflict,
+                log,
             )
         finally:
             for frame in owned:
@@ -553,102 +465,6 @@ class IcebergIOManager(dg.ConfigurableIOManager):
         if request.mode == "upsert":
             result.details["input_duplicates_dropped"] = duplicates
         return result
-
-    def _spark_attempt(self, request: WriteRequest, df: DataFrame) -> WriteResult:
-        """One attempt: create or evolve the table (pyiceberg), then one Spark commit."""
-        table, tx, plan = self._begin(request, iceberg_spark.arrow_schema(df))
-        if table is None or plan:
-            tx.commit_transaction()
-        spark = df.sparkSession
-        # The Spark catalog caches nothing (cache-enabled=false): this is the new schema.
-        table_schema = spark.table(iceberg_spark.quote(request.table_name)).schema
-        aligned = iceberg_spark.align_to_table(df, table_schema)
-        if request.mode == "overwrite":
-            commit = iceberg_spark.overwrite(aligned, request, table_schema)
-        elif request.mode == "append":
-            commit = iceberg_spark.append(aligned, request)
-        elif request.group_key:
-            commit = iceberg_spark.upsert_groups(
-                spark, aligned, request, table_exists=table is not None
-            )
-        else:
-            commit = iceberg_spark.upsert(spark, aligned, request, table_exists=table is not None)
-
-        committed = self.catalog.load().load_table(request.identifier)
-        if commit.committed:
-            snapshot_id = iceberg_spark.committed_snapshot(committed, request.snapshot_properties)
-        else:
-            current = committed.current_snapshot()
-            snapshot_id = current.snapshot_id if current else None
-        rows = commit.rows
-        if rows is None:
-            rows = iceberg_spark.added_records(committed, snapshot_id)
-        details = dict(commit.details)
-        if commit.rows_detail is not None:
-            details[commit.rows_detail] = rows
-        return WriteResult(
-            snapshot_id=snapshot_id,
-            rows=rows,
-            schema=committed.schema().as_arrow(),
-            location=committed.location(),
-            attempts=1,
-            schema_changes=plan.changes,
-            details=details,
-        )
-
-    def _stage_upsert(
-        self,
-        tx: Transaction,
-        table: Table | None,
-        df: pa.Table,
-        request: WriteRequest,
-        props: dict[str, str],
-    ) -> tuple[pa.Table, dict[str, int]]:
-        """Stage the rows that are newer than what the table holds for their key.
-
-        The input is already deduplicated (one row per key, the highest sequence).
-        Rows whose key is stored with an equal or higher sequence are dropped (a late,
-        older version or a replay); the others replace every stored row of their key
-        through an overwrite filtered on the keys. Under Iceberg's default serializable
-        isolation, a concurrent writer adding rows for the same keys makes the commit
-        fail validation, and the whole attempt is recomputed.
-        """
-        from pyiceberg.table.upsert_util import create_match_filter
-
-        keys = list(request.primary_key)
-        sequence = cast(str, request.sequence_column)
-        kept = df
-        updated = 0
-        if table is not None and df.num_rows:
-            match = create_match_filter(df, keys)
-            existing = table.scan(row_filter=match, selected_fields=(*keys, sequence)).to_arrow()
-            if existing.num_rows:
-                # Several stored rows per key can exist (earlier appends): compare with the max.
-                stored = existing.group_by(keys).aggregate([(sequence, "max")])
-                stored = stored.rename_columns([*keys, _SEQ])
-                incoming = df.select([*keys, sequence]).append_column(
-                    _POS, pa.array(range(df.num_rows), pa.int64())
-                )
-                joined = incoming.join(stored, keys=keys, join_type="left outer")
-                newer = pc.or_kleene(
-                    pc.is_null(joined.column(_SEQ)),
-                    pc.greater(joined.column(sequence), joined.column(_SEQ)),
-                )
-                chosen = joined.filter(newer)
-                updated = int(pc.sum(pc.is_valid(chosen.column(_SEQ))).as_py() or 0)
-                kept = df.take(_sorted(chosen.column(_POS)))
-        if table is None:
-            tx.append(kept, snapshot_properties=props)
-        elif kept.num_rows:
-            tx.overwrite(
-                kept, overwrite_filter=create_match_filter(kept, keys), snapshot_properties=props
-            )
-        details = {
-            "rows_inserted": kept.num_rows - updated,
-            "rows_updated": updated,
-            "rows_skipped_not_newer": df.num_rows - kept.num_rows,
-        }
-        return kept, details
 
 
 # Helpers ----------------------------------------------------------------------------------

@@ -31,11 +31,13 @@ from typing import TYPE_CHECKING, Any, cast
 import dagster as dg
 import pyarrow as pa
 
+from resources.iceberg.tables import begin_write
 from resources.iceberg.writes import (
     ASSET_KEY_PROPERTY,
     RUN_ID_PROPERTY,
     IcebergWriteError,
     WriteRequest,
+    WriteResult,
     _utc,
     rows_outside_window_error,
 )
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import DataType, StructType
+
+    from resources.iceberg.catalog import IcebergCatalogResource
 
 
 _SEQ = "__lakehouse_existing_sequence"
@@ -518,3 +522,46 @@ def added_records(table: Table, snapshot_id: int | None) -> int:
     if snapshot is None or snapshot.summary is None:
         return 0
     return int(snapshot.summary.additional_properties.get("added-records", 0))
+
+
+def write_attempt(
+    catalog: IcebergCatalogResource, request: WriteRequest, df: DataFrame
+) -> WriteResult:
+    """One attempt: create or evolve the table (pyiceberg), then one Spark commit."""
+    table, tx, plan = begin_write(catalog, request, arrow_schema(df))
+    if table is None or plan:
+        tx.commit_transaction()
+    spark = df.sparkSession
+    # The Spark catalog caches nothing (cache-enabled=false): this is the new schema.
+    table_schema = spark.table(quote(request.table_name)).schema
+    aligned = align_to_table(df, table_schema)
+    if request.mode == "overwrite":
+        commit = overwrite(aligned, request, table_schema)
+    elif request.mode == "append":
+        commit = append(aligned, request)
+    elif request.group_key:
+        commit = upsert_groups(spark, aligned, request, table_exists=table is not None)
+    else:
+        commit = upsert(spark, aligned, request, table_exists=table is not None)
+
+    committed = catalog.load().load_table(request.identifier)
+    if commit.committed:
+        snapshot_id = committed_snapshot(committed, request.snapshot_properties)
+    else:
+        current = committed.current_snapshot()
+        snapshot_id = current.snapshot_id if current else None
+    rows = commit.rows
+    if rows is None:
+        rows = added_records(committed, snapshot_id)
+    details = dict(commit.details)
+    if commit.rows_detail is not None:
+        details[commit.rows_detail] = rows
+    return WriteResult(
+        snapshot_id=snapshot_id,
+        rows=rows,
+        schema=committed.schema().as_arrow(),
+        location=committed.location(),
+        attempts=1,
+        schema_changes=plan.changes,
+        details=details,
+    )

@@ -14,6 +14,7 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform, IdentityTransform
 
+from resources.iceberg import arrow_writes
 from resources.iceberg.io_manager import (
     PARTITION_KEYS_PROPERTY,
     RUN_ID_PROPERTY,
@@ -436,24 +437,24 @@ def test_commit_conflicts_are_retried_then_reported(
     io_manager: IcebergIOManager, table_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     asset = silver_asset(table_name, daily_rows("a"), {"partition_expr": "event_date"})
-    real_attempt = IcebergIOManager._attempt
+    real_attempt = arrow_writes.write_attempt
     calls = {"n": 0}
 
-    def flaky(self: IcebergIOManager, *args: Any) -> Any:
+    def flaky(*args: Any) -> Any:
         calls["n"] += 1
         if calls["n"] <= 2:
             raise CommitFailedException("concurrent update")
-        return real_attempt(self, *args)
+        return real_attempt(*args)
 
-    monkeypatch.setattr(IcebergIOManager, "_attempt", flaky)
+    monkeypatch.setattr(arrow_writes, "write_attempt", flaky)
     result = run([asset], io_manager, [DAYS[0]])
     assert metadata_value(result, f"silver__{table_name}", "commit_attempts") == 3
     assert rows_by_day(load(io_manager, table_name)) == {DAYS[0]: 3}
 
-    def always(self: IcebergIOManager, *args: Any) -> Any:
+    def always(*args: Any) -> Any:
         raise CommitFailedException("concurrent update")
 
-    monkeypatch.setattr(IcebergIOManager, "_attempt", always)
+    monkeypatch.setattr(arrow_writes, "write_attempt", always)
     failed = run([asset], io_manager, [DAYS[1]], raise_on_error=False)
     message = failure_message(failed)
     assert f"lakehouse.silver.{table_name}" in message

@@ -14,6 +14,7 @@ from pyiceberg.transforms import DayTransform, IdentityTransform
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
+from resources.iceberg import spark_writes
 from resources.iceberg.io_manager import (
     ASSET_KEY_PROPERTY,
     PARTITION_KEYS_PROPERTY,
@@ -584,24 +585,24 @@ def test_spark_commit_conflicts_are_retried_then_reported(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     asset = spark_asset(table_name, spark_rows(spark, "a"), DAILY)
-    real_attempt = IcebergIOManager._spark_attempt
+    real_attempt = spark_writes.write_attempt
     calls = {"n": 0}
 
-    def flaky(self: IcebergIOManager, *args: Any) -> Any:
+    def flaky(*args: Any) -> Any:
         calls["n"] += 1
         if calls["n"] <= 2:
             raise _java_conflict(spark)
-        return real_attempt(self, *args)
+        return real_attempt(*args)
 
-    monkeypatch.setattr(IcebergIOManager, "_spark_attempt", flaky)
+    monkeypatch.setattr(spark_writes, "write_attempt", flaky)
     result = run([asset], io_manager, [DAYS[0]])
     assert metadata_value(result, f"silver__{table_name}", "commit_attempts") == 3
     assert rows_by_day(load(io_manager, table_name)) == {DAYS[0]: 3}
 
-    def always(self: IcebergIOManager, *args: Any) -> Any:
+    def always(*args: Any) -> Any:
         raise _java_conflict(spark)
 
-    monkeypatch.setattr(IcebergIOManager, "_spark_attempt", always)
+    monkeypatch.setattr(spark_writes, "write_attempt", always)
     failed = run([asset], io_manager, [DAYS[1]], raise_on_error=False)
     message = failure_message(failed)
     assert f"lakehouse.silver.{table_name}" in message
