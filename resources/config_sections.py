@@ -1,0 +1,411 @@
+"""The sections of ``config/lakehouse.yaml``, one pydantic model each, validated with the
+keys a user can set and their descriptions; :class:`resources.settings.LakehouseSettings`
+holds them and :func:`resources.settings.load_settings` fills them."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Literal, get_args
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Layer = Literal["bronze", "silver", "gold"]
+
+_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+_TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+_BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+_MASTER_PATTERN = re.compile(
+    r"^(local(\[[0-9*]+(,\s*[0-9]+)?\])?|local-cluster\[.+\]|spark://\S+|k8s://\S+|yarn)$"
+)
+
+_ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageSettings(_Section):
+    bucket: str = Field(description="S3 bucket that holds bronze files and the Iceberg warehouse.")
+    bronze_prefix: str = Field(default="bronze", description="Key prefix of bronze Parquet files.")
+    warehouse_prefix: str = Field(
+        default="warehouse", description="Key prefix of the Iceberg warehouse."
+    )
+
+    @field_validator("bucket")
+    @classmethod
+    def _valid_bucket(cls, value: str) -> str:
+        if not _BUCKET_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a valid S3 bucket name")
+        return value
+
+    @field_validator("bronze_prefix", "warehouse_prefix")
+    @classmethod
+    def _clean_prefix(cls, value: str) -> str:
+        cleaned = value.strip("/")
+        if not cleaned:
+            raise ValueError("must not be empty")
+        return cleaned
+
+
+class S3Settings(_Section):
+    endpoint_url: str | None = Field(
+        default=None, description="S3 API endpoint; null means AWS S3 itself."
+    )
+    region: str = Field(default="us-east-1", description="AWS region of the bucket.")
+    access_key_id_env: str = Field(
+        default="AWS_ACCESS_KEY_ID", description="Environment variable holding the access key id."
+    )
+    secret_access_key_env: str = Field(
+        default="AWS_SECRET_ACCESS_KEY",
+        description="Environment variable holding the secret access key.",
+    )
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _valid_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+
+class CatalogSettings(_Section):
+    name: str = Field(
+        default="lakehouse",
+        description="Iceberg catalog name; identical for pyiceberg and Spark (part of the key).",
+    )
+    type: Literal["sql", "rest", "glue"] = Field(default="sql", description="Catalog kind.")
+    uri: str | None = Field(
+        default=None,
+        description="sql: SQLAlchemy URI (derived from stack.data_dir when null); rest: server URL.",
+    )
+    namespaces: dict[Layer, str] = Field(
+        default_factory=lambda: {layer: layer for layer in get_args(Layer)},
+        description="Iceberg namespace of each medallion layer.",
+    )
+    properties: dict[str, str] = Field(
+        default_factory=dict, description="Extra catalog properties for pyiceberg and Spark."
+    )
+
+    @model_validator(mode="after")
+    def _uri_where_needed(self) -> CatalogSettings:
+        if self.type == "rest" and not self.uri:
+            raise ValueError(
+                "a rest catalog needs `uri` (set catalog.uri or LAKEHOUSE__CATALOG__URI)"
+            )
+        return self
+
+    @field_validator("namespaces")
+    @classmethod
+    def _all_layers(cls, value: dict[Layer, str]) -> dict[Layer, str]:
+        missing = {"bronze", "silver", "gold"} - set(value)
+        if missing:
+            raise ValueError(f"missing layer(s): {', '.join(sorted(missing))}")
+        for layer, namespace in value.items():
+            if not _NAME_PATTERN.match(namespace):
+                raise ValueError(
+                    f"namespace {namespace!r} of {layer} is not a lowercase identifier"
+                )
+        return value
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = Field(description="Comma-separated host:port list of brokers.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username_env: str | None = Field(
+        default=None, description="Environment variable holding the SASL user name."
+    )
+    sasl_password_env: str | None = Field(
+        default=None, description="Environment variable holding the SASL password."
+    )
+    client_id: str = "lakehouse"
+    consumer: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    producer: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server.strip()!r} is not host:port")
+        return value
+
+
+class SparkSettings(_Section):
+    """Where Spark runs and what its executors need.
+
+    With a ``local[...]`` master (the default) everything runs in the run's process.
+    With a cluster master (``spark://``, ``k8s://``, ``yarn``) the run's process is the
+    driver (client mode) and the executors run elsewhere: every ``executor_*`` key, the
+    project's Python code (``ship_packages``), ``py_files`` and ``python_archive``
+    reach them through Spark's own mechanisms, never through a shared file system.
+    """
+
+    master: str = Field(
+        default="local[2]",
+        description=(
+            "`spark.master`: local[N] (one process), spark://host:port (standalone; the "
+            "local stack's cluster is spark://127.0.0.1:<stack.spark_master_port>), "
+            "k8s://https://host:port or yarn (client mode: this process is the driver)."
+        ),
+    )
+    driver_memory: str = Field(
+        default="2g", description="Driver JVM heap (in local mode: of everything)."
+    )
+    shuffle_partitions: int = Field(default=4, ge=1)
+    conf: dict[str, str] = Field(default_factory=dict, description="Extra spark.* settings.")
+    shared_driver: bool = Field(
+        default=False,
+        description=(
+            "Runs attach to one warm local Spark driver (started on first use, stopped when "
+            "idle or by `lakehouse-stack stop`) instead of each starting a JVM. For local "
+            "mode on one machine only: with a cluster master it is ignored (each run's "
+            "process is its own driver, and its application holds cluster cores only while "
+            "the run lasts)."
+        ),
+    )
+    executor_memory: str | None = Field(
+        default=None,
+        description="Cluster masters: heap of each executor (`spark.executor.memory`); null: Spark's 1g.",
+    )
+    executor_cores: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Cluster masters: cores of each executor (`spark.executor.cores`); null: all of "
+            "a standalone worker's cores, 1 on YARN and Kubernetes."
+        ),
+    )
+    executor_instances: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Cluster masters: number of executors (`spark.executor.instances` on YARN and "
+            "Kubernetes; on a standalone master `spark.cores.max` = instances x cores)."
+        ),
+    )
+    driver_host: str | None = Field(
+        default=None,
+        description=(
+            "Cluster masters: the address executors reach the driver at (`spark.driver.host`). "
+            "Null: 127.0.0.1 (bound there too) when the master is local or on loopback, "
+            "else Spark's default (this host's name)."
+        ),
+    )
+    ship_packages: list[str] = Field(
+        default_factory=lambda: ["lakehouse_assets", "resources"],
+        description=(
+            "Cluster masters: top-level Python packages zipped (named by a hash of their "
+            "sources, in the cache directory) and shipped to executors in "
+            "`spark.submit.pyFiles`. Empty when the executor image has the project installed."
+        ),
+    )
+    py_files: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Cluster masters: further .zip/.egg/.py files for `spark.submit.pyFiles`, as "
+            "paths on the driver or URIs Spark can fetch (s3a://, https://)."
+        ),
+    )
+    python_archive: str | None = Field(
+        default=None,
+        description=(
+            "Cluster masters: a packed Python environment for the executors (venv-pack or "
+            "conda-pack .tar.gz, with pyspark, pandas and pyarrow), given to `spark.archives` "
+            "as `<uri>#environment`; executors then run ./environment/bin/python."
+        ),
+    )
+    executor_python: str | None = Field(
+        default=None,
+        description=(
+            "Cluster masters: the Python executors run (`spark.pyspark.python`, "
+            "`spark.executorEnv.PYSPARK_PYTHON`). Null: ./environment/bin/python with "
+            "`python_archive`, else the driver's interpreter path (right for the local "
+            "stack's cluster and for executor images that install the same path)."
+        ),
+    )
+    executor_image: str | None = Field(
+        default=None,
+        description=(
+            "Kubernetes masters only: the container image of the executor pods "
+            "(`spark.kubernetes.container.image`): Spark 3.5.8's JVM side with the image "
+            "entrypoint of Spark's own images, and Python 3.11 at `executor_python` with "
+            'pyspark 3.5.8, pandas and pyarrow (see README "Scaling out").'
+        ),
+    )
+    executor_env: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Cluster masters: names of environment variables of the driver's process whose "
+            "values executors get (`spark.executorEnv.<NAME>`, over Spark's RPC, never on a "
+            "command line). Names only: values stay out of this file."
+        ),
+    )
+
+    @field_validator("driver_memory", "executor_memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d+[kmgt]?", value.lower()):
+            raise ValueError(f"{value!r} is not a JVM memory size such as 2g or 512m")
+        return value
+
+    @field_validator("master")
+    @classmethod
+    def _known_master(cls, value: str) -> str:
+        if not _MASTER_PATTERN.match(value):
+            raise ValueError(
+                f"{value!r} is not a Spark master URL (local[N], spark://host:port, "
+                "k8s://https://host:port or yarn)"
+            )
+        return value
+
+    @field_validator("executor_env")
+    @classmethod
+    def _variable_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _ENV_NAME_PATTERN.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _image_for_kubernetes(self) -> SparkSettings:
+        if self.executor_image is not None and not self.master.startswith("k8s://"):
+            raise ValueError(
+                f"executor_image is for Kubernetes masters (k8s://...), not {self.master!r}: "
+                "other cluster managers start executors from their hosts' installation "
+                "(give them Python with python_archive or executor_python)"
+            )
+        return self
+
+    @property
+    def is_local(self) -> bool:
+        """Whether Spark runs in the driver's process (``local``, ``local[N]``, ...)."""
+        return self.master.startswith("local")
+
+
+class DbtSettings(_Section):
+    project_dir: str = Field(default="dbt", description="The dbt project, relative to the root.")
+    target: str = Field(default="local", description="The target of the generated dbt profile.")
+    reporting_currency: str = Field(
+        default="EUR",
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 currency gold reports money in (rates: the fx_rates seed).",
+    )
+    owner: str = Field(
+        default="team:data-platform",
+        description="Dagster owner of gold assets whose dbt meta names none (email or team:x).",
+    )
+
+
+class PartitionSettings(_Section):
+    start_date: date = Field(description="First daily partition (UTC) of every dataset.")
+    late_window_days: int = Field(default=3, ge=0, le=60)
+
+
+class LandingSettings(_Section):
+    sensor_interval_seconds: int = Field(
+        default=30, ge=5, description="How often the Kafka arrivals sensor compares offsets."
+    )
+    lookback_days: int = Field(
+        default=7,
+        ge=1,
+        le=366,
+        description="Days the sensor re-checks for offsets not landed yet (failed runs, gaps).",
+    )
+
+
+class StackSettings(_Section):
+    """The local stack (`lakehouse-stack`): services on loopback, state in ``data_dir``."""
+
+    data_dir: str = Field(default=".lakehouse", description="State of the local services.")
+    kafka_heap: str = Field(default="512m", description="JVM heap of the local Kafka broker.")
+    spark_cluster: bool = Field(
+        default=False,
+        description=(
+            "Also start a Spark standalone cluster on loopback: a master and "
+            "`spark_workers` workers, separate JVMs from the pyspark wheel. Runs use it "
+            "with spark.master spark://127.0.0.1:<spark_master_port>."
+        ),
+    )
+    spark_workers: int = Field(default=2, ge=1, le=16, description="Workers of the local cluster.")
+    spark_worker_cores: int = Field(
+        default=1, ge=1, description="Cores each local worker offers to executors."
+    )
+    spark_worker_memory: str = Field(
+        default="1g",
+        description="Memory each local worker offers to executors (>= spark.executor_memory).",
+    )
+    spark_daemon_memory: str = Field(
+        default="256m", description="JVM heap of the local master and worker daemons themselves."
+    )
+    spark_master_port: int = Field(
+        default=17077, ge=1, le=65535, description="RPC port of the local master (spark://)."
+    )
+    spark_master_webui_port: int = Field(
+        default=18080,
+        ge=1,
+        le=65535,
+        description="Web UI of the local master; http://127.0.0.1:<port>/json/ lists workers and apps.",
+    )
+    spark_worker_webui_port: int = Field(
+        default=18081,
+        ge=1,
+        le=65535,
+        description="Web UI of the first local worker; worker i (from 0) uses this port + i.",
+    )
+
+    @field_validator("spark_worker_memory", "spark_daemon_memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+[kmgt]?", value.lower()):
+            raise ValueError(f"{value!r} is not a JVM memory size such as 1g or 512m")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> StackSettings:
+        workers = range(
+            self.spark_worker_webui_port, self.spark_worker_webui_port + self.spark_workers
+        )
+        if self.spark_master_port == self.spark_master_webui_port or {
+            self.spark_master_port,
+            self.spark_master_webui_port,
+        } & set(workers):
+            raise ValueError(
+                "spark_master_port, spark_master_webui_port and the worker web UI ports "
+                f"(spark_worker_webui_port .. +{self.spark_workers - 1}) must all differ"
+            )
+        if workers.stop - 1 > 65535:
+            raise ValueError("the worker web UI ports run past 65535")
+        return self
+
+
+class DatasetSettings(_Section):
+    topic: str = Field(description="Kafka topic the dataset arrives on.")
+    topic_partitions: int = Field(default=3, ge=1, le=1000)
+    description: str = ""
+    start_date: date | None = Field(default=None, description="Overrides partitions.start_date.")
+    late_window_days: int | None = Field(
+        default=None, ge=0, le=60, description="Overrides partitions.late_window_days."
+    )
+    contract: str | None = Field(
+        default=None,
+        description="Data contract file (relative to the project root); default contracts/<dataset>.yaml.",
+    )
+
+    @field_validator("topic")
+    @classmethod
+    def _valid_topic(cls, value: str) -> str:
+        if not _TOPIC_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a valid Kafka topic name")
+        return value
