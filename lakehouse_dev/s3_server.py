@@ -95,12 +95,6 @@ def _ensure_bucket(client: S3Client, bucket: str) -> None:
         client.create_bucket(Bucket=bucket)
 
 
-# --- durable files -------------------------------------------------------------------
-
-
-# --- moto's backend --------------------------------------------------------------------
-
-
 # --- the WSGI middleware and the server --------------------------------------------------
 
 

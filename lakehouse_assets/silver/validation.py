@@ -120,9 +120,6 @@ class Verdict(NamedTuple):
     violation: Violation | None
 
 
-# --------------------------------------------------------------------------- the contract's shape
-
-
 # --------------------------------------------------------------------------- Python: the reference
 
 
@@ -527,9 +524,6 @@ def _typed_value(field: _Field, value: Any) -> Any:
     ok, typed = _typed_scalar(field, value)
     assert ok, f"{field.name}: {value!r} passed its type rule"
     return typed
-
-
-# --------------------------------------------------------------------------- canonical text
 
 
 # --------------------------------------------------------------------------- Spark
