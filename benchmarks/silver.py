@@ -196,10 +196,6 @@ def bronze_paths(stack: IsolatedStack, produced: ProducedTopic) -> list[str]:
     return [f"s3a://{store.partition_dir(produced.dataset, day)}" for day in produced.days]
 
 
-def _first_line(text: str | None) -> str:
-    return (text or "").strip().splitlines()[0] if text else ""
-
-
 # --------------------------------------------------------------------------- runs
 
 

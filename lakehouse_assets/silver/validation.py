@@ -58,7 +58,6 @@ a null passes. Paths in reasons are JSONPath-like with 0-based indexes
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
 import sys
@@ -90,7 +89,6 @@ __all__ = [
 PAYLOAD_COLUMN = "payload"
 VIOLATION_COLUMN = "violation"
 
-_LOG = logging.getLogger(__name__)
 _SHOW_LIMIT = 60
 _EXACT = Context(prec=1000)
 _INT_RANGES = {pa.int64(): (-(2**63), 2**63 - 1), pa.int32(): (-(2**31), 2**31 - 1)}

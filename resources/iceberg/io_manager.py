@@ -94,9 +94,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 
-_SEQ = "__lakehouse_existing_sequence"
-
-
 class IcebergIOManager(dg.ConfigurableIOManager):
     """Stores Arrow tables (pyiceberg) and Spark DataFrames (Spark) as Iceberg tables.
 
