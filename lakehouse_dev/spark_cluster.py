@@ -39,6 +39,7 @@ from typing import Any
 
 from lakehouse_dev.jvm import require_java
 from lakehouse_dev.processes import ManagedProcess, group_alive, port_in_use, tail, wait_until
+from resources.processes import pid_exists
 from resources.settings import LakehouseSettings
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
@@ -82,13 +83,7 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     except OSError:  # no procfs (macOS)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid_exists(pid)
     return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from resources.private_apis import run_worker_health
+from resources.processes import pid_exists
 
 if TYPE_CHECKING:
     from resources.private_apis import CheckRunHealthResult
@@ -67,13 +68,7 @@ def process_state(pid: int, started_before: float) -> WorkerState:
     """
     stat_file = Path(f"/proc/{pid}/stat")
     if not Path("/proc/self/stat").exists():  # no procfs (macOS): existence only
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return WorkerState.DEAD
-        except PermissionError:
-            return WorkerState.ALIVE
-        return WorkerState.ALIVE
+        return WorkerState.ALIVE if pid_exists(pid) else WorkerState.DEAD
     try:
         stat = stat_file.read_text()
     except OSError:

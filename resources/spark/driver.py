@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resources.locks import file_lock
+from resources.processes import pid_exists
 from resources.spark.conf import launch_conf
 
 if TYPE_CHECKING:
@@ -87,16 +88,6 @@ def driver_key(conf: Mapping[str, str]) -> str:
     """
     material = json.dumps({"conf": sorted(conf.items()), "python": sys.executable})
     return hashlib.sha256(material.encode()).hexdigest()[:20]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)
@@ -126,7 +117,7 @@ class _Paths:
             info = json.loads(self.info.read_text())
         except (OSError, ValueError):
             return None
-        if not isinstance(info, dict) or not _pid_alive(int(info.get("pid", 0))):
+        if not isinstance(info, dict) or not pid_exists(int(info.get("pid", 0))):
             return None
         return info
 
@@ -135,7 +126,7 @@ class _Paths:
         alive, dead = [], []
         for lease in self.leases.glob("*") if self.leases.exists() else []:
             pid = int(lease.name) if lease.name.isdigit() else 0
-            if pid and _pid_alive(pid):
+            if pid and pid_exists(pid):
                 alive.append(pid)
             else:
                 dead.append(lease)
@@ -484,9 +475,9 @@ def stop_drivers(directory: Path, grace_seconds: float = 30.0) -> list[int]:
         pids.append(pid)
     deadline = time.monotonic() + grace_seconds
     for pid in pids:
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_exists(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if _pid_alive(pid):
+        if pid_exists(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
     return pids
