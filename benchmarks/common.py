@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from benchmarks.isolated import IsolatedStack, dataset_environ, process_cpu_seconds
 
 if TYPE_CHECKING:
-    from lakehouse_dev.generator.spec import GeneratedRecord
+    from lakehouse_dev.generator.spec import GeneratedRecord, GeneratorSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
@@ -95,6 +95,12 @@ class EventSpec:
     duplicate_share: float
     malformed_share: float
     seed: int
+
+    def generator_spec(self, count: int) -> GeneratorSpec:
+        """The generator's spec of ``count`` events with these settings."""
+        from lakehouse_dev.generator.spec import GeneratorSpec
+
+        return GeneratorSpec(count=count, **asdict(self))
 
 
 def add_event_arguments(parser: argparse.ArgumentParser) -> None:
@@ -185,7 +191,6 @@ def produce_topic(
 
     from lakehouse_dev.generator.kafka import CLIENT_LOG, produce
     from lakehouse_dev.generator.records import generate
-    from lakehouse_dev.generator.spec import GeneratorSpec
     from resources.environments import kafka_resource
 
     # librdkafka logs transient retries (a fresh broker's coordinator loading) as
@@ -208,16 +213,7 @@ def produce_topic(
     if keep is not None:
         # Room for the records the filter drops; the surplus is cut off below.
         count = count * (1 + 2 * spec.malformed_share) + 100
-    generator_spec = GeneratorSpec(
-        count=math.ceil(count) if keep is not None else round(count),
-        days=spec.days,
-        end_date=spec.end_date,
-        late_share=spec.late_share,
-        out_of_order_share=spec.out_of_order_share,
-        duplicate_share=spec.duplicate_share,
-        malformed_share=spec.malformed_share,
-        seed=spec.seed,
-    )
+    generator_spec = spec.generator_spec(math.ceil(count) if keep is not None else round(count))
     records: Iterable[GeneratedRecord] = generate("purchase_orders", generator_spec)
     if keep is not None:
         records = itertools.islice(filter(keep, records), size)

@@ -287,20 +287,10 @@ def produce_orders(stack: IsolatedStack, orders_per_day: int, spec: EventSpec) -
     """Produce ``orders_per_day`` orders a day over the spec's days into the dataset's topic."""
     from lakehouse_dev.generator.kafka import CLIENT_LOG, produce
     from lakehouse_dev.generator.records import generate
-    from lakehouse_dev.generator.spec import GeneratorSpec
 
     CLIENT_LOG.setLevel(logging.CRITICAL)
     ratio = events_per_order(spec)
-    generator_spec = GeneratorSpec(
-        count=round(orders_per_day * spec.days * ratio),
-        days=spec.days,
-        end_date=spec.end_date,
-        late_share=spec.late_share,
-        out_of_order_share=spec.out_of_order_share,
-        duplicate_share=spec.duplicate_share,
-        malformed_share=spec.malformed_share,
-        seed=spec.seed,
-    )
+    generator_spec = spec.generator_spec(round(orders_per_day * spec.days * ratio))
     topic = stack.settings().dataset(DATASET).topic
     counter = _OrderCount(generate(DATASET, generator_spec))
     started = time.perf_counter()
