@@ -18,7 +18,6 @@ from lakehouse_assets.contracts.document import (
     _PROPERTY_NAME,
     _SCALARS,
     _TIMES,
-    BUILTIN_RULES,
     BuiltinArguments,
     LinesSumTo,
     Property,
@@ -36,6 +35,7 @@ from lakehouse_assets.contracts.model import (
     Column,
     _walk,
 )
+from lakehouse_assets.contracts.rule_kinds import BUILTIN_RULES, RULE_KINDS
 from lakehouse_assets.contracts.yaml_lines import (
     _describe,
     _locate,
@@ -314,6 +314,13 @@ class _Checker:
         if model is None:
             known = ", ".join(BUILTIN_RULES)
             self.fail((*loc, "rule"), f"unknown built-in rule {rule.rule!r} (known: {known})")
+            return
+        subjects = RULE_KINDS[rule.rule].subjects
+        on_topic = obj.physical_type == "topic"
+        fits = "payload" in subjects if on_topic else bool(subjects & {"table_rows", "table"})
+        if not fits:
+            where = "a topic's payloads" if on_topic else "silver tables"
+            self.fail((*loc, "rule"), f"built-in rule {rule.rule!r} does not apply to {where}")
             return
         if rule.thresholds():
             self.fail(loc, f"built-in rule {rule.rule!r} takes no mustBe… threshold")

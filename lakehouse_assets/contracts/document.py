@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -80,7 +80,6 @@ class _Model(BaseModel):
 class SumEquals(_Model):
     """``rule: sum_equals`` (row): ``sum(terms) == equals`` within ``tolerance``."""
 
-    level: ClassVar[Literal["row", "table"]] = "row"
     terms: list[str] = Field(min_length=1, description="Columns that add up.")
     equals: str = Field(description="Column holding the expected sum.")
     tolerance: Decimal = Field(default=Decimal(0), ge=0)
@@ -94,7 +93,6 @@ class LinesSumTo(_Model):
     ``quantity``, ``unitPrice`` and ``discount`` are properties of the array's items.
     """
 
-    level: ClassVar[Literal["row", "table"]] = "row"
     lines: str = Field(description="The array property holding the lines.")
     quantity: str
     unit_price: str
@@ -110,7 +108,6 @@ class ChildLinesSumTo(_Model):
     table, the rows of ``linesTable`` with the same key add up to ``equals``.
     """
 
-    level: ClassVar[Literal["row", "table"]] = "table"
     lines_table: str
     key: list[str] = Field(min_length=1)
     quantity: str
@@ -121,13 +118,6 @@ class ChildLinesSumTo(_Model):
 
 
 BuiltinArguments = SumEquals | LinesSumTo | ChildLinesSumTo
-
-#: Named built-in checks a ``rule:`` may reference, with the model of their ``arguments``.
-BUILTIN_RULES: Mapping[str, type[BuiltinArguments]] = {
-    "sum_equals": SumEquals,
-    "lines_sum_to": LinesSumTo,
-    "child_lines_sum_to": ChildLinesSumTo,
-}
 
 
 class QualityRule(_Model):

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 
@@ -28,6 +28,7 @@ from lakehouse_assets.contracts.errors import (
     ContractError,
     Problem,
 )
+from lakehouse_assets.contracts.rule_kinds import RuleKindError, rule_kind
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,22 @@ class Freshness:
     severity: Severity
 
 
+def _declared(rule: RowRule | TableRule, level: str) -> None:
+    kind = rule_kind(rule.kind)
+    if kind.level != level:
+        raise RuleKindError(f"rule {rule.id!r}: kind {rule.kind!r} is a {kind.level} rule")
+    if (kind.arguments is None) != (rule.arguments is None) or (
+        kind.arguments is not None and not isinstance(rule.arguments, kind.arguments)
+    ):
+        raise RuleKindError(f"rule {rule.id!r}: arguments do not fit kind {rule.kind!r}")
+
+
 @dataclass(frozen=True)
 class RowRule:
     """A check on each row (record) on its own; what a quarantine row names.
 
-    ``kind`` says how to evaluate it:
+    ``kind`` names a row-level entry of :data:`~lakehouse_assets.contracts.rule_kinds.RULE_KINDS`,
+    which says how to evaluate it:
 
     ``parseable``       the payload is UTF-8 JSON holding an object (topic objects only);
     ``required``        ``column`` is present and not null;
@@ -76,7 +88,7 @@ class RowRule:
     ``comparison``      ``column <operator> value`` (``between``: ``value`` is ``(low, high)``,
                         inclusive);
     ``length``          ``len(column) <operator> value`` (strings and arrays);
-    ``builtin``         the built-in check ``rule`` with typed ``arguments``.
+    a built-in          (``sum_equals``, ``lines_sum_to``) with its typed ``arguments``.
 
     Null values pass every kind except ``required`` (that is its job).
     """
@@ -84,21 +96,14 @@ class RowRule:
     id: str
     description: str
     severity: Severity
-    kind: Literal[
-        "parseable",
-        "required",
-        "type",
-        "allowed_values",
-        "pattern",
-        "comparison",
-        "length",
-        "builtin",
-    ]
+    kind: str
     column: str | None = None
     operator: Operator | None = None
     value: Any = None
-    rule: str | None = None
     arguments: BuiltinArguments | None = None
+
+    def __post_init__(self) -> None:
+        _declared(self, "row")
 
 
 @dataclass(frozen=True)
@@ -107,20 +112,22 @@ class TableRule:
 
     ``unique``: no two rows share ``columns``; ``row_count``: the partition holds
     between ``minimum`` and ``maximum`` rows (either may be None); ``freshness``:
-    the newest ``columns[0]`` is at most ``max_delay`` old; ``builtin``: the
-    built-in check ``rule`` with ``arguments``.
+    the newest ``columns[0]`` is at most ``max_delay`` old; a built-in
+    (``child_lines_sum_to``) with its typed ``arguments``.
     """
 
     id: str
     description: str
     severity: Severity
-    kind: Literal["unique", "row_count", "freshness", "builtin"]
+    kind: str
     columns: tuple[str, ...] = ()
     minimum: int | None = None
     maximum: int | None = None
     max_delay: timedelta | None = None
-    rule: str | None = None
     arguments: BuiltinArguments | None = None
+
+    def __post_init__(self) -> None:
+        _declared(self, "table")
 
 
 @dataclass(frozen=True)
@@ -251,15 +258,14 @@ class Contract:
                     )
         for rule in obj.quality:
             arguments = self._builtin_arguments.get(f"{table}/{rule.id}")
-            if rule.rule is not None and arguments is not None and arguments.level == "row":
+            if (
+                rule.rule is not None
+                and arguments is not None
+                and rule_kind(rule.rule).level == "row"
+            ):
                 rules.append(
                     RowRule(
-                        rule.id,
-                        rule.description,
-                        rule.severity,
-                        "builtin",
-                        rule=rule.rule,
-                        arguments=arguments,
+                        rule.id, rule.description, rule.severity, rule.rule, arguments=arguments
                     )
                 )
         return rules
@@ -310,14 +316,13 @@ class Contract:
                 rules.append(TableRule(rule.id, rule.description, rule.severity, "unique", columns))
             elif rule.rule is not None:
                 arguments = self._builtin_arguments.get(f"{table}/{rule.id}")
-                if arguments is not None and arguments.level == "table":
+                if arguments is not None and rule_kind(rule.rule).level == "table":
                     rules.append(
                         TableRule(
                             rule.id,
                             rule.description,
                             rule.severity,
-                            "builtin",
-                            rule=rule.rule,
+                            rule.rule,
                             arguments=arguments,
                         )
                     )

@@ -12,11 +12,11 @@ builds the asset checks around them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import dagster as dg
 import pyarrow as pa
@@ -24,10 +24,7 @@ import pyarrow.compute as pc
 
 from lakehouse_assets.contracts.document import ChildLinesSumTo, Severity, SumEquals
 from lakehouse_assets.contracts.model import RowRule, TableRule
-
-if TYPE_CHECKING:
-    pass
-
+from lakehouse_assets.contracts.rule_kinds import implement
 
 #: Scale of the intermediate line amounts (quantity * price * (1 - discount)).
 _WIDE = 76
@@ -192,41 +189,62 @@ def row_rule_failures(table: pa.Table, rule: RowRule) -> pa.ChunkedArray:
     columns address struct fields; a required nested field only fails where its
     parent exists.
     """
-    n = table.num_rows
-    passing = pa.chunked_array([pa.array([False] * n, pa.bool_())], pa.bool_())
-    if rule.kind == "builtin":
-        if isinstance(rule.arguments, SumEquals):
-            return _sum_equals_failures(table, rule.arguments)
-        raise ValueError(
-            f"rule {rule.id!r}: built-in {rule.rule!r} is not evaluated on silver tables "
-            "(it describes nested payloads; quarantine applies it)"
-        )
+    return _FAILURES[rule.kind](table, rule)
+
+
+_Failures = Callable[[pa.Table, RowRule], pa.ChunkedArray]
+
+
+def _required_failures(table: pa.Table, rule: RowRule) -> pa.ChunkedArray:
     assert rule.column is not None, rule
     column, parent = _resolve(table, rule.column)
-    if rule.kind == "required":
-        if column is None:
-            return pa.chunked_array([pa.array([n > 0] * n, pa.bool_())], pa.bool_())
-        missing = pc.is_null(column)
-        if parent is not None:
-            missing = pc.and_(missing, pc.is_valid(parent))
-        return _mask(missing)
+    n = table.num_rows
     if column is None:
-        return passing
-    if rule.kind == "allowed_values":
-        allowed = pa.array(list(rule.value)).cast(column.type)
-        return _mask(pc.and_(pc.is_valid(column), pc.invert(pc.is_in(column, value_set=allowed))))
-    if rule.kind == "pattern":
-        return _mask(pc.invert(_matches(column, str(rule.value))))
-    if rule.kind == "comparison":
-        return _mask(pc.invert(_compare(column, cast(str, rule.operator), rule.value)))
-    if rule.kind == "length":
-        lengths = (
-            pc.list_value_length(column)
-            if pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
-            else pc.utf8_length(column)
-        )
-        return _mask(pc.invert(_compare(lengths, cast(str, rule.operator), rule.value)))
-    raise ValueError(f"rule {rule.id!r}: kind {rule.kind!r} does not apply to table rows")
+        return pa.chunked_array([pa.array([n > 0] * n, pa.bool_())], pa.bool_())
+    missing = pc.is_null(column)
+    if parent is not None:
+        missing = pc.and_(missing, pc.is_valid(parent))
+    return _mask(missing)
+
+
+def _present_values(test: Callable[[Any, RowRule], Any]) -> _Failures:
+    """Failures of a rule on its column's values: none where the column is missing."""
+
+    def failures(table: pa.Table, rule: RowRule) -> pa.ChunkedArray:
+        assert rule.column is not None, rule
+        column, _ = _resolve(table, rule.column)
+        if column is None:
+            return pa.chunked_array([pa.array([False] * table.num_rows, pa.bool_())], pa.bool_())
+        return _mask(test(column, rule))
+
+    return failures
+
+
+def _not_allowed(column: Any, rule: RowRule) -> Any:
+    allowed = pa.array(list(rule.value)).cast(column.type)
+    return pc.and_(pc.is_valid(column), pc.invert(pc.is_in(column, value_set=allowed)))
+
+
+def _not_matching(column: Any, rule: RowRule) -> Any:
+    return pc.invert(_matches(column, str(rule.value)))
+
+
+def _out_of_range(column: Any, rule: RowRule) -> Any:
+    return pc.invert(_compare(column, cast(str, rule.operator), rule.value))
+
+
+def _wrong_length(column: Any, rule: RowRule) -> Any:
+    lengths = (
+        pc.list_value_length(column)
+        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
+        else pc.utf8_length(column)
+    )
+    return pc.invert(_compare(lengths, cast(str, rule.operator), rule.value))
+
+
+def _sum_equals_rule_failures(table: pa.Table, rule: RowRule) -> pa.ChunkedArray:
+    assert isinstance(rule.arguments, SumEquals), rule
+    return _sum_equals_failures(table, rule.arguments)
 
 
 def evaluate_row_rules(table: pa.Table, rules: Iterable[RowRule]) -> dict[str, int]:
@@ -437,3 +455,18 @@ def child_lines_mismatches(
         {**{k: joined.column(k) for k in key}, "expected": expected, "lines_total": total}
     )
     return out.filter(pc.fill_null(failing, False))
+
+
+#: The Arrow evaluator of every table-row rule kind (checked against the registry).
+_FAILURES: Mapping[str, _Failures] = implement(
+    "Arrow evaluator",
+    "table_rows",
+    {
+        "required": _required_failures,
+        "allowed_values": _present_values(_not_allowed),
+        "pattern": _present_values(_not_matching),
+        "comparison": _present_values(_out_of_range),
+        "length": _present_values(_wrong_length),
+        "sum_equals": _sum_equals_rule_failures,
+    },
+)

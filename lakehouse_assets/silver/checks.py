@@ -52,14 +52,16 @@ and are what the unit tests specify.
 # annotations at definition time.
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import dagster as dg
 import pyarrow as pa
 
-from lakehouse_assets.contracts.document import ChildLinesSumTo, Severity, SumEquals
+from lakehouse_assets.contracts.document import ChildLinesSumTo, Severity
 from lakehouse_assets.contracts.model import Contract, RowRule, TableRule
+from lakehouse_assets.contracts.rule_kinds import implement, rule_kind
 from lakehouse_assets.silver.check_evaluators import (
     RuleOutcome,
     _count,
@@ -82,10 +84,6 @@ from lakehouse_assets.silver.check_reading import (
     _Target,
     _window_metadata,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 CHECK_SCHEMA = "contract_schema"
 CHECK_ROW_RULES = "contract_row_rules"
@@ -175,6 +173,37 @@ def build_contract_checks(
         )
 
 
+@dataclass(frozen=True)
+class _Site:
+    """What every check of one contract table shares: the asset, where it is stored, how
+    a run's rows are selected, how results are labelled."""
+
+    contract: Contract
+    table: str
+    asset_key: dg.AssetKey
+    partitions_def: dg.PartitionsDefinition | None
+    target: _Target
+    keys: Sequence[str]
+    table_wide_keys: bool
+    related_assets: Mapping[str, dg.AssetKey]
+    sample_size: int
+    clock: Clock
+
+    @property
+    def label(self) -> str:
+        contract = self.contract
+        return f"{contract.dataset}.{self.table} (contract {contract.path.name} {contract.version})"
+
+    @property
+    def common(self) -> dict[str, Any]:
+        """``@asset_check`` arguments of every check."""
+        return {"asset": self.asset_key, "required_resource_keys": {self.target.io_manager_key}}
+
+
+def _metadata_of(rules: Sequence[RowRule | TableRule]) -> dict[str, Any]:
+    return {"contract_rules": [r.id for r in rules]}
+
+
 def _build_contract_checks(
     contract: Contract,
     table: str,
@@ -193,36 +222,39 @@ def _build_contract_checks(
             f"{contract.path}: {table!r} is not a silver table of the contract "
             f"(tables: {', '.join(contract.tables)})"
         )
-    now = clock
-    target = _Target(io_manager_key, partition_column)
-    keys = contract.keys(table).primary_key
+    site = _Site(
+        contract,
+        table,
+        asset_key,
+        partitions_def,
+        _Target(io_manager_key, partition_column),
+        contract.keys(table).primary_key,
+        table_wide_keys,
+        related_assets,
+        sample_size,
+        clock,
+    )
     row_rules = contract.row_rules(table)
-    for rule in row_rules:
-        if rule.kind == "builtin" and not isinstance(rule.arguments, SumEquals):
-            raise ValueError(
-                f"{contract.path}: row rule {rule.id!r} of table {table!r} uses built-in "
-                f"{rule.rule!r}, which has no evaluator on silver tables"
-            )
+    checks = [_schema_check(site)]
+    if row_rules:
+        checks.append(_row_rules_check(site, row_rules))
     table_rules = contract.table_rules(table)
-    partitioned = partitions_def
-    common: dict[str, Any] = {
-        "asset": asset_key,
-        "required_resource_keys": {io_manager_key},
-    }
-    label = f"{contract.dataset}.{table} (contract {contract.path.name} {contract.version})"
-    checks: list[dg.AssetChecksDefinition] = []
+    for kind, build in _TABLE_CHECKS.items():
+        rules = [r for r in table_rules if r.kind == kind]
+        if rules:
+            checks.extend(build(site, rules))
+    return checks
 
-    def metadata_of(rules: Sequence[RowRule | TableRule]) -> dict[str, Any]:
-        return {"contract_rules": [r.id for r in rules]}
 
-    # Schema ------------------------------------------------------------------------------
-    expected_schema = contract.arrow_schema(table)
+def _schema_check(site: _Site) -> dg.AssetChecksDefinition:
+    target, asset_key = site.target, site.asset_key
+    expected_schema = site.contract.arrow_schema(site.table)
 
     @dg.asset_check(
         name=CHECK_SCHEMA,
-        description=f"{label}: every contract column is present with a compatible type.",
+        description=f"{site.label}: every contract column is present with a compatible type.",
         blocking=True,
-        **common,
+        **site.common,
     )
     def schema_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         iceberg = target.table(context, asset_key)
@@ -253,235 +285,220 @@ def _build_contract_checks(
             },
         )
 
-    checks.append(schema_check)
+    return schema_check
 
-    # Row rules ---------------------------------------------------------------------------
-    if row_rules:
-        columns_needed = _row_rule_columns(row_rules)
 
-        @dg.asset_check(
-            name=CHECK_ROW_RULES,
-            description=f"{label}: each row meets the row rules "
-            f"({len(row_rules)}: required, allowed values, patterns, ranges, lengths, sums).",
-            blocking=_blocking(r.severity for r in row_rules),
-            partitions_def=partitioned,
-            metadata=metadata_of(row_rules),
-            **common,
-        )
-        def row_rules_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-            name = target.table_name(context, asset_key)
-            iceberg = target.table(context, asset_key)
-            window = target.window(context)
-            selected = _existing(iceberg, (*keys, *columns_needed))
-            scan = iceberg.scan(
-                row_filter=target.row_filter(iceberg, window, name),
-                selected_fields=selected or ("*",),
+def _row_rules_check(site: _Site, row_rules: Sequence[RowRule]) -> dg.AssetChecksDefinition:
+    for rule in row_rules:
+        if "table_rows" not in rule_kind(rule.kind).subjects:
+            raise ValueError(
+                f"{site.contract.path}: row rule {rule.id!r} of table {site.table!r} is a "
+                f"{rule.kind!r} rule, which does not apply to silver tables"
             )
-            failing = dict.fromkeys((r.id for r in row_rules), 0)
-            samples = _Samples(keys, sample_size)
-            rows = 0
-            for batch in scan.to_arrow_batch_reader():
-                chunk = pa.Table.from_batches([batch])
-                rows += chunk.num_rows
-                for rule in row_rules:
-                    mask = row_rule_failures(chunk, rule)
-                    count = _count(mask)
-                    if count:
-                        failing[rule.id] += count
-                        samples.add(rule.id, chunk.filter(mask))
-            outcomes = [
+    target, asset_key, keys = site.target, site.asset_key, site.keys
+    columns_needed = _row_rule_columns(row_rules)
+
+    @dg.asset_check(
+        name=CHECK_ROW_RULES,
+        description=f"{site.label}: each row meets the row rules "
+        f"({len(row_rules)}: required, allowed values, patterns, ranges, lengths, sums).",
+        blocking=_blocking(r.severity for r in row_rules),
+        partitions_def=site.partitions_def,
+        metadata=_metadata_of(row_rules),
+        **site.common,
+    )
+    def row_rules_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        name = target.table_name(context, asset_key)
+        iceberg = target.table(context, asset_key)
+        window = target.window(context)
+        selected = _existing(iceberg, (*keys, *columns_needed))
+        scan = iceberg.scan(
+            row_filter=target.row_filter(iceberg, window, name),
+            selected_fields=selected or ("*",),
+        )
+        failing = dict.fromkeys((r.id for r in row_rules), 0)
+        samples = _Samples(keys, site.sample_size)
+        rows = 0
+        for batch in scan.to_arrow_batch_reader():
+            chunk = pa.Table.from_batches([batch])
+            rows += chunk.num_rows
+            for rule in row_rules:
+                mask = row_rule_failures(chunk, rule)
+                count = _count(mask)
+                if count:
+                    failing[rule.id] += count
+                    samples.add(rule.id, chunk.filter(mask))
+        outcomes = [
+            RuleOutcome(
+                r.id,
+                r.severity,
+                r.description,
+                failing[r.id],
+                samples.by_rule.get(r.id, ()),
+            )
+            for r in row_rules
+        ]
+        return check_result(
+            outcomes,
+            {"dagster/table_name": name, "rows_checked": rows, **_window_metadata(window)},
+        )
+
+    return row_rules_check
+
+
+def _unique_checks(
+    site: _Site, unique_rules: Sequence[TableRule]
+) -> list[dg.AssetChecksDefinition]:
+    target, asset_key, table_wide_keys = site.target, site.asset_key, site.table_wide_keys
+    sample_size = site.sample_size
+    scope = "the whole table" if table_wide_keys else "each partition"
+
+    @dg.asset_check(
+        name=CHECK_UNIQUE,
+        description=f"{site.label}: no two rows share a key in {scope} "
+        f"({', '.join('(' + ', '.join(r.columns) + ')' for r in unique_rules)}).",
+        blocking=_blocking(r.severity for r in unique_rules),
+        partitions_def=None if table_wide_keys else site.partitions_def,
+        metadata=_metadata_of(unique_rules),
+        **site.common,
+    )
+    def unique_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        name = target.table_name(context, asset_key)
+        iceberg = target.table(context, asset_key)
+        window = None if table_wide_keys else target.window(context)
+        wanted = [c for r in unique_rules for c in r.columns]
+        selected = _existing(iceberg, wanted)
+        data = iceberg.scan(
+            row_filter=target.row_filter(iceberg, window, name),
+            selected_fields=selected or ("*",),
+        ).to_arrow()
+        outcomes = []
+        for rule in unique_rules:
+            if not set(rule.columns) <= set(data.schema.names):
+                # Missing key columns: the schema check fails; nothing to compare here.
+                outcomes.append(RuleOutcome(rule.id, rule.severity, rule.description, 0))
+                continue
+            duplicated = duplicate_keys(data, rule.columns)
+            outcomes.append(
                 RuleOutcome(
-                    r.id,
-                    r.severity,
-                    r.description,
-                    failing[r.id],
-                    samples.by_rule.get(r.id, ()),
+                    rule.id,
+                    rule.severity,
+                    rule.description,
+                    duplicated.num_rows,
+                    _keys_of(duplicated.slice(0, sample_size), rule.columns),
+                    unit="duplicated keys",
                 )
-                for r in row_rules
-            ]
-            return check_result(
-                outcomes,
-                {"dagster/table_name": name, "rows_checked": rows, **_window_metadata(window)},
             )
-
-        checks.append(row_rules_check)
-
-    # Key uniqueness ----------------------------------------------------------------------
-    unique_rules = [r for r in table_rules if r.kind == "unique"]
-    if unique_rules:
-        scope = "the whole table" if table_wide_keys else "each partition"
-
-        @dg.asset_check(
-            name=CHECK_UNIQUE,
-            description=f"{label}: no two rows share a key in {scope} "
-            f"({', '.join('(' + ', '.join(r.columns) + ')' for r in unique_rules)}).",
-            blocking=_blocking(r.severity for r in unique_rules),
-            partitions_def=None if table_wide_keys else partitioned,
-            metadata=metadata_of(unique_rules),
-            **common,
+        return check_result(
+            outcomes,
+            {
+                "dagster/table_name": name,
+                "rows_checked": data.num_rows,
+                **_window_metadata(window),
+            },
         )
-        def unique_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-            name = target.table_name(context, asset_key)
-            iceberg = target.table(context, asset_key)
-            window = None if table_wide_keys else target.window(context)
-            wanted = [c for r in unique_rules for c in r.columns]
-            selected = _existing(iceberg, wanted)
-            data = iceberg.scan(
-                row_filter=target.row_filter(iceberg, window, name),
-                selected_fields=selected or ("*",),
-            ).to_arrow()
-            outcomes = []
-            for rule in unique_rules:
-                if not set(rule.columns) <= set(data.schema.names):
-                    # Missing key columns: the schema check fails; nothing to compare here.
-                    outcomes.append(RuleOutcome(rule.id, rule.severity, rule.description, 0))
-                    continue
-                duplicated = duplicate_keys(data, rule.columns)
-                outcomes.append(
-                    RuleOutcome(
-                        rule.id,
-                        rule.severity,
-                        rule.description,
-                        duplicated.num_rows,
-                        _keys_of(duplicated.slice(0, sample_size), rule.columns),
-                        unit="duplicated keys",
-                    )
-                )
-            return check_result(
-                outcomes,
-                {
-                    "dagster/table_name": name,
-                    "rows_checked": data.num_rows,
-                    **_window_metadata(window),
-                },
+
+    return [unique_check]
+
+
+def _row_count_checks(
+    site: _Site, count_rules: Sequence[TableRule]
+) -> list[dg.AssetChecksDefinition]:
+    target, asset_key, sample_size = site.target, site.asset_key, site.sample_size
+
+    @dg.asset_check(
+        name=CHECK_ROW_COUNT,
+        description=f"{site.label}: rows per partition within bounds ("
+        + "; ".join(f"{r.id}: {r.minimum}..{r.maximum}" for r in count_rules)
+        + ").",
+        blocking=_blocking(r.severity for r in count_rules),
+        partitions_def=site.partitions_def,
+        metadata=_metadata_of(count_rules),
+        **site.common,
+    )
+    def row_count_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        name = target.table_name(context, asset_key)
+        iceberg = target.table(context, asset_key)
+        window = target.window(context)
+        rows_by_partition = _rows_by_partition(iceberg, target, window, name)
+        out_of_bounds = evaluate_row_counts(rows_by_partition, count_rules)
+        outcomes = [
+            RuleOutcome(
+                r.id,
+                r.severity,
+                r.description,
+                len(out_of_bounds[r.id]),
+                [{p: rows_by_partition[p]} for p in out_of_bounds[r.id][:sample_size]],
+                unit="partitions",
             )
-
-        checks.append(unique_check)
-
-    # Row count ---------------------------------------------------------------------------
-    count_rules = [r for r in table_rules if r.kind == "row_count"]
-    if count_rules:
-
-        @dg.asset_check(
-            name=CHECK_ROW_COUNT,
-            description=f"{label}: rows per partition within bounds ("
-            + "; ".join(f"{r.id}: {r.minimum}..{r.maximum}" for r in count_rules)
-            + ").",
-            blocking=_blocking(r.severity for r in count_rules),
-            partitions_def=partitioned,
-            metadata=metadata_of(count_rules),
-            **common,
+            for r in count_rules
+        ]
+        return check_result(
+            outcomes,
+            {
+                "dagster/table_name": name,
+                "dagster/row_count": sum(rows_by_partition.values()),
+                "rows_by_partition": dg.MetadataValue.json(rows_by_partition),
+                **_window_metadata(window),
+            },
         )
-        def row_count_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-            name = target.table_name(context, asset_key)
-            iceberg = target.table(context, asset_key)
-            window = target.window(context)
-            rows_by_partition = _rows_by_partition(iceberg, target, window, name)
-            out_of_bounds = evaluate_row_counts(rows_by_partition, count_rules)
-            outcomes = [
-                RuleOutcome(
-                    r.id,
-                    r.severity,
-                    r.description,
-                    len(out_of_bounds[r.id]),
-                    [{p: rows_by_partition[p]} for p in out_of_bounds[r.id][:sample_size]],
-                    unit="partitions",
-                )
-                for r in count_rules
-            ]
-            return check_result(
-                outcomes,
-                {
-                    "dagster/table_name": name,
-                    "dagster/row_count": sum(rows_by_partition.values()),
-                    "rows_by_partition": dg.MetadataValue.json(rows_by_partition),
-                    **_window_metadata(window),
-                },
-            )
 
-        checks.append(row_count_check)
+    return [row_count_check]
 
-    # Freshness ---------------------------------------------------------------------------
-    fresh_rules = [r for r in table_rules if r.kind == "freshness"]
-    if fresh_rules:
-        fresh = fresh_rules[0]
-        fresh_column = fresh.columns[0]
-        max_delay = cast(timedelta, fresh.max_delay)
 
-        @dg.asset_check(
-            name=CHECK_FRESHNESS,
-            description=f"{label}: the newest {fresh_column} is at most {max_delay} old "
-            "when the check runs (the whole table, whatever partition the run wrote).",
-            blocking=_blocking([fresh.severity]),
-            metadata=metadata_of(fresh_rules),
-            **common,
+def _freshness_checks(
+    site: _Site, fresh_rules: Sequence[TableRule]
+) -> list[dg.AssetChecksDefinition]:
+    target, asset_key, now = site.target, site.asset_key, site.clock
+    fresh = fresh_rules[0]
+    fresh_column = fresh.columns[0]
+    max_delay = cast(timedelta, fresh.max_delay)
+
+    @dg.asset_check(
+        name=CHECK_FRESHNESS,
+        description=f"{site.label}: the newest {fresh_column} is at most {max_delay} old "
+        "when the check runs (the whole table, whatever partition the run wrote).",
+        blocking=_blocking([fresh.severity]),
+        metadata=_metadata_of(fresh_rules),
+        **site.common,
+    )
+    def freshness_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        name = target.table_name(context, asset_key)
+        iceberg = target.table(context, asset_key)
+        checked_at = now()
+        newest = _newest(iceberg, fresh_column, checked_at - max_delay, name)
+        is_fresh, lag = evaluate_freshness(newest, checked_at, max_delay)
+        outcome = RuleOutcome(
+            fresh.id,
+            fresh.severity,
+            fresh.description,
+            0 if is_fresh else 1,
+            () if is_fresh else (f"newest {fresh_column}: {newest}",),
+            unit="stale table",
         )
-        def freshness_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-            name = target.table_name(context, asset_key)
-            iceberg = target.table(context, asset_key)
-            checked_at = now()
-            newest = _newest(iceberg, fresh_column, checked_at - max_delay, name)
-            is_fresh, lag = evaluate_freshness(newest, checked_at, max_delay)
-            outcome = RuleOutcome(
-                fresh.id,
-                fresh.severity,
-                fresh.description,
-                0 if is_fresh else 1,
-                () if is_fresh else (f"newest {fresh_column}: {newest}",),
-                unit="stale table",
-            )
-            return check_result(
-                [outcome],
-                {
-                    "dagster/table_name": name,
-                    "checked_at": checked_at.isoformat(),
-                    "newest": str(newest) if newest is not None else "none",
-                    "lag_seconds": lag.total_seconds() if lag is not None else -1.0,
-                    "max_delay_seconds": max_delay.total_seconds(),
-                },
-            )
-
-        checks.append(freshness_check)
-
-    # Built-in table rules ----------------------------------------------------------------
-    for table_rule in (r for r in table_rules if r.kind == "builtin"):
-        checks.append(
-            _builtin_table_check(
-                table_rule,
-                contract=contract,
-                asset_key=asset_key,
-                partitions_def=partitioned,
-                target=target,
-                keys=keys,
-                related_assets=related_assets,
-                label=label,
-                sample_size=sample_size,
-                common=common,
-            )
+        return check_result(
+            [outcome],
+            {
+                "dagster/table_name": name,
+                "checked_at": checked_at.isoformat(),
+                "newest": str(newest) if newest is not None else "none",
+                "lag_seconds": lag.total_seconds() if lag is not None else -1.0,
+                "max_delay_seconds": max_delay.total_seconds(),
+            },
         )
-    return checks
+
+    return [freshness_check]
 
 
-def _builtin_table_check(
-    rule: TableRule,
-    *,
-    contract: Contract,
-    asset_key: dg.AssetKey,
-    partitions_def: dg.PartitionsDefinition | None,
-    target: _Target,
-    keys: Sequence[str],
-    related_assets: Mapping[str, dg.AssetKey],
-    label: str,
-    sample_size: int,
-    common: Mapping[str, Any],
-) -> dg.AssetChecksDefinition:
+def _child_lines_checks(site: _Site, rules: Sequence[TableRule]) -> list[dg.AssetChecksDefinition]:
+    return [_child_lines_check(site, rule) for rule in rules]
+
+
+def _child_lines_check(site: _Site, rule: TableRule) -> dg.AssetChecksDefinition:
+    target, asset_key, keys, sample_size = site.target, site.asset_key, site.keys, site.sample_size
     arguments = rule.arguments
-    if not isinstance(arguments, ChildLinesSumTo):
-        raise ValueError(
-            f"{contract.path}: table rule {rule.id!r} uses built-in {rule.rule!r}, "
-            "which has no asset check evaluator"
-        )
-    lines_key = related_assets.get(
+    assert isinstance(arguments, ChildLinesSumTo), rule
+    lines_key = site.related_assets.get(
         arguments.lines_table, dg.AssetKey([*asset_key.path[:-1], arguments.lines_table])
     )
     line_columns = [
@@ -495,12 +512,12 @@ def _builtin_table_check(
     # waits for the lines of the same partitions.
     @dg.asset_check(
         name=builtin_check_name(rule.id),
-        description=f"{label}: {rule.description}",
+        description=f"{site.label}: {rule.description}",
         blocking=_blocking([rule.severity]),
-        partitions_def=partitions_def,
+        partitions_def=site.partitions_def,
         additional_deps=[lines_key],
         metadata={"contract_rules": [rule.id], "lines_asset": lines_key.to_user_string()},
-        **common,
+        **site.common,
     )
     def builtin_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         window = target.window(context)
@@ -545,6 +562,22 @@ def _builtin_table_check(
         )
 
     return builtin_check
+
+
+#: The asset checks of every table-level rule kind (checked against the registry): each
+#: builds the checks of all rules of its kind on one table.
+_TABLE_CHECKS: Mapping[
+    str, Callable[[_Site, Sequence[TableRule]], list[dg.AssetChecksDefinition]]
+] = implement(
+    "asset-check builders",
+    "table",
+    {
+        "unique": _unique_checks,
+        "row_count": _row_count_checks,
+        "freshness": _freshness_checks,
+        "child_lines_sum_to": _child_lines_checks,
+    },
+)
 
 
 # --------------------------------------------------------------------------- from an asset

@@ -61,7 +61,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any, NamedTuple
@@ -70,6 +70,7 @@ import pyarrow as pa
 
 from lakehouse_assets.contracts.document import LinesSumTo, SumEquals
 from lakehouse_assets.contracts.model import Contract, RowRule
+from lakehouse_assets.contracts.rule_kinds import implement
 from lakehouse_assets.silver.payload_plan import (
     _Field,
     _Plan,
@@ -389,43 +390,71 @@ def _says(operator: str, bound: Any) -> str:
 
 def _check(plan: _Plan, rule: RowRule, document: dict[str, Any]) -> str | None:
     """Why ``document`` breaks ``rule`` (its first offending value), or None."""
-    if rule.kind == "builtin":
-        return _check_builtin(plan, rule, document)
-    if rule.kind == "parseable":
-        return None
+    return _CHECKS[rule.kind](plan, rule, document)
+
+
+_Check = Callable[[_Plan, RowRule, dict[str, Any]], "str | None"]
+_ValueCheck = Callable[[_Field, RowRule, str, Any], "str | None"]
+
+
+def _parsed(plan: _Plan, rule: RowRule, document: dict[str, Any]) -> str | None:
+    return None  # :func:`_parse` judged it before any rule runs
+
+
+def _required(plan: _Plan, rule: RowRule, document: dict[str, Any]) -> str | None:
     assert rule.column is not None
-    chain = plan.chains[rule.column]
-    field = chain[-1]
-    if rule.kind == "required":
-        for shown, value in _occurrences(document, chain):
-            if value is _MISSING:
-                return f"missing required field {shown}"
-            if value is None:
-                return f"required field {shown} is null"
-        return None
-    for shown, value in _present(document, chain):
-        if rule.kind == "type":
-            problem = _type_problem(field, shown, value)
+    for shown, value in _occurrences(document, plan.chains[rule.column]):
+        if value is _MISSING:
+            return f"missing required field {shown}"
+        if value is None:
+            return f"required field {shown} is null"
+    return None
+
+
+def _each_value(test: _ValueCheck) -> _Check:
+    """A check of every present value of the rule's column: the first problem wins."""
+
+    def check(plan: _Plan, rule: RowRule, document: dict[str, Any]) -> str | None:
+        assert rule.column is not None
+        chain = plan.chains[rule.column]
+        for shown, value in _present(document, chain):
+            problem = test(chain[-1], rule, shown, value)
             if problem is not None:
                 return problem
-        elif rule.kind == "allowed_values":
-            if value not in rule.value or isinstance(value, bool):
-                listed = ", ".join(str(v) for v in rule.value)
-                return f"{shown} is {_show(value)}, must be one of {listed}"
-        elif rule.kind == "pattern":
-            if not re.search(rule.value, value):
-                return f"{shown} is {_show(value)}, must match {rule.value}"
-        elif rule.kind == "comparison":
-            number = _exact_number(value)
-            if number is not None and not _compare(number, rule.operator or "==", rule.value):
-                return f"{shown} is {number}, must be {_says(rule.operator or '==', rule.value)}"
-        elif rule.kind == "length" and not _compare(
-            Decimal(len(value)), rule.operator or "==", rule.value
-        ):
-            return (
-                f"{shown} has length {len(value)}, "
-                f"must be {_says(rule.operator or '==', rule.value)}"
-            )
+        return None
+
+    return check
+
+
+def _typed(field: _Field, rule: RowRule, shown: str, value: Any) -> str | None:
+    return _type_problem(field, shown, value)
+
+
+def _allowed(field: _Field, rule: RowRule, shown: str, value: Any) -> str | None:
+    if value not in rule.value or isinstance(value, bool):
+        listed = ", ".join(str(v) for v in rule.value)
+        return f"{shown} is {_show(value)}, must be one of {listed}"
+    return None
+
+
+def _matching(field: _Field, rule: RowRule, shown: str, value: Any) -> str | None:
+    if not re.search(rule.value, value):
+        return f"{shown} is {_show(value)}, must match {rule.value}"
+    return None
+
+
+def _in_range(field: _Field, rule: RowRule, shown: str, value: Any) -> str | None:
+    number = _exact_number(value)
+    if number is not None and not _compare(number, rule.operator or "==", rule.value):
+        return f"{shown} is {number}, must be {_says(rule.operator or '==', rule.value)}"
+    return None
+
+
+def _long_enough(field: _Field, rule: RowRule, shown: str, value: Any) -> str | None:
+    if not _compare(Decimal(len(value)), rule.operator or "==", rule.value):
+        return (
+            f"{shown} has length {len(value)}, must be {_says(rule.operator or '==', rule.value)}"
+        )
     return None
 
 
@@ -445,57 +474,73 @@ def _scale_of(field: _Field) -> int | None:
     return 0 if field.logical == "integer" else None
 
 
-def _check_builtin(plan: _Plan, rule: RowRule, document: dict[str, Any]) -> str | None:
+def _sum_equals(plan: _Plan, rule: RowRule, document: dict[str, Any]) -> str | None:
     arguments = rule.arguments
-    if isinstance(arguments, SumEquals):
-        terms = [_number_at(plan, document, term) for term in arguments.terms]
-        expected = _number_at(plan, document, arguments.equals)
-        if expected is None or any(term is None for term in terms):
-            return None
-        total = sum((term for term in terms if term is not None), Decimal(0))
-        if abs(total - expected) > arguments.tolerance:
-            return f"{' + '.join(arguments.terms)} = {total}, {arguments.equals} is {expected}"
+    assert isinstance(arguments, SumEquals)
+    terms = [_number_at(plan, document, term) for term in arguments.terms]
+    expected = _number_at(plan, document, arguments.equals)
+    if expected is None or any(term is None for term in terms):
         return None
-    if isinstance(arguments, LinesSumTo):
-        lines_chain = plan.chains[arguments.lines]
-        expected = _number_at(plan, document, arguments.equals)
-        lines = [value for _, value in _present(document, lines_chain)]
-        if expected is None or not lines or not isinstance(lines[0], list):
-            return None
-        parts = [arguments.quantity, arguments.unit_price] + (
-            [arguments.discount] if arguments.discount else []
-        )
-        fields = [plan.chains[f"{arguments.lines}.{part}"][-1] for part in parts]
-        total = Decimal(0)
-        for line in lines[0]:
-            numbers = []
-            for part, field in zip(parts, fields, strict=True):
-                value = _dig(line, part)
-                ok, typed = _typed_scalar(field, value) if value is not None else (False, None)
-                if not ok:
-                    return None
-                numbers.append(Decimal(typed) if isinstance(typed, int) else _exact_number(value))
-            quantity, price = numbers[0], numbers[1]
-            assert quantity is not None
-            assert price is not None
-            amount = _EXACT.multiply(quantity, price)
-            if len(numbers) > 2:
-                assert numbers[2] is not None
-                amount = _EXACT.multiply(amount, _EXACT.subtract(Decimal(1), numbers[2]))
-            total = _EXACT.add(total, amount)
-        scale = _scale_of(plan.chains[arguments.equals][-1])
-        if scale is not None:
-            total = total.quantize(
-                Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP, context=_EXACT
-            )
-        if abs(total - expected) > arguments.tolerance:
-            amount_text = " * ".join(parts[:2]) + (f" * (1 - {parts[2]})" if len(parts) > 2 else "")
-            return (
-                f"sum of {arguments.lines} {amount_text} = {total}, "
-                f"{arguments.equals} is {expected}"
-            )
+    total = sum((term for term in terms if term is not None), Decimal(0))
+    if abs(total - expected) > arguments.tolerance:
+        return f"{' + '.join(arguments.terms)} = {total}, {arguments.equals} is {expected}"
+    return None
+
+
+def _lines_sum_to(plan: _Plan, rule: RowRule, document: dict[str, Any]) -> str | None:
+    arguments = rule.arguments
+    assert isinstance(arguments, LinesSumTo)
+    lines_chain = plan.chains[arguments.lines]
+    expected = _number_at(plan, document, arguments.equals)
+    lines = [value for _, value in _present(document, lines_chain)]
+    if expected is None or not lines or not isinstance(lines[0], list):
         return None
-    raise ValueError(f"rule {rule.id!r}: unsupported built-in {rule.rule!r}")
+    parts = [arguments.quantity, arguments.unit_price] + (
+        [arguments.discount] if arguments.discount else []
+    )
+    fields = [plan.chains[f"{arguments.lines}.{part}"][-1] for part in parts]
+    total = Decimal(0)
+    for line in lines[0]:
+        numbers = []
+        for part, field in zip(parts, fields, strict=True):
+            value = _dig(line, part)
+            ok, typed = _typed_scalar(field, value) if value is not None else (False, None)
+            if not ok:
+                return None
+            numbers.append(Decimal(typed) if isinstance(typed, int) else _exact_number(value))
+        quantity, price = numbers[0], numbers[1]
+        assert quantity is not None
+        assert price is not None
+        amount = _EXACT.multiply(quantity, price)
+        if len(numbers) > 2:
+            assert numbers[2] is not None
+            amount = _EXACT.multiply(amount, _EXACT.subtract(Decimal(1), numbers[2]))
+        total = _EXACT.add(total, amount)
+    scale = _scale_of(plan.chains[arguments.equals][-1])
+    if scale is not None:
+        total = total.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP, context=_EXACT)
+    if abs(total - expected) > arguments.tolerance:
+        amount_text = " * ".join(parts[:2]) + (f" * (1 - {parts[2]})" if len(parts) > 2 else "")
+        return f"sum of {arguments.lines} {amount_text} = {total}, {arguments.equals} is {expected}"
+    return None
+
+
+#: The reference evaluator of every payload rule kind (checked against the registry).
+_CHECKS: Mapping[str, _Check] = implement(
+    "reference evaluator",
+    "payload",
+    {
+        "parseable": _parsed,
+        "required": _required,
+        "type": _each_value(_typed),
+        "allowed_values": _each_value(_allowed),
+        "pattern": _each_value(_matching),
+        "comparison": _each_value(_in_range),
+        "length": _each_value(_long_enough),
+        "sum_equals": _sum_equals,
+        "lines_sum_to": _lines_sum_to,
+    },
+)
 
 
 def _dig(node: Any, dotted: str) -> Any:

@@ -148,9 +148,8 @@ def test_sum_equals_exact_on_decimals() -> None:
         }
     )
     totals = rule(
-        "builtin",
+        "sum_equals",
         None,
-        rule="sum_equals",
         arguments=SumEquals(terms=["subtotal", "tax", "shipping"], equals="total"),
     )
     # A null term leaves the sum undecided: it passes (the required rule reports it).
@@ -165,9 +164,8 @@ def test_sum_equals_within_tolerance() -> None:
         }
     )
     within = rule(
-        "builtin",
+        "sum_equals",
         None,
-        rule="sum_equals",
         arguments=SumEquals(terms=["a"], equals="b", tolerance=Decimal("0.01")),
     )
     assert failing(table, within) == [False, True]

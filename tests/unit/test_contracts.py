@@ -361,6 +361,12 @@ MALFORMATIONS = {
         "name",
         "must live in other.yaml",
     ),
+    "built-in of payloads on a table": (
+        "        rule: sum_equals\n",
+        "        rule: lines_sum_to  #!\n",
+        "rule",
+        "does not apply to silver tables",
+    ),
     "unknown kind": (
         "kind: DataContract\n",
         "kind: Contract  #!\n",
