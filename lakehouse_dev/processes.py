@@ -190,6 +190,16 @@ class ManagedProcess:
         return self.pid() != pid
 
 
+def pids_running(marker: str) -> list[int]:
+    """The processes whose command line contains ``marker`` (a data directory, a jar),
+    from ``/proc`` (Linux)."""
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and marker in (command_line(int(entry.name)) or "")
+    ]
+
+
 def _reap(pid: int) -> None:
     """Collect the exit status if the process is our own child (else it lingers as a zombie)."""
     with contextlib.suppress(ChildProcessError):

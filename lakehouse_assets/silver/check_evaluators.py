@@ -126,59 +126,93 @@ _FLOAT_WIDTH = {pa.float16(): 16, pa.float32(): 32, pa.float64(): 64}
 
 
 def _type_problem(actual: pa.DataType, expected: pa.DataType) -> str | None:
-    if actual == expected:
+    """Why a column of type ``actual`` cannot hold what the contract types ``expected``
+    (``None``: it can; widening integers, floats and decimal precision is fine)."""
+    if actual == expected or pa.types.is_null(expected):
         return None
     pair = f"is {actual}, expected {expected}"
-    if pa.types.is_null(expected):
-        return None
-    if expected in _INTEGER_WIDTH:
-        if actual in _INTEGER_WIDTH and _INTEGER_WIDTH[actual] >= _INTEGER_WIDTH[expected]:
-            return None
-        return pair
-    if expected in _FLOAT_WIDTH:
-        if actual in _FLOAT_WIDTH and _FLOAT_WIDTH[actual] >= _FLOAT_WIDTH[expected]:
-            return None
-        return pair
-    if pa.types.is_decimal(expected):
-        if (
-            pa.types.is_decimal(actual)
-            and actual.scale == expected.scale
-            and actual.precision >= expected.precision
-        ):
-            return None
-        return pair
-    if pa.types.is_string(expected) or pa.types.is_large_string(expected):
-        ok = pa.types.is_string(actual) or pa.types.is_large_string(actual)
-        return None if ok else pair
-    if pa.types.is_binary(expected) or pa.types.is_large_binary(expected):
-        ok = pa.types.is_binary(actual) or pa.types.is_large_binary(actual)
-        return None if ok else pair
-    if pa.types.is_timestamp(expected):
-        if not pa.types.is_timestamp(actual):
-            return pair
-        if (expected.tz is None) != (actual.tz is None):
-            return f"{pair} (time zone differs)"
-        if expected.tz is not None and actual.tz not in ("UTC", "+00:00", "Etc/UTC"):
-            return f"{pair} (not UTC)"
-        return None
-    if pa.types.is_list(expected) or pa.types.is_large_list(expected):
-        if not (pa.types.is_list(actual) or pa.types.is_large_list(actual)):
-            return pair
-        inner = _type_problem(actual.value_type, expected.value_type)
-        return f"element {inner}" if inner else None
-    if pa.types.is_struct(expected):
-        if not pa.types.is_struct(actual):
-            return pair
-        names = [actual.field(i).name for i in range(actual.num_fields)]
-        for i in range(expected.num_fields):
-            child = expected.field(i)
-            if child.name not in names:
-                return f"field {child.name!r} missing"
-            inner = _type_problem(actual.field(names.index(child.name)).type, child.type)
-            if inner:
-                return f"field {child.name!r} {inner}"
-        return None
+    for applies, problem in _TYPE_RULES:
+        if applies(expected):
+            return problem(actual, expected, pair)
     return pair
+
+
+def _widens(widths: Mapping[pa.DataType, int]) -> _TypeProblem:
+    def problem(actual: pa.DataType, expected: pa.DataType, pair: str) -> str | None:
+        return None if widths.get(actual, 0) >= widths[expected] else pair
+
+    return problem
+
+
+def _same_family(is_family: Callable[[pa.DataType], bool]) -> _TypeProblem:
+    return lambda actual, expected, pair: None if is_family(actual) else pair
+
+
+def _decimal_problem(actual: pa.DataType, expected: pa.DataType, pair: str) -> str | None:
+    fits = (
+        pa.types.is_decimal(actual)
+        and actual.scale == expected.scale
+        and actual.precision >= expected.precision
+    )
+    return None if fits else pair
+
+
+def _timestamp_problem(actual: pa.DataType, expected: pa.DataType, pair: str) -> str | None:
+    if not pa.types.is_timestamp(actual):
+        return pair
+    if (expected.tz is None) != (actual.tz is None):
+        return f"{pair} (time zone differs)"
+    if expected.tz is not None and actual.tz not in ("UTC", "+00:00", "Etc/UTC"):
+        return f"{pair} (not UTC)"
+    return None
+
+
+def _list_problem(actual: pa.DataType, expected: pa.DataType, pair: str) -> str | None:
+    if not _is_list(actual):
+        return pair
+    inner = _type_problem(actual.value_type, expected.value_type)
+    return f"element {inner}" if inner else None
+
+
+def _struct_problem(actual: pa.DataType, expected: pa.DataType, pair: str) -> str | None:
+    if not pa.types.is_struct(actual):
+        return pair
+    names = [actual.field(i).name for i in range(actual.num_fields)]
+    for i in range(expected.num_fields):
+        child = expected.field(i)
+        if child.name not in names:
+            return f"field {child.name!r} missing"
+        inner = _type_problem(actual.field(names.index(child.name)).type, child.type)
+        if inner:
+            return f"field {child.name!r} {inner}"
+    return None
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _is_binary(t: pa.DataType) -> bool:
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t)
+
+
+_TypeProblem = Callable[[pa.DataType, pa.DataType, str], "str | None"]
+
+#: Per family of the expected type: how an actual type may differ from it.
+_TYPE_RULES: Sequence[tuple[Callable[[pa.DataType], bool], _TypeProblem]] = (
+    (lambda t: t in _INTEGER_WIDTH, _widens(_INTEGER_WIDTH)),
+    (lambda t: t in _FLOAT_WIDTH, _widens(_FLOAT_WIDTH)),
+    (pa.types.is_decimal, _decimal_problem),
+    (_is_string, _same_family(_is_string)),
+    (_is_binary, _same_family(_is_binary)),
+    (pa.types.is_timestamp, _timestamp_problem),
+    (_is_list, _list_problem),
+    (pa.types.is_struct, _struct_problem),
+)
 
 
 def row_rule_failures(table: pa.Table, rule: RowRule) -> pa.ChunkedArray:

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from lakehouse_dev.processes import pids_running
 from lakehouse_dev.stack import LocalStack
 from resources.environments import build_resources
 from resources.errors import ServiceUnreachableError
@@ -32,20 +33,6 @@ def _own_stack(tmp_path: Path) -> LocalStack:
     return LocalStack.from_settings(load_settings("local", environ=environ))
 
 
-def _pids_of(marker: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if marker in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
 def test_start_twice_stop_restart_keeps_data_and_leaves_no_process(tmp_path: Path) -> None:
     stack = _own_stack(tmp_path)
     settings = stack.settings
@@ -67,7 +54,7 @@ def test_start_twice_stop_restart_keeps_data_and_leaves_no_process(tmp_path: Pat
 
         stack.stop()
         assert stack.status() == {"kafka": False, "s3": False}
-        assert _pids_of(data_dir) == [], "a process of the stopped stack is still running"
+        assert pids_running(data_dir) == [], "a process of the stopped stack is still running"
 
         stack.start()
         body = resources["s3"].client().get_object(Bucket=settings.storage.bucket, Key=key)
@@ -86,7 +73,7 @@ def test_start_twice_stop_restart_keeps_data_and_leaves_no_process(tmp_path: Pat
         assert {"bronze", "silver", "gold"} <= namespaces
     finally:
         stack.stop()
-    assert _pids_of(data_dir) == []
+    assert pids_running(data_dir) == []
 
 
 def test_stack_refuses_an_environment_with_remote_endpoints() -> None:

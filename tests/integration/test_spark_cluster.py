@@ -31,6 +31,7 @@ import pytest
 
 from lakehouse_dev.generator.records import generate
 from lakehouse_dev.generator.spec import KIND_DUPLICATE, KIND_LATE, KIND_OUT_OF_ORDER, GeneratorSpec
+from lakehouse_dev.processes import pids_running
 from lakehouse_dev.spark_cluster import SparkCluster
 from lakehouse_dev.stack import LocalStack
 from resources.settings import LakehouseSettings, load_settings
@@ -97,19 +98,6 @@ CLUSTER_RUN = textwrap.dedent(
 )
 
 
-def _pids_of(marker: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if marker in cmdline:
-                pids.append(int(entry.name))
-    return pids
-
-
 @pytest.fixture(scope="module")
 def cluster_environment(stack: LocalStack) -> dict[str, str]:
     """The test environment plus a 2-worker, 1-core cluster on free loopback ports."""
@@ -139,7 +127,7 @@ def cluster(cluster_environment: dict[str, str]) -> Iterator[SparkCluster]:
     finally:
         stack.spark_cluster.stop()
     # (The trailing slash: the suite's shared driver lives in <data dir>/spark-drivers.)
-    assert _pids_of(f"{stack.spark_cluster.data_dir}/") == [], "a cluster process survived stop"
+    assert pids_running(f"{stack.spark_cluster.data_dir}/") == [], "a cluster process survived stop"
     assert not stack.spark_cluster.is_running()
 
 
