@@ -1,9 +1,10 @@
 """Project settings: one YAML file per project, one section per environment.
 
-``config/lakehouse.yaml`` is the single source of truth. This module merges its
-``defaults`` with the selected environment, applies ``LAKEHOUSE__SECTION__KEY``
-environment overrides, validates the result and derives everything that follows
-by convention (bronze prefix, warehouse location, catalog file, Dagster home).
+``config/lakehouse.yaml`` is the single source of truth. :func:`load_settings` layers,
+with pydantic-settings, ``LAKEHOUSE__SECTION__KEY`` environment overrides over the
+selected environment's section over the file's ``defaults``, validates the result and
+derives everything that follows by convention (bronze prefix, warehouse location,
+catalog file, Dagster home).
 
 Invalid configuration fails here, at load time, with a :class:`ConfigError` that
 names the file, the environment, the key and the problem, instead of surfacing
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from pathlib import Path
@@ -22,6 +25,14 @@ from urllib.parse import urlparse
 
 import yaml
 from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from resources.config_sections import (
     _NAME_PATTERN,
@@ -36,7 +47,6 @@ from resources.config_sections import (
     SparkSettings,
     StackSettings,
     StorageSettings,
-    _Section,
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -48,8 +58,31 @@ class ConfigError(ValueError):
     """Configuration is invalid; the message names file, environment, key and problem."""
 
 
-class LakehouseSettings(_Section):
+@dataclass(frozen=True)
+class _Layers:
+    """What one :func:`load_settings` call layers: the file's two sections, the overrides."""
+
+    defaults: dict[str, Any]
+    environment: dict[str, Any]
+    overrides: dict[str, Any]
+
+
+_LOADING: ContextVar[_Layers | None] = ContextVar("lakehouse_settings_loading", default=None)
+
+
+class LakehouseSettings(BaseSettings):
     """Validated settings of one environment, with the conventions derived from them."""
+
+    model_config = SettingsConfigDict(
+        # Unknown keys are errors: a typo must not silently fall back to a default.
+        extra="forbid",
+        frozen=True,
+        validate_default=False,
+        # YAML keys are matched as spelled; the override source matches names case-insensitively.
+        case_sensitive=True,
+        env_prefix=ENV_OVERRIDE_PREFIX,
+        env_nested_delimiter="__",
+    )
 
     environment: str
     config_path: Path
@@ -71,6 +104,28 @@ class LakehouseSettings(_Section):
             if not _NAME_PATTERN.match(name):
                 raise ValueError(f"dataset name {name!r} is not a lowercase identifier")
         return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Highest priority first; pydantic-settings deep-merges them in this order."""
+        layers = _LOADING.get()
+        if layers is None:
+            # Built from values (``LakehouseSettings(...)``, ``model_validate``): those values
+            # only, as a plain model; never os.environ, a .env file or a secrets directory.
+            return (init_settings,)
+        return (
+            init_settings,  # environment and config_path, set by load_settings
+            _OverrideSource(settings_cls, layers.overrides),
+            InitSettingsSource(settings_cls, init_kwargs=layers.environment),
+            InitSettingsSource(settings_cls, init_kwargs=layers.defaults),
+        )
 
     # Conventions -------------------------------------------------------------------------
 
@@ -155,39 +210,52 @@ def _is_loopback_url(url: str | None) -> bool:
     return url is not None and _is_loopback_host(urlparse(url).hostname)
 
 
-def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+class _OverrideSource(EnvSettingsSource):
+    """``LAKEHOUSE__SECTION__KEY`` overrides from the mapping :func:`load_settings` was given.
+
+    pydantic-settings matches the names to the schema (prefix, ``__`` nesting, case) and
+    nests the values; :func:`_override_values` has already read each value as YAML.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], overrides: Mapping[str, Any]) -> None:
+        super().__init__(settings_cls, case_sensitive=False)
+        # EnvSettingsSource takes no mapping to read: it loads os.environ into its public
+        # ``env_vars``, which every lookup reads. Replace it with the given variables.
+        self.env_vars = overrides
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        return value  # already parsed as YAML, which also reads JSON
+
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        # pydantic-settings reads only the fields it knows and skips a field set to null:
+        # give validation those too, so that ``LAKEHOUSE__NOPE`` is an unknown key and
+        # ``LAKEHOUSE__KAFKA=`` a null section, as in the file.
+        for name, value in self.env_vars.items():
+            values.setdefault(name[self.env_prefix_len :].partition("__")[0], value)
+        return values
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """``LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS=x`` becomes ``{"kafka": {"bootstrap_servers": "x"}}``."""
+def _override_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The ``LAKEHOUSE__...`` variables, names lowercased and values read as YAML.
+
+    ``[A, B]`` is a list, ``{a: 1}`` a mapping, ``true`` a boolean, an empty value or
+    ``null`` is null; anything else stays the string typed (``127.0.0.1:9092``,
+    ``2026-01-05``, ``08``) and pydantic converts it where the schema wants a number or a
+    date. pydantic-settings would parse only JSON, and only for list and mapping fields.
+    """
     overrides: dict[str, Any] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_OVERRIDE_PREFIX):
             continue
-        path = [part.lower() for part in name[len(ENV_OVERRIDE_PREFIX) :].split("__")]
-        if not all(path):
+        if not all(name[len(ENV_OVERRIDE_PREFIX) :].split("__")):
             raise ConfigError(f"environment variable {name}: empty key segment")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
             raise ConfigError(f"environment variable {name}: not a YAML value ({exc})") from None
-        # Strings that YAML would turn into dates or numbers stay as the user typed them
-        # unless the schema wants a number; pydantic converts "19092" to int where needed.
-        if not isinstance(value, (dict, list, bool, type(None))):
-            value = raw
-        node = overrides
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"environment variable {name}: conflicts with another override")
-        node[path[-1]] = value
+        keep = isinstance(value, (dict, list, bool, type(None)))
+        overrides[name.lower()] = value if keep else raw
     return overrides
 
 
@@ -243,17 +311,21 @@ def load_settings(
     if env_name not in environments:
         known = ", ".join(sorted(environments)) or "none"
         raise ConfigError(f"{path}: unknown environment {env_name!r} (defined: {known})")
-    merged = _deep_merge(document.get("defaults") or {}, environments[env_name] or {})
-    merged = _deep_merge(merged, _env_overrides(environ))
-    merged.update(environment=env_name, config_path=path)
+    defaults, section = document.get("defaults") or {}, environments[env_name] or {}
+    if not isinstance(defaults, dict) or not isinstance(section, dict):
+        raise ConfigError(f"{path}: `defaults` and `environments.{env_name}` must be mappings")
+    token = _LOADING.set(_Layers(defaults, section, _override_values(environ)))
     try:
-        return LakehouseSettings.model_validate(merged)
+        # The sources above supply the other fields (mypy sees only the model's fields).
+        return LakehouseSettings(environment=env_name, config_path=path)  # type: ignore[call-arg]
     except ValidationError as exc:
         problems = "\n  ".join(_describe(error) for error in exc.errors())
         raise ConfigError(
             f"{path} (environment {env_name!r}) is invalid:\n  {problems}\n"
             f"Fix the file or the matching {ENV_OVERRIDE_PREFIX}<SECTION>__<KEY> variable."
         ) from None
+    finally:
+        _LOADING.reset(token)
 
 
 @cache

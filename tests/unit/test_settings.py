@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from resources.settings import ConfigError, load_settings
+from resources.settings import ConfigError, LakehouseSettings, load_settings
 
 BASE = {"LAKEHOUSE_ENV": "local"}
 
@@ -120,3 +120,24 @@ def test_unknown_dataset_lists_the_configured_ones() -> None:
         ConfigError, match=r"unknown dataset 'clicks' \(configured: plain, purchase_orders\)"
     ):
         settings.dataset("clicks")
+
+
+def test_unknown_or_null_override_variables_are_errors() -> None:
+    with pytest.raises(ConfigError, match=r"kafka\.nope: unknown key"):
+        load_settings("local", environ={"LAKEHOUSE__KAFKA__NOPE": "1"})
+    with pytest.raises(ConfigError, match=r"\n  nope: unknown key"):
+        load_settings("local", environ={"LAKEHOUSE__NOPE": "1"})
+    with pytest.raises(ConfigError, match=r"kafka: required but null"):
+        load_settings("local", environ={"LAKEHOUSE__KAFKA": ""})
+
+
+def test_only_load_settings_reads_override_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAKEHOUSE__SPARK__SHUFFLE_PARTITIONS", "7")
+    assert load_settings("local").spark.shuffle_partitions == 7
+    settings = load_settings("local", environ={})
+    assert settings.spark.shuffle_partitions == 4
+    assert LakehouseSettings.model_validate(settings.model_dump()) == settings
+    # Built from values, a section left out takes its default, not the variable.
+    values = settings.model_dump(exclude={"spark"})
+    assert LakehouseSettings.model_validate(values).spark.shuffle_partitions == 4
+    assert LakehouseSettings(**values).spark.shuffle_partitions == 4
