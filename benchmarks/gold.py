@@ -17,7 +17,7 @@ gold namespaces and Dagster instance):
 Before either, one run loads the dbt seeds (reference data, unpartitioned, which
 automation loads when missing): set-up, timed apart, not part of the backfill.
 
-Every run is a fresh ``dagster asset materialize -m lakehouse_assets.definitions``
+Every run is a fresh ``dg launch -m lakehouse_assets.definitions --assets ...``
 process, as the daemon launches every run of a backfill in a process of its own: it
 pays what a run really costs besides its data — interpreter start, imports, loading
 the definitions, the Spark session of a silver run, the dbt process and its Spark JVM
@@ -177,7 +177,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 def dagster_run(
     stack: IsolatedStack, lakehouse: Lakehouse, name: str, arguments: Sequence[str]
 ) -> dict[str, float | None]:
-    """One run as a fresh ``dagster asset materialize`` process.
+    """One run as a fresh ``dg launch`` process (its exit status is 1 when the run fails).
 
     Returns its wall time (launch to exit) and, from the run's record, the part before
     the run started (interpreter, imports, loading the definitions: ``startup_seconds``)
@@ -185,9 +185,8 @@ def dagster_run(
     """
     log_file = stack.data_dir / "logs" / f"{lakehouse.label}-{name}.log"
     command = [
-        str(Path(sys.executable).parent / "dagster"),
-        "asset",
-        "materialize",
+        str(Path(sys.executable).parent / "dg"),
+        "launch",
         "-m",
         DEFINITIONS_MODULE,
         *arguments,
@@ -238,21 +237,21 @@ def backfill_runs(
     The first loads the seeds (:data:`SETUP`, not timed as part of the backfill).
     """
     config = ["--config-json", _landing_config()]
-    runs: list[tuple[str, str | None, list[str]]] = [(SETUP, None, ["--select", selected.seeds])]
+    runs: list[tuple[str, str | None, list[str]]] = [(SETUP, None, ["--assets", selected.seeds])]
     if single_run:
         window = f"{days[0]}...{days[-1]}"
         ranged = ["--partition-range", window]
         return [
             *runs,
-            ("bronze", window, ["--select", selected.bronze, *ranged, *config]),
-            ("silver", window, ["--select", selected.silver, *ranged]),
-            ("gold", window, ["--select", selected.gold, *ranged]),
+            ("bronze", window, ["--assets", selected.bronze, *ranged, *config]),
+            ("silver", window, ["--assets", selected.silver, *ranged]),
+            ("gold", window, ["--assets", selected.gold, *ranged]),
         ]
     return [
         *runs,
-        *(("bronze", d, ["--select", selected.bronze, "--partition", d, *config]) for d in days),
-        *(("silver", d, ["--select", selected.silver, "--partition", d]) for d in days),
-        *(("gold", d, ["--select", selected.gold, "--partition", d]) for d in days),
+        *(("bronze", d, ["--assets", selected.bronze, "--partition", d, *config]) for d in days),
+        *(("silver", d, ["--assets", selected.silver, "--partition", d]) for d in days),
+        *(("gold", d, ["--assets", selected.gold, "--partition", d]) for d in days),
     ]
 
 

@@ -117,7 +117,8 @@ class Daemon:
     start``) and the daemon's workspace points at it. With a ``python_module``
     workspace the daemon would start a fresh code server, loading every definition,
     every minute (its workspace refresh), which costs seconds of CPU that the runs
-    being timed share on a small machine.
+    being timed share on a small machine. Both stay ``dagster`` commands: Dagster
+    supersedes neither, and ``dg`` (1.13) has no code server or daemon command.
     """
 
     def __init__(self, stack: IsolatedStack, lakehouse: Lakehouse) -> None:

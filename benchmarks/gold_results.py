@@ -66,7 +66,7 @@ def render_table(section: dict[str, Any]) -> str:
             f"Gold benchmark: purchase_orders, {len(days)} days {days[0]}..{days[-1]}, "
             f"{section['config']['orders_per_day']:,} orders/day ({backfill['orders']:,} orders, "
             f"{backfill['messages']:,} messages)",
-            "Backfill bronze -> silver -> gold, every run a fresh `dagster asset materialize` "
+            "Backfill bronze -> silver -> gold, every run a fresh `dg launch` "
             f"process, median of {section['config']['repeat']}:",
             row("", "single run", "per partition"),
             row("runs", str(single["runs"]), str(split["runs"])),

@@ -189,7 +189,7 @@ def new_lakehouse(stack: IsolatedStack, base: dict[str, str], label: str) -> Lak
 
 @dataclass(frozen=True)
 class Selection:
-    """The assets of each layer, as ``dagster asset materialize --select`` takes them."""
+    """The assets of each layer, as ``dg launch --assets`` takes them."""
 
     bronze: str
     silver: str

@@ -1,13 +1,14 @@
-"""``make dev``: the Dagster UI and daemon (``dagster dev``), stopped with everything they started.
+"""``make dev``: the Dagster UI and daemon (``dg dev``), stopped with everything they started.
 
-``dagster dev`` stops on SIGINT, and takes SIGTERM to mean the same, but only if
-SIGINT is not ignored when it starts: it copies SIGINT's handler to SIGTERM. A
-program started in the background of a script (``make dev &``, a service manager,
-an IDE's task runner) inherits SIGINT ignored, and then ignores both signals, so its
-webserver, daemon and code servers run on until killed one by one. Runs in flight
-keep code servers up as well, since a code server waits for its runs to finish.
+``dg dev`` (which supersedes ``dagster dev`` and, given a workspace file, runs the same
+code) stops on SIGINT, and takes SIGTERM to mean the same, but only if SIGINT is not
+ignored when it starts: it copies SIGINT's handler to SIGTERM. A program started in
+the background of a script (``make dev &``, a service manager, an IDE's task runner)
+inherits SIGINT ignored, and then ignores both signals, so its webserver, daemon and
+code servers run on until killed one by one. Runs in flight keep code servers up as
+well, since a code server waits for its runs to finish.
 
-This supervisor runs ``dagster dev`` as the leader of a process group of its own,
+This supervisor runs ``dg dev`` as the leader of a process group of its own,
 with default signal handling whatever it inherited. On SIGINT, SIGTERM or SIGHUP
 it interrupts the group (as Ctrl-C in a terminal does), and what is left of the
 group after a grace period (code servers, run workers) is terminated, then killed.
@@ -33,7 +34,7 @@ from types import FrameType
 from lakehouse_dev.processes import group_alive
 from resources.settings import PROJECT_ROOT
 
-#: How long ``dagster dev`` gets to shut its services down after the interrupt.
+#: How long ``dg dev`` gets to shut its services down after the interrupt.
 INTERRUPT_GRACE_SECONDS = 30.0
 #: How long what is left of the group gets after SIGTERM, before SIGKILL.
 TERMINATE_GRACE_SECONDS = 10.0
@@ -77,7 +78,7 @@ def run(argv: list[str]) -> int:
         requested.set()
 
     # Python handlers (unlike SIG_IGN) reset to the default in the exec'd child, so
-    # ``dagster dev`` starts with SIGINT and SIGTERM handled, whatever we inherited.
+    # ``dg dev`` starts with SIGINT and SIGTERM handled, whatever we inherited.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _on_signal)
     child = subprocess.Popen(argv, cwd=PROJECT_ROOT, start_new_session=True)
@@ -97,16 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-h", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=3000)
     args = parser.parse_args(argv)
-    dagster = Path(sys.executable).parent / "dagster"
+    dg = Path(sys.executable).parent / "dg"
     return run(
         [
-            str(dagster),
+            str(dg),
             "dev",
             "-w",
             str(PROJECT_ROOT / "workspace.yaml"),
-            "-h",
+            "--host",
             args.host,
-            "-p",
+            "--port",
             str(args.port),
         ]
     )

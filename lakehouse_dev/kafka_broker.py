@@ -373,7 +373,7 @@ class KafkaBroker:
         """Start ``kafka.Kafka`` detached, record its pid and return it.
 
         ``start_new_session`` puts the JVM in its own session so a Ctrl-C or the end of
-        the launching process (a test run, ``dagster dev``) does not take it down.
+        the launching process (a test run, ``dg dev``) does not take it down.
         """
         command = [
             java,

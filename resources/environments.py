@@ -23,7 +23,7 @@ from resources.settings import LakehouseSettings, get_settings
 from resources.spark.resource import spark_resource
 
 # The local S3 server accepts any credentials; this placeholder is used only when the
-# endpoint is on loopback and no credentials are set, so `dagster dev` works as is.
+# endpoint is on loopback and no credentials are set, so `make dev` works as is.
 _LOCAL_S3_PLACEHOLDER = "lakehouse-local"
 
 

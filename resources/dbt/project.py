@@ -245,7 +245,7 @@ def dbt_project(settings: LakehouseSettings) -> DbtProject:
     parsing over each other.
 
     Not dagster-dbt's ``DbtProject.prepare_if_dev()``: it parses only under
-    ``dagster dev`` (``DAGSTER_IS_DEV_CLI``), and then on every load of the
+    ``dg``/``dagster dev`` (``DAGSTER_IS_DEV_CLI``), and then on every load of the
     definitions, while the daemon, the runs, the demo and the tests load them
     outside it; and ``DbtProject`` (dagster-dbt 0.29) takes no preparer of our own.
     """

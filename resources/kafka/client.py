@@ -110,7 +110,7 @@ class KafkaResource(dg.ConfigurableResource):
         if named:
             fix = (
                 "set them in the environment of the code location and of its runs "
-                "(for `dagster dev`, the shell that starts it), or name other variables in "
+                "(for `make dev`, the shell that starts it), or name other variables in "
                 "those keys. Nothing was sent to the broker."
             )
         else:

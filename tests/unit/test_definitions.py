@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from lakehouse_assets.definitions import defs, settings
 from resources.dbt.project import dbt_resource
@@ -41,16 +43,12 @@ def test_secrets_are_bound_as_environment_variables(monkeypatch: pytest.MonkeyPa
     assert "very-secret" not in repr(s3)
 
 
-def test_dagster_cli_validates_the_workspace(tmp_path: Path) -> None:
+def test_dg_check_defs_loads_the_code_location(tmp_path: Path) -> None:
+    """`dg check defs` (which supersedes `dagster definitions validate`) finds the project
+    through pyproject.toml's [tool.dg] and loads its code location."""
     env = dict(os.environ, DAGSTER_HOME=str(tmp_path))
     result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "definitions",
-            "validate",
-            "-w",
-            "workspace.yaml",
-        ],
+        [str(Path(sys.executable).parent / "dg"), "check", "defs", "--log-level", "info"],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
@@ -58,8 +56,27 @@ def test_dagster_cli_validates_the_workspace(tmp_path: Path) -> None:
         timeout=300,
         check=False,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "All code locations passed validation" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Validation successful for code location lakehouse" in output, output
+    assert "All definitions loaded successfully" in output, output
+    assert "SupersessionWarning" not in output, output
+
+
+def test_workspace_and_dg_project_name_the_same_code_location() -> None:
+    """`dg dev -w workspace.yaml` (`make dev`) serves what `dg check defs` checks."""
+    with (PROJECT_ROOT / "pyproject.toml").open("rb") as f:
+        project = tomllib.load(f)["tool"]["dg"]["project"]
+    workspace = yaml.safe_load((PROJECT_ROOT / "workspace.yaml").read_text())
+    assert workspace["load_from"] == [
+        {
+            "python_module": {
+                "module_name": project["code_location_target_module"],
+                "attribute": "defs",
+                "location_name": project["code_location_name"],
+            }
+        }
+    ]
 
 
 def test_dbt_parses_the_project_with_the_generated_profile() -> None:
