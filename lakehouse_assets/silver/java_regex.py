@@ -8,6 +8,7 @@ re-emitted from Python's own parse tree into a safe subset of Java's dialect
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from resources.private_apis import parse_regex
@@ -48,70 +49,87 @@ _CATEGORIES = {
 
 
 def _emit(items: list[tuple[Any, Any]]) -> str | None:
+    """Java regex text of parsed items (``None``: a construct with no exact translation)."""
     out: list[str] = []
     for op, av in items:
-        name = str(op)
-        if name == "LITERAL":
-            out.append(f"\\x{{{av:X}}}")
-        elif name == "NOT_LITERAL":
-            out.append(f"[^\\x{{{av:X}}}]")
-        elif name == "ANY":
-            out.append(".")
-        elif name == "IN":
-            members: list[str] = []
-            negate = False
-            for member_op, member_av in av:
-                member = str(member_op)
-                if member == "NEGATE":
-                    negate = True
-                elif member == "LITERAL":
-                    members.append(f"\\x{{{member_av:X}}}")
-                elif member == "RANGE":
-                    members.append(f"\\x{{{member_av[0]:X}}}-\\x{{{member_av[1]:X}}}")
-                elif member == "CATEGORY" and str(member_av) in _CATEGORIES:
-                    members.append(_CATEGORIES[str(member_av)])
-                else:
-                    return None
-            if negate and any(str(m_op) == "CATEGORY" for m_op, _ in av):
-                return None
-            out.append(("[^" if negate else "[") + "".join(members) + "]")
-        elif name == "BRANCH":
-            branches = [_emit(list(branch)) for branch in av[1]]
-            if any(branch is None for branch in branches):
-                return None
-            out.append("(?:" + "|".join(b for b in branches if b is not None) + ")")
-        elif name == "SUBPATTERN":
-            _, add_flags, del_flags, sub = av
-            inner = _emit(list(sub))
-            if add_flags or del_flags or inner is None:
-                return None
-            out.append(f"(?:{inner})")
-        elif name == "ATOMIC_GROUP":
-            inner = _emit(list(av))
-            if inner is None:
-                return None
-            out.append(f"(?>{inner})")
-        elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
-            low, high, sub = av
-            inner = _emit(list(sub))
-            if inner is None:
-                return None
-            upper = "" if high == _maxrepeat() else str(high)
-            suffix = {"MAX_REPEAT": "", "MIN_REPEAT": "?", "POSSESSIVE_REPEAT": "+"}[name]
-            out.append(f"(?:{inner}){{{low},{upper}}}{suffix}")
-        elif name == "AT":
-            anchors = {
-                "AT_BEGINNING": "^",
-                "AT_END": "$",
-                "AT_BEGINNING_STRING": "\\A",
-                "AT_END_STRING": "\\z",
-            }
-            if str(av) not in anchors:
-                return None
-            out.append(anchors[str(av)])
-        else:
+        emit = _EMITTERS.get(str(op))
+        piece = emit(str(op), av) if emit is not None else None
+        if piece is None:
             return None
+        out.append(piece)
     return "".join(out)
+
+
+def _class_member(member: str, av: Any) -> str | None:
+    if member == "LITERAL":
+        return f"\\x{{{av:X}}}"
+    if member == "RANGE":
+        return f"\\x{{{av[0]:X}}}-\\x{{{av[1]:X}}}"
+    if member == "CATEGORY":
+        return _CATEGORIES.get(str(av))
+    return None
+
+
+def _emit_in(name: str, av: Any) -> str | None:
+    members = [(str(op), value) for op, value in av]
+    negate = any(op == "NEGATE" for op, _ in members)
+    if negate and any(op == "CATEGORY" for op, _ in members):
+        return None
+    texts = [_class_member(op, value) for op, value in members if op != "NEGATE"]
+    if any(text is None for text in texts):
+        return None
+    return ("[^" if negate else "[") + "".join(t for t in texts if t is not None) + "]"
+
+
+def _emit_branch(name: str, av: Any) -> str | None:
+    branches = [_emit(list(branch)) for branch in av[1]]
+    if any(branch is None for branch in branches):
+        return None
+    return "(?:" + "|".join(b for b in branches if b is not None) + ")"
+
+
+def _emit_subpattern(name: str, av: Any) -> str | None:
+    _, add_flags, del_flags, sub = av
+    inner = _emit(list(sub))
+    return None if add_flags or del_flags or inner is None else f"(?:{inner})"
+
+
+def _emit_atomic(name: str, av: Any) -> str | None:
+    inner = _emit(list(av))
+    return None if inner is None else f"(?>{inner})"
+
+
+def _emit_repeat(name: str, av: Any) -> str | None:
+    low, high, sub = av
+    inner = _emit(list(sub))
+    if inner is None:
+        return None
+    upper = "" if high == _maxrepeat() else str(high)
+    suffix = {"MAX_REPEAT": "", "MIN_REPEAT": "?", "POSSESSIVE_REPEAT": "+"}[name]
+    return f"(?:{inner}){{{low},{upper}}}{suffix}"
+
+
+_ANCHORS = {
+    "AT_BEGINNING": "^",
+    "AT_END": "$",
+    "AT_BEGINNING_STRING": "\\A",
+    "AT_END_STRING": "\\z",
+}
+
+#: Per opcode of Python's regex parser: its exact Java form.
+_EMITTERS: dict[str, Callable[[str, Any], str | None]] = {
+    "LITERAL": lambda name, av: f"\\x{{{av:X}}}",
+    "NOT_LITERAL": lambda name, av: f"[^\\x{{{av:X}}}]",
+    "ANY": lambda name, av: ".",
+    "IN": _emit_in,
+    "BRANCH": _emit_branch,
+    "SUBPATTERN": _emit_subpattern,
+    "ATOMIC_GROUP": _emit_atomic,
+    "MAX_REPEAT": _emit_repeat,
+    "MIN_REPEAT": _emit_repeat,
+    "POSSESSIVE_REPEAT": _emit_repeat,
+    "AT": lambda name, av: _ANCHORS.get(str(av)),
+}
 
 
 def _maxrepeat() -> int:

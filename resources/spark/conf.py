@@ -136,7 +136,7 @@ _URL_PASSWORD = re.compile(r"(?<=://)([^/:@\s]*):([^/@\s]+)@")
 # Spark ----------------------------------------------------------------------------------
 
 
-def build_spark_conf(
+def build_spark_conf(  # noqa: PLR0913 (keyword-only: one per setting)
     *,
     catalog_name: str,
     catalog_uri: str,
@@ -278,7 +278,7 @@ def is_loopback_master(master: str) -> bool:
 PYTHON_ARCHIVE_ALIAS = "environment"
 
 
-def client_mode_conf(
+def client_mode_conf(  # noqa: PLR0913 (keyword-only: one per setting)
     *,
     master: str,
     s3_region: str,

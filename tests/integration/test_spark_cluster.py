@@ -207,7 +207,7 @@ def _tables(orders: SilverDataset, settings: LakehouseSettings) -> dict[str, pa.
     return tables
 
 
-def test_purchase_orders_on_the_cluster_equal_local_mode_and_run_on_the_workers(
+def test_purchase_orders_on_the_cluster_equal_local_mode_and_run_on_the_workers(  # noqa: PLR0915 (one scenario)
     orders: SilverDataset, cluster: SparkCluster, cluster_environment: dict[str, str]
 ) -> None:
     spec = GeneratorSpec(count=1_500, days=5, end_date=DAY, seed=16)
