@@ -27,13 +27,10 @@ Run: ``make bench`` or ``python -m benchmarks bronze [--quick] [--sizes 1000000,
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import statistics
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +46,13 @@ from benchmarks.common import (
     drop_topic,
     event_spec,
     log,
-    machine_info,
     median_services_cpu,
     positive_int,
     produce_topic,
     raise_interrupt,
     render_targets,
+    run_section,
     run_worker,
-    write_section,
 )
 from benchmarks.isolated import IsolatedStack
 
@@ -446,31 +442,12 @@ def measure_size(stack: IsolatedStack, size: int, options: Options) -> dict[str,
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     signal.signal(signal.SIGTERM, raise_interrupt)
-    started = datetime.now(UTC)
-    load_at_start = [round(x, 2) for x in os.getloadavg()]
-    log(
-        f"sizes {', '.join(f'{s:,}' for s in options.sizes)}; {options.repeat} run(s) each; "
-        "starting an isolated local stack ..."
-    )
-    try:
-        with IsolatedStack() as stack:
-            log(f"stack up in {stack.data_dir} (Kafka {stack.bootstrap_servers})")
-            sizes = [measure_size(stack, size, options) for size in options.sizes]
-            log("stopping the stack ...")
-    except BenchmarkError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("benchmark interrupted; the stack was stopped", file=sys.stderr)
-        return 130
-    targets = evaluate_targets(sizes)
-    results: dict[str, Any] = {
-        "benchmark": "bronze_landing",
-        "dataset": "purchase_orders",
-        "timestamp": started.isoformat(timespec="seconds"),
-        "duration_seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
-        "machine": {**machine_info(), "load_average_at_start": load_at_start},
-        "config": {
+    _, code = run_section(
+        SECTION,
+        announce=f"sizes {', '.join(f'{s:,}' for s in options.sizes)}; "
+        f"{options.repeat} run(s) each",
+        measure=lambda stack: {"sizes": [measure_size(stack, n, options) for n in options.sizes]},
+        config={
             "sizes": list(options.sizes),
             "repeat": options.repeat,
             **asdict(options.events),
@@ -479,13 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "landing_mode": "replace, all days in one run (single-run backfill)",
             "mb": "10^6 bytes of Kafka record values",
         },
-        "sizes": sizes,
-        "targets": targets,
-        # A target that one size cannot evaluate (memory growth) is neither pass nor fail.
-        "passed": all(t["pass"] is not False for t in targets.values()),
-    }
-    write_section(options.output, SECTION, results)
-    print()
-    print(render_table(results))
-    print(f"\nresults: {options.output}")
-    return 0 if results["passed"] else 1
+        output=options.output,
+        evaluate_targets=lambda section: evaluate_targets(section["sizes"]),
+        render_table=render_table,
+    )
+    return code

@@ -30,14 +30,11 @@ of ``benchmarks/results.json``.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import statistics
-import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,12 +49,11 @@ from benchmarks.common import (
     drop_topic,
     event_spec,
     log,
-    machine_info,
     positive_int,
     produce_topic,
-    publish_section,
     raise_interrupt,
     render_targets,
+    run_section,
     run_worker,
 )
 from benchmarks.isolated import IsolatedStack, _bindable, free_port, process_cpu_seconds
@@ -285,25 +281,12 @@ def render_table(section: dict[str, Any]) -> str:
 
 
 def run(options: Options) -> tuple[dict[str, Any] | None, int]:
-    started = datetime.now(UTC)
-    load_at_start = [round(x, 2) for x in os.getloadavg()]
-    log(f"cluster: {options.size:,} messages, {options.repeat} run(s) of each variant")
-    try:
-        with IsolatedStack() as stack:
-            section = measure(stack, options)
-    except BenchmarkError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return None, 2
-    except KeyboardInterrupt:
-        print("benchmark interrupted; the stack and clusters were stopped", file=sys.stderr)
-        return None, 130
-    section = {
-        "benchmark": SECTION,
-        "dataset": "purchase_orders",
-        "timestamp": started.isoformat(timespec="seconds"),
-        "duration_seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
-        "machine": {**machine_info(), "load_average_at_start": load_at_start},
-        "config": {
+    """Measure; returns the results section (None when it could not run) and the exit code."""
+    return run_section(
+        SECTION,
+        announce=f"cluster: {options.size:,} messages, {options.repeat} run(s) of each variant",
+        measure=lambda stack: measure(stack, options),
+        config={
             "size": options.size,
             "repeat": options.repeat,
             "worker_cores": options.worker_cores,
@@ -315,10 +298,10 @@ def run(options: Options) -> tuple[dict[str, Any] | None, int]:
             "clock": "transformation only: after imports and Spark session start",
             "local": "spark.master local[2] in the run's process",
         },
-        **section,
-    }
-    return section, publish_section(
-        options.output, SECTION, section, evaluate_targets, render_table
+        output=options.output,
+        evaluate_targets=evaluate_targets,
+        render_table=render_table,
+        stopped="the stack and clusters were stopped",
     )
 
 

@@ -408,3 +408,49 @@ def publish_section(
     print(render_table(section))
     print(f"\nresults: {output}")
     return 0 if section["passed"] else 1
+
+
+def run_section(
+    name: str,
+    *,
+    announce: str,
+    measure: Callable[[IsolatedStack], dict[str, Any]],
+    config: dict[str, Any],
+    output: Path,
+    evaluate_targets: Callable[[dict[str, Any]], dict[str, Any]],
+    render_table: Callable[[dict[str, Any]], str],
+    dataset: str = "purchase_orders",
+    stopped: str = "the stack was stopped",
+) -> tuple[dict[str, Any] | None, int]:
+    """One benchmark on a fresh :class:`IsolatedStack`: the section and the exit code.
+
+    Logs ``announce``, runs ``measure`` on the stack and publishes the section
+    (:func:`publish_section`): name, dataset, start time, duration, the machine and its
+    load at the start, ``config``, then what ``measure`` returned. Exit code 2 (and no
+    section) when the benchmark could not run, 130 when interrupted (``stopped`` says
+    what was cleaned up), else 0 when every target is met and 1 when one is missed.
+    """
+    started = datetime.now(UTC)
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    log(f"{announce}; starting an isolated local stack ...")
+    try:
+        with IsolatedStack() as stack:
+            log(f"stack up in {stack.data_dir} (Kafka {stack.bootstrap_servers})")
+            measured = measure(stack)
+            log("stopping the stack ...")
+    except BenchmarkError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return None, 2
+    except KeyboardInterrupt:
+        print(f"benchmark interrupted; {stopped}", file=sys.stderr)
+        return None, 130
+    section = {
+        "benchmark": name,
+        "dataset": dataset,
+        "timestamp": started.isoformat(timespec="seconds"),
+        "duration_seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
+        "machine": {**machine_info(), "load_average_at_start": load_at_start},
+        "config": config,
+        **measured,
+    }
+    return section, publish_section(output, name, section, evaluate_targets, render_table)

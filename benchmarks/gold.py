@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import statistics
 import subprocess
@@ -58,7 +57,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,10 +71,9 @@ from benchmarks.common import (
     add_event_arguments,
     event_spec,
     log,
-    machine_info,
     positive_int,
-    publish_section,
     raise_interrupt,
+    run_section,
 )
 from benchmarks.gold_latency import (
     _runs,
@@ -436,8 +434,6 @@ def measure(stack: IsolatedStack, options: Options) -> dict[str, Any]:
 
 def run(options: Options) -> tuple[dict[str, Any] | None, int]:
     """Measure; returns the results section (None when it could not run) and the exit code."""
-    started = datetime.now(UTC)
-    load_at_start = [round(x, 2) for x in os.getloadavg()]
     parts = []
     if options.backfill:
         parts.append(
@@ -446,35 +442,27 @@ def run(options: Options) -> tuple[dict[str, Any] | None, int]:
         )
     if options.latency:
         parts.append(f"{options.latency_probes} latency probe(s)")
-    log(f"gold: {'; '.join(parts)}; starting an isolated local stack ...")
     code_before = code_fingerprint()
-    try:
-        with IsolatedStack() as stack:
-            log(f"stack up in {stack.data_dir} (Kafka {stack.bootstrap_servers})")
-            measured = measure(stack, options)
-            log("stopping the stack ...")
-    except BenchmarkError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return None, 2
-    except KeyboardInterrupt:
-        print(
-            "benchmark interrupted; the runs, the daemon and the stack were stopped",
-            file=sys.stderr,
-        )
-        return None, 130
-    code_after = code_fingerprint()
-    if code_after != code_before:
-        log(
-            "warning: the project's code, dbt project or configuration changed while the "
-            "benchmark ran; the variants may have run different code"
-        )
-    section: dict[str, Any] = {
-        "benchmark": SECTION,
-        "dataset": DATASET,
-        "timestamp": started.isoformat(timespec="seconds"),
-        "duration_seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
-        "machine": {**machine_info(), "load_average_at_start": load_at_start},
-        "config": {
+
+    def measured(stack: IsolatedStack) -> dict[str, Any]:
+        figures = measure(stack, options)
+        code_after = code_fingerprint()
+        if code_after != code_before:
+            log(
+                "warning: the project's code, dbt project or configuration changed while the "
+                "benchmark ran; the variants may have run different code"
+            )
+        return {
+            "code_fingerprint": {"before": code_before, "after": code_after},
+            "code_changed_during_run": code_after != code_before,
+            **figures,
+        }
+
+    return run_section(
+        SECTION,
+        announce=f"gold: {'; '.join(parts)}",
+        measure=measured,
+        config={
             "orders_per_day": options.orders_per_day,
             "repeat": options.repeat,
             "latency_probes": options.latency_probes if options.latency else 0,
@@ -488,12 +476,11 @@ def run(options: Options) -> tuple[dict[str, Any] | None, int]:
             "latency": "dagster-daemon with default intervals; produce -> order counted in "
             "gold.fct_daily_sales (pyiceberg poll every 2 s)",
         },
-        "code_fingerprint": {"before": code_before, "after": code_after},
-        "code_changed_during_run": code_after != code_before,
-        **measured,
-    }
-    return section, publish_section(
-        options.output, SECTION, section, evaluate_targets, render_table
+        output=options.output,
+        evaluate_targets=evaluate_targets,
+        render_table=render_table,
+        dataset=DATASET,
+        stopped="the runs, the daemon and the stack were stopped",
     )
 
 

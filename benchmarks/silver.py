@@ -34,14 +34,11 @@ Run: ``make bench`` (all benchmarks) or ``python -m benchmarks silver [--quick]`
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import statistics
-import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,13 +54,12 @@ from benchmarks.common import (
     drop_topic,
     event_spec,
     log,
-    machine_info,
     median_services_cpu,
     positive_int,
     produce_topic,
-    publish_section,
     raise_interrupt,
     render_targets,
+    run_section,
     run_worker,
 )
 from benchmarks.isolated import IsolatedStack
@@ -427,30 +423,11 @@ def measure(stack: IsolatedStack, options: Options) -> dict[str, Any]:
 
 def run(options: Options) -> tuple[dict[str, Any] | None, int]:
     """Measure; returns the results section (None when it could not run) and the exit code."""
-    started = datetime.now(UTC)
-    load_at_start = [round(x, 2) for x in os.getloadavg()]
-    log(
-        f"silver: {options.size:,} messages, {options.repeat} run(s) of each variant; "
-        "starting an isolated local stack ..."
-    )
-    try:
-        with IsolatedStack() as stack:
-            log(f"stack up in {stack.data_dir} (Kafka {stack.bootstrap_servers})")
-            section = measure(stack, options)
-            log("stopping the stack ...")
-    except BenchmarkError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return None, 2
-    except KeyboardInterrupt:
-        print("benchmark interrupted; the stack was stopped", file=sys.stderr)
-        return None, 130
-    section = {
-        "benchmark": SECTION,
-        "dataset": "purchase_orders",
-        "timestamp": started.isoformat(timespec="seconds"),
-        "duration_seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
-        "machine": {**machine_info(), "load_average_at_start": load_at_start},
-        "config": {
+    return run_section(
+        SECTION,
+        announce=f"silver: {options.size:,} messages, {options.repeat} run(s) of each variant",
+        measure=lambda stack: measure(stack, options),
+        config={
             "size": options.size,
             "overhead_size": options.overhead_size,
             "overhead_runs": OVERHEAD_RUNS,
@@ -465,10 +442,9 @@ def run(options: Options) -> tuple[dict[str, Any] | None, int]:
             "dagster_overhead": "median over pairs of (Dagster run - direct call of the asset "
             "function and IO manager), one partition, warm Spark session, same process",
         },
-        **section,
-    }
-    return section, publish_section(
-        options.output, SECTION, section, evaluate_targets, render_table
+        output=options.output,
+        evaluate_targets=evaluate_targets,
+        render_table=render_table,
     )
 
 
