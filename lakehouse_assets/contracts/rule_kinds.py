@@ -20,7 +20,7 @@ reference evaluator (the specification, plain Python)     payload     ``silver.v
 JVM certifier (certifies the provably valid rows in one   payload     ``silver.spark_validation``
 pass, or defers a row to the reference evaluator)                     + ``PayloadCertifier.java``
 Arrow evaluator                                           table_rows  ``silver.check_evaluators``
-asset-check builders                                      table       ``silver.checks``
+asset-check builders                                      table       ``silver.table_checks``
 ========================================================  ==========  =====================
 
 Each engine declares its implementations with :func:`implement`, at import: a kind of

@@ -1,9 +1,10 @@
-"""Reading a silver table for its checks: the run's window, the columns the rules need,
-sample failing keys, rows per partition and the newest row (one scan per check)."""
+"""What every contract check of a silver table shares (:class:`CheckSite`) and how it
+reads the table: the run's window, the columns the rules need, sample failing keys,
+rows per partition and the newest row (one scan per check)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -12,8 +13,8 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakehouse_assets.contracts.document import SumEquals
-from lakehouse_assets.contracts.model import RowRule
+from lakehouse_assets.contracts.document import Severity, SumEquals
+from lakehouse_assets.contracts.model import Contract, RowRule, TableRule
 from resources.iceberg.io_manager import IcebergIOManager, window_filter
 
 if TYPE_CHECKING:
@@ -180,3 +181,41 @@ def _newest(
     uppers = pc.struct_field(pc.struct_field(metrics, column), "upper_bound")
     newest = pc.max(uppers).as_py()
     return cast(datetime | date | None, newest)
+
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class CheckSite:
+    """What every check of one contract table shares: the asset, where it is stored, how
+    a run's rows are selected, how results are labelled."""
+
+    contract: Contract
+    table: str
+    asset_key: dg.AssetKey
+    partitions_def: dg.PartitionsDefinition | None
+    target: _Target
+    keys: Sequence[str]
+    table_wide_keys: bool
+    related_assets: Mapping[str, dg.AssetKey]
+    sample_size: int
+    clock: Clock
+
+    @property
+    def label(self) -> str:
+        contract = self.contract
+        return f"{contract.dataset}.{self.table} (contract {contract.path.name} {contract.version})"
+
+    @property
+    def common(self) -> dict[str, Any]:
+        """``@asset_check`` arguments of every check."""
+        return {"asset": self.asset_key, "required_resource_keys": {self.target.io_manager_key}}
+
+
+def rules_metadata(rules: Sequence[RowRule | TableRule]) -> dict[str, Any]:
+    return {"contract_rules": [r.id for r in rules]}
+
+
+def blocking(severities: Iterable[Severity]) -> bool:
+    return any(s == "error" for s in severities)

@@ -20,13 +20,11 @@ import pytest
 
 from lakehouse_assets.contracts.loading import load_contract
 from lakehouse_assets.contracts.model import Contract
-from lakehouse_assets.silver.checks import (
+from lakehouse_assets.silver.checks import CHECK_ROW_RULES, CHECK_SCHEMA, build_contract_checks
+from lakehouse_assets.silver.table_checks import (
     CHECK_FRESHNESS,
     CHECK_ROW_COUNT,
-    CHECK_ROW_RULES,
-    CHECK_SCHEMA,
     CHECK_UNIQUE,
-    build_contract_checks,
     builtin_check_name,
 )
 from resources.iceberg.io_manager import IcebergIOManager

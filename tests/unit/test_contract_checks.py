@@ -25,13 +25,11 @@ from lakehouse_assets.silver.check_evaluators import (
     row_rule_failures,
     schema_problems,
 )
-from lakehouse_assets.silver.checks import (
+from lakehouse_assets.silver.checks import CHECK_ROW_RULES, CHECK_SCHEMA, build_contract_checks
+from lakehouse_assets.silver.table_checks import (
     CHECK_FRESHNESS,
     CHECK_ROW_COUNT,
-    CHECK_ROW_RULES,
-    CHECK_SCHEMA,
     CHECK_UNIQUE,
-    build_contract_checks,
     builtin_check_name,
 )
 

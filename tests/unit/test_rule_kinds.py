@@ -20,7 +20,7 @@ from lakehouse_assets.contracts.rule_kinds import (
     implement,
     kinds_for,
 )
-from lakehouse_assets.silver import check_evaluators, checks, spark_validation, validation
+from lakehouse_assets.silver import check_evaluators, spark_validation, table_checks, validation
 
 ROOT = Path(__file__).resolve().parents[2]
 CERTIFIER = ROOT / "resources/spark/java/lakehouse/validation/PayloadCertifier.java"
@@ -30,7 +30,7 @@ def test_every_engine_implements_exactly_the_kinds_of_its_subject() -> None:
     engines: dict[Subject, list[Mapping[str, object]]] = {
         "payload": [validation._CHECKS, spark_validation._SPECS],
         "table_rows": [check_evaluators._FAILURES],
-        "table": [checks._TABLE_CHECKS],
+        "table": [table_checks.TABLE_CHECKS],
     }
     for subject, tables in engines.items():
         for table in tables:
@@ -65,7 +65,7 @@ def test_a_new_kind_is_one_entry_and_every_engine_of_its_subject_then_fails_to_l
         with pytest.raises(RuleKindError, match="no implementation of no_emoji"):
             implement("engine", subject, dict(table))
     # The table-level engine does not see it.
-    assert list(implement("builders", "table", dict(checks._TABLE_CHECKS)))
+    assert list(implement("builders", "table", dict(table_checks.TABLE_CHECKS)))
 
 
 def test_builtins_are_the_kinds_with_an_arguments_model() -> None:
