@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, cast
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from resources.iceberg.branches import MAIN, ensure_branch
 from resources.iceberg.tables import begin_write
 from resources.iceberg.writes import (
     _POS,
@@ -41,15 +42,24 @@ def write_attempt(
     from pyiceberg.expressions import AlwaysTrue
 
     table, tx, plan = begin_write(catalog, request, df.schema)
+    branch = request.branch
+    if branch:
+        # A branch starts from a snapshot of main: the table and its schema are
+        # committed first (readers of main see no rows change), the rows go to the branch.
+        if table is None or plan:
+            tx.commit_transaction()
+        table = ensure_branch(catalog.load().load_table(request.identifier), branch)
+        tx = table.transaction()
     df = conform_nullability(df, tx.table_metadata.schema(), request.table_name)
     props = dict(request.snapshot_properties)
     details: dict[str, int] = {}
+    target = branch or MAIN
 
     with warnings.catch_warnings():
         # "Delete operation did not match any records": normal for a new partition.
         warnings.filterwarnings("ignore", message="Delete operation did not match")
         if request.mode == "append" or (table is None and request.mode == "overwrite"):
-            tx.append(df, snapshot_properties=props)
+            tx.append(df, snapshot_properties=props, branch=target)
         elif request.mode == "overwrite":
             overwrite_filter: BooleanExpression = AlwaysTrue()
             if request.time_window is not None:
@@ -59,12 +69,14 @@ def write_attempt(
                     request.time_window,
                     request.table_name,
                 )
-            tx.overwrite(df, overwrite_filter=overwrite_filter, snapshot_properties=props)
+            tx.overwrite(
+                df, overwrite_filter=overwrite_filter, snapshot_properties=props, branch=target
+            )
         else:
             df, details = stage_upsert(tx, table, df, request, props)
 
     committed = tx.commit_transaction()
-    snapshot = committed.current_snapshot()
+    snapshot = committed.snapshot_by_name(branch) if branch else committed.current_snapshot()
     return WriteResult(
         snapshot_id=snapshot.snapshot_id if snapshot else None,
         rows=df.num_rows,
@@ -100,7 +112,10 @@ def stage_upsert(
     updated = 0
     if table is not None and df.num_rows:
         match = create_match_filter(df, keys)
-        existing = table.scan(row_filter=match, selected_fields=(*keys, sequence)).to_arrow()
+        scan = table.scan(row_filter=match, selected_fields=(*keys, sequence))
+        if request.branch:
+            scan = scan.use_ref(request.branch)
+        existing = scan.to_arrow()
         if existing.num_rows:
             # Several stored rows per key can exist (earlier appends): compare with the max.
             stored = existing.group_by(keys).aggregate([(sequence, "max")])
@@ -116,11 +131,15 @@ def stage_upsert(
             chosen = joined.filter(newer)
             updated = int(pc.sum(pc.is_valid(chosen.column(_SEQ))).as_py() or 0)
             kept = df.take(_sorted(chosen.column(_POS)))
+    target = request.branch or MAIN
     if table is None:
-        tx.append(kept, snapshot_properties=props)
+        tx.append(kept, snapshot_properties=props, branch=target)
     elif kept.num_rows:
         tx.overwrite(
-            kept, overwrite_filter=create_match_filter(kept, keys), snapshot_properties=props
+            kept,
+            overwrite_filter=create_match_filter(kept, keys),
+            snapshot_properties=props,
+            branch=target,
         )
     details = {
         "rows_inserted": kept.num_rows - updated,

@@ -100,7 +100,9 @@ class IcebergIOManager(dg.ConfigurableIOManager):
     Asset ``["<layer>", ..., "<table>"]`` ↔ table ``<namespace of layer>.<table>``.
     Asset metadata: ``partition_expr`` (partition time column), ``write_mode``
     (overwrite | append | upsert), ``primary_key`` and ``sequence_column`` (upsert),
-    ``snapshot_properties`` (extra snapshot summary properties). Loads return a
+    ``snapshot_properties`` (extra snapshot summary properties), ``branch`` (write to
+    this branch, created from ``main`` if missing, and leave ``main`` as it is: the
+    write of write-audit-publish, see :mod:`resources.iceberg.branches`). Loads return a
     ``pyarrow.Table`` with the rows of the requested partitions, or a lazy Spark
     DataFrame for inputs annotated ``pyspark.sql.DataFrame`` or with input metadata
     ``{"engine": "spark"}``.
@@ -177,6 +179,8 @@ class IcebergIOManager(dg.ConfigurableIOManager):
             "write_mode": request.mode,
             "commit_attempts": result.attempts,
         }
+        if request.branch:
+            metadata["branch"] = request.branch
         if result.schema_changes:
             metadata["schema_changes"] = dg.MetadataValue.json(result.schema_changes)
         metadata.update(result.details)
@@ -289,6 +293,7 @@ class IcebergIOManager(dg.ConfigurableIOManager):
             group_key=group_key,
             unique_by_key=bool(option("unique_by_key")) and mode == "upsert",
             snapshot_properties=properties,
+            branch=option("branch") or None,
         )
 
     # Writing ------------------------------------------------------------------------------

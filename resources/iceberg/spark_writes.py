@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 import dagster as dg
 import pyarrow as pa
 
+from resources.iceberg.branches import ensure_branch
 from resources.iceberg.tables import begin_write
 from resources.iceberg.writes import (
     ASSET_KEY_PROPERTY,
@@ -45,6 +46,7 @@ from resources.private_apis import jvm
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import DataType, StructType
 
@@ -228,7 +230,7 @@ def overwrite(df: DataFrame, request: WriteRequest, table_schema: StructType) ->
 
     options = write_options(request.snapshot_properties)
     if request.time_window is None:
-        df.writeTo(quote(request.table_name)).options(**options).overwrite(F.lit(True))
+        df.writeTo(quote(request.spark_name)).options(**options).overwrite(F.lit(True))
         return SparkCommit(rows=None, details={})
     column = cast(str, request.partition_expr)
     data_type = _column_type(table_schema, column, request.table_name, "table")
@@ -243,7 +245,7 @@ def overwrite(df: DataFrame, request: WriteRequest, table_schema: StructType) ->
         value,
     )
     try:
-        df.withColumn(column, checked).writeTo(quote(request.table_name)).options(
+        df.withColumn(column, checked).writeTo(quote(request.spark_name)).options(
             **options
         ).overwrite(F.expr(condition))
     except Exception as exc:
@@ -254,7 +256,7 @@ def overwrite(df: DataFrame, request: WriteRequest, table_schema: StructType) ->
 
 
 def append(df: DataFrame, request: WriteRequest) -> SparkCommit:
-    df.writeTo(quote(request.table_name)).options(
+    df.writeTo(quote(request.spark_name)).options(
         **write_options(request.snapshot_properties)
     ).append()
     return SparkCommit(rows=None, details={})
@@ -275,7 +277,7 @@ def upsert(
 
     keys = list(request.primary_key)
     sequence = cast(str, request.sequence_column)
-    target = quote(request.table_name)
+    target = quote(request.spark_name)
     if not table_exists:
         # A table this attempt created: every row is an insert, the snapshot counts them.
         _merge(spark, source, request, keys=keys, sequence=sequence)
@@ -327,7 +329,7 @@ def _merge(
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     seq = f"`{sequence}`"
     statement = (
-        f"MERGE INTO {quote(request.table_name)} AS t USING {view} AS s ON {on} "
+        f"MERGE INTO {quote(request.spark_name)} AS t USING {view} AS s ON {on} "
         f"WHEN MATCHED AND (t.{seq} IS NULL OR s.{seq} > t.{seq}) THEN UPDATE SET * "
         "WHEN NOT MATCHED THEN INSERT *"
     )
@@ -353,7 +355,7 @@ def upsert_groups(
     keys = list(request.primary_key)
     group = list(request.group_key)
     sequence = cast(str, request.sequence_column)
-    target = quote(request.table_name)
+    target = quote(request.spark_name)
     # Only each group's newest version in the input counts.
     newest = Window.partitionBy(*group)
     source = (
@@ -497,10 +499,20 @@ def is_commit_conflict(exc: BaseException) -> bool:
     return any(name in text for name in _CONFLICT_CLASSES)
 
 
-def committed_snapshot(table: Table, run_properties: Mapping[str, str]) -> int | None:
-    """The newest snapshot carrying this write's properties (another writer may be newer)."""
+def head_snapshot(table: Table, branch: str | None = None) -> Snapshot | None:
+    """The snapshot ``branch`` (``main`` when None) points at."""
+    if branch is None:
+        return table.current_snapshot()
+    return table.snapshot_by_name(branch)
 
-    snapshot = table.current_snapshot()
+
+def committed_snapshot(
+    table: Table, run_properties: Mapping[str, str], branch: str | None = None
+) -> int | None:
+    """The newest snapshot of ``branch`` (``main`` when None) carrying this write's
+    properties (another writer may be newer)."""
+
+    snapshot = head_snapshot(table, branch)
     probe = {
         k: run_properties[k] for k in (RUN_ID_PROPERTY, ASSET_KEY_PROPERTY) if k in run_properties
     }
@@ -511,7 +523,7 @@ def committed_snapshot(table: Table, run_properties: Mapping[str, str]) -> int |
         if snapshot.parent_snapshot_id is None:
             break
         snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id)
-    current = table.current_snapshot()
+    current = head_snapshot(table, branch)
     return current.snapshot_id if current else None
 
 
@@ -531,6 +543,8 @@ def write_attempt(
     table, tx, plan = begin_write(catalog, request, arrow_schema(df))
     if table is None or plan:
         tx.commit_transaction()
+    if request.branch:
+        ensure_branch(catalog.load().load_table(request.identifier), request.branch)
     spark = df.sparkSession
     # The Spark catalog caches nothing (cache-enabled=false): this is the new schema.
     table_schema = spark.table(quote(request.table_name)).schema
@@ -546,9 +560,9 @@ def write_attempt(
 
     committed = catalog.load().load_table(request.identifier)
     if commit.committed:
-        snapshot_id = committed_snapshot(committed, request.snapshot_properties)
+        snapshot_id = committed_snapshot(committed, request.snapshot_properties, request.branch)
     else:
-        current = committed.current_snapshot()
+        current = head_snapshot(committed, request.branch)
         snapshot_id = current.snapshot_id if current else None
     rows = commit.rows
     if rows is None:

@@ -78,6 +78,14 @@ class WriteRequest:
     group_key: Sequence[str] = ()
     unique_by_key: bool = False
     snapshot_properties: Mapping[str, str] = field(default_factory=dict)
+    branch: str | None = None
+    """Write to this branch (created from ``main`` if missing) instead of ``main``: the
+    write half of write-audit-publish (:mod:`resources.iceberg.branches`)."""
+
+    @property
+    def spark_name(self) -> str:
+        """The name Spark writes through: ``<table>.branch_<branch>`` for a branch."""
+        return f"{self.table_name}.branch_{self.branch}" if self.branch else self.table_name
 
 
 @dataclass

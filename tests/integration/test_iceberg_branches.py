@@ -1,11 +1,12 @@
 """Run branches on the real catalog: written beside main, published by fast-forward only."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Dagster reads the assets' annotations.
 
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import dagster as dg
 import pyarrow as pa
 import pytest
 from pyiceberg.table import Table
@@ -19,10 +20,27 @@ from resources.iceberg.branches import (
     run_branches,
     stale_branches,
 )
+from resources.iceberg.io_manager import RUN_ID_PROPERTY
+from tests.integration.conftest import metadata_value
+from tests.integration.test_iceberg_io_manager import (
+    DAYS,
+    IO_KEY,
+    PARTITIONS,
+    daily_rows,
+    load,
+    rows_by_day,
+    run,
+)
+from tests.integration.test_iceberg_spark_io import _orders, to_spark
 
 pytestmark = pytest.mark.integration
 
 SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("v", pa.string())])
+
+
+@pytest.fixture
+def table_name() -> str:
+    return f"b_{uuid.uuid4().hex[:10]}"
 
 
 def rows(*ids: int) -> pa.Table:
@@ -118,3 +136,109 @@ def test_stale_run_branches_are_found_by_age_and_dropped(table: Table) -> None:
     assert ids(table) == [1]
     with pytest.raises(ValueError, match="main is never dropped"):
         drop_branch(table, "main")
+
+
+# The IO manager writes a run's outputs to its branch ------------------------------------
+
+
+def _branch_ids(io_manager: Any, name: str, branch: str | None) -> list[tuple[str, int, str]]:
+    table = load(io_manager, name)
+    scan = table.scan()
+    if branch is not None:
+        scan = scan.use_ref(branch)
+    return sorted((r["order_id"], r["version"], r["status"]) for r in scan.to_arrow().to_pylist())
+
+
+def _spark_ids(spark: Any, full_name: str) -> list[tuple[str, int, str]]:
+    rows = spark.sql(f"SELECT order_id, version, status FROM {full_name}").collect()
+    return sorted((r.order_id, r.version, r.status) for r in rows)
+
+
+UPSERT = {
+    "partition_expr": "updated_at",
+    "write_mode": "upsert",
+    "primary_key": ["order_id"],
+    "sequence_column": "version",
+}
+
+
+@pytest.mark.parametrize("engine", ["arrow", "spark"])
+def test_io_manager_upserts_onto_the_run_branch_and_main_stays_until_published(
+    engine: str, spark: Any, io_manager: Any, table_name: str
+) -> None:
+    at = datetime(2026, 1, 2, 10, tzinfo=UTC)
+    batches = iter(
+        [
+            [("A", 1, "created", at), ("B", 1, "created", at)],
+            [("A", 2, "paid", at), ("C", 1, "created", at)],
+        ]
+    )
+
+    def produce(context: dg.AssetExecutionContext) -> Any:
+        frame = _orders(spark, next(batches))
+        return frame if engine == "spark" else pa.Table.from_pandas(frame.toPandas())
+
+    runs: list[str] = []
+
+    @dg.asset(
+        name=table_name,
+        key_prefix="silver",
+        partitions_def=PARTITIONS,
+        io_manager_key=IO_KEY,
+        metadata=UPSERT,
+    )
+    def orders(context: dg.AssetExecutionContext) -> dg.Output[Any]:
+        # The first run writes main; the second writes its own branch.
+        branch = run_branch(context.run.run_id) if runs else None
+        runs.append(context.run.run_id)
+        return dg.Output(produce(context), metadata={"branch": branch})
+
+    run([orders], io_manager, [DAYS[1]])
+    before = _branch_ids(io_manager, table_name, None)
+    assert before == [("A", 1, "created"), ("B", 1, "created")]
+
+    result = run([orders], io_manager, [DAYS[1]])
+    branch = run_branch(result.run_id)
+    assert metadata_value(result, f"silver__{table_name}", "branch") == branch
+    assert _branch_ids(io_manager, table_name, None) == before
+    assert _spark_ids(spark, f"lakehouse.silver.{table_name}") == before
+    on_branch = [("A", 2, "paid"), ("B", 1, "created"), ("C", 1, "created")]
+    assert _branch_ids(io_manager, table_name, branch) == on_branch
+    assert _spark_ids(spark, f"lakehouse.silver.{table_name}.branch_{branch}") == on_branch
+    assert summary_of_ref(load(io_manager, table_name), branch)[RUN_ID_PROPERTY] == result.run_id
+
+    publish(load(io_manager, table_name), branch)
+    assert _branch_ids(io_manager, table_name, None) == on_branch
+    assert _spark_ids(spark, f"lakehouse.silver.{table_name}") == on_branch
+
+
+def summary_of_ref(table: Table, ref: str) -> dict[str, str]:
+    snapshot = table.snapshot_by_name(ref)
+    assert snapshot is not None
+    assert snapshot.summary is not None
+    return dict(snapshot.summary.additional_properties)
+
+
+@pytest.mark.parametrize("engine", ["arrow", "spark"])
+def test_io_manager_overwrites_a_day_on_a_new_tables_branch(
+    engine: str, spark: Any, io_manager: Any, table_name: str
+) -> None:
+    @dg.asset(
+        name=table_name,
+        key_prefix="silver",
+        partitions_def=PARTITIONS,
+        io_manager_key=IO_KEY,
+        metadata={"partition_expr": "event_date"},
+    )
+    def daily(context: dg.AssetExecutionContext) -> dg.Output[Any]:
+        table = daily_rows("a")(context)
+        data = to_spark(spark, table) if engine == "spark" else table
+        return dg.Output(data, metadata={"branch": run_branch(context.run.run_id)})
+
+    result = run([daily], io_manager, [DAYS[2]])
+    branch = run_branch(result.run_id)
+    table = load(io_manager, table_name)
+    assert table.scan().to_arrow().num_rows == 0, "main of the new table got rows"
+    assert table.scan().use_ref(branch).to_arrow().num_rows == 3
+    publish(table, branch)
+    assert rows_by_day(load(io_manager, table_name)) == {DAYS[2]: 3}
