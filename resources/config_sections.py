@@ -95,6 +95,21 @@ class CatalogSettings(_Section):
     properties: dict[str, str] = Field(
         default_factory=dict, description="Extra catalog properties for pyiceberg and Spark."
     )
+    write_audit_publish: bool = Field(
+        default=True,
+        description=(
+            "Silver runs write every table to a branch of their own, run the blocking checks "
+            "on it and fast-forward main only when they pass (false: write main directly)."
+        ),
+    )
+    audit_branch_max_age_days: int = Field(
+        default=7,
+        ge=1,
+        description=(
+            "A run branch that was not published (its checks or its run failed) is dropped "
+            "by the next run of its dataset once it is older than this."
+        ),
+    )
 
     @model_validator(mode="after")
     def _uri_where_needed(self) -> CatalogSettings:

@@ -1,10 +1,10 @@
-"""What every contract check of a silver table shares (:class:`CheckSite`) and how it
-reads the table: the run's window, the columns the rules need, sample failing keys,
-rows per partition and the newest row (one scan per check)."""
+"""How a contract check reads its silver table: the run's window (on ``main``, or on
+the run's branch before it is published), the columns the rules need, sample failing
+keys, rows per partition and the newest row (one scan per check)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -13,8 +13,9 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakehouse_assets.contracts.document import Severity, SumEquals
-from lakehouse_assets.contracts.model import Contract, RowRule, TableRule
+from lakehouse_assets.contracts.document import SumEquals
+from lakehouse_assets.contracts.model import RowRule
+from resources.iceberg.branches import at_branch
 from resources.iceberg.io_manager import IcebergIOManager, window_filter
 
 if TYPE_CHECKING:
@@ -54,22 +55,24 @@ class _Target:
     io_manager_key: str
     partition_column: str | None
 
-    def table(self, context: dg.AssetCheckExecutionContext, key: dg.AssetKey) -> IcebergTable:
+    def table(self, context: Any, key: dg.AssetKey, ref: str | None = None) -> IcebergTable:
+        """The table of ``key``, as on branch ``ref`` when given (and existing), else main."""
         from pyiceberg.exceptions import NoSuchTableError
 
         io_manager = self._io_manager(context)
         try:
-            return io_manager.catalog.load().load_table(io_manager.table_identifier(key))
+            table = io_manager.catalog.load().load_table(io_manager.table_identifier(key))
+            return at_branch(table, ref)
         except NoSuchTableError:
             raise dg.Failure(
                 f"Iceberg table {io_manager.table_name(key)} (asset {key.to_user_string()}) "
                 "does not exist yet: materialise the asset before checking it"
             ) from None
 
-    def table_name(self, context: dg.AssetCheckExecutionContext, key: dg.AssetKey) -> str:
+    def table_name(self, context: Any, key: dg.AssetKey) -> str:
         return self._io_manager(context).table_name(key)
 
-    def _io_manager(self, context: dg.AssetCheckExecutionContext) -> IcebergIOManager:
+    def _io_manager(self, context: Any) -> IcebergIOManager:
         io_manager = getattr(context.resources, self.io_manager_key)
         if not isinstance(io_manager, IcebergIOManager):
             raise dg.Failure(
@@ -78,7 +81,7 @@ class _Target:
             )
         return io_manager
 
-    def window(self, context: dg.AssetCheckExecutionContext) -> dg.TimeWindow | None:
+    def window(self, context: Any) -> dg.TimeWindow | None:
         """The run's partition window, if the run is partitioned by time."""
         if not (context.has_partition_key or context.has_partition_key_range):
             return None
@@ -181,41 +184,3 @@ def _newest(
     uppers = pc.struct_field(pc.struct_field(metrics, column), "upper_bound")
     newest = pc.max(uppers).as_py()
     return cast(datetime | date | None, newest)
-
-
-Clock = Callable[[], datetime]
-
-
-@dataclass(frozen=True)
-class CheckSite:
-    """What every check of one contract table shares: the asset, where it is stored, how
-    a run's rows are selected, how results are labelled."""
-
-    contract: Contract
-    table: str
-    asset_key: dg.AssetKey
-    partitions_def: dg.PartitionsDefinition | None
-    target: _Target
-    keys: Sequence[str]
-    table_wide_keys: bool
-    related_assets: Mapping[str, dg.AssetKey]
-    sample_size: int
-    clock: Clock
-
-    @property
-    def label(self) -> str:
-        contract = self.contract
-        return f"{contract.dataset}.{self.table} (contract {contract.path.name} {contract.version})"
-
-    @property
-    def common(self) -> dict[str, Any]:
-        """``@asset_check`` arguments of every check."""
-        return {"asset": self.asset_key, "required_resource_keys": {self.target.io_manager_key}}
-
-
-def rules_metadata(rules: Sequence[RowRule | TableRule]) -> dict[str, Any]:
-    return {"contract_rules": [r.id for r in rules]}
-
-
-def blocking(severities: Iterable[Severity]) -> bool:
-    return any(s == "error" for s in severities)

@@ -68,16 +68,19 @@ from lakehouse_assets.silver.check_evaluators import (
     row_rule_failures,
     schema_problems,
 )
-from lakehouse_assets.silver.check_reading import (
+from lakehouse_assets.silver.check_plans import (
+    CheckPlan,
     CheckSite,
     Clock,
+    blocking,
+    rules_metadata,
+)
+from lakehouse_assets.silver.check_reading import (
     _existing,
     _row_rule_columns,
     _Samples,
     _Target,
     _window_metadata,
-    blocking,
-    rules_metadata,
 )
 from lakehouse_assets.silver.table_checks import TABLE_CHECKS
 
@@ -94,7 +97,7 @@ DEFAULT_SAMPLE_SIZE = 5
 # --------------------------------------------------------------------------- factory
 
 
-def build_contract_checks(
+def contract_check_plans(
     contract: Contract,
     table: str,
     asset_key: dg.AssetKey,
@@ -106,8 +109,11 @@ def build_contract_checks(
     io_manager_key: str = "iceberg_io_manager",
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     clock: Clock | None = None,
-) -> list[dg.AssetChecksDefinition]:
-    """The asset checks of contract table ``table`` for the asset ``asset_key``.
+) -> list[CheckPlan]:
+    """The checks of contract table ``table`` for the asset ``asset_key``, as plans
+    (:class:`~lakehouse_assets.silver.check_plans.CheckPlan`): the specs and evaluations
+    that :func:`build_contract_checks` turns into standalone checks and the silver
+    multi-asset runs in its own step.
 
     Args:
         contract: The dataset's contract.
@@ -127,7 +133,7 @@ def build_contract_checks(
         sample_size: Failing keys reported per rule.
         clock: The time freshness is measured against (default: now, UTC).
 
-    Returns checks named ``contract_schema``, ``contract_row_rules``,
+    Returns plans of checks named ``contract_schema``, ``contract_row_rules``,
     ``contract_unique``, ``contract_row_count``, ``contract_freshness`` and
     ``contract_<rule id>`` per built-in table rule, each only when the table has
     rules of that kind (see the module docstring).
@@ -138,7 +144,7 @@ def build_contract_checks(
         warnings.filterwarnings(
             "ignore", message="Specifying a partitions_def on an AssetCheckSpec"
         )
-        return _build_contract_checks(
+        return _contract_check_plans(
             contract,
             table,
             asset_key,
@@ -154,7 +160,24 @@ def build_contract_checks(
         )
 
 
-def _build_contract_checks(
+def build_contract_checks(
+    contract: Contract,
+    table: str,
+    asset_key: dg.AssetKey,
+    partitions_def: dg.PartitionsDefinition | None,
+    **options: Any,
+) -> list[dg.AssetChecksDefinition]:
+    """The checks of :func:`contract_check_plans` (same arguments) as standalone
+    ``@asset_check`` definitions, reading ``main``."""
+    plans = contract_check_plans(contract, table, asset_key, partitions_def, **options)
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Specifying a partitions_def on an AssetCheckSpec"
+        )
+        return [plan.definition() for plan in plans]
+
+
+def _contract_check_plans(
     contract: Contract,
     table: str,
     asset_key: dg.AssetKey,
@@ -166,7 +189,7 @@ def _build_contract_checks(
     io_manager_key: str,
     sample_size: int,
     clock: Clock,
-) -> list[dg.AssetChecksDefinition]:
+) -> list[CheckPlan]:
     if table not in contract.tables:
         raise ValueError(
             f"{contract.path}: {table!r} is not a silver table of the contract "
@@ -196,18 +219,17 @@ def _build_contract_checks(
     return checks
 
 
-def _schema_check(site: CheckSite) -> dg.AssetChecksDefinition:
+def _schema_check(site: CheckSite) -> CheckPlan:
     target, asset_key = site.target, site.asset_key
     expected_schema = site.contract.arrow_schema(site.table)
 
-    @dg.asset_check(
+    @site.plan(
         name=CHECK_SCHEMA,
         description=f"{site.label}: every contract column is present with a compatible type.",
         blocking=True,
-        **site.common,
     )
-    def schema_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        iceberg = target.table(context, asset_key)
+    def schema_check(context: Any, ref: str | None) -> dg.AssetCheckResult:
+        iceberg = target.table(context, asset_key, ref)
         actual = iceberg.schema().as_arrow()
         problems = schema_problems(actual, expected_schema)
         outcomes = [
@@ -238,7 +260,7 @@ def _schema_check(site: CheckSite) -> dg.AssetChecksDefinition:
     return schema_check
 
 
-def _row_rules_check(site: CheckSite, row_rules: Sequence[RowRule]) -> dg.AssetChecksDefinition:
+def _row_rules_check(site: CheckSite, row_rules: Sequence[RowRule]) -> CheckPlan:
     for rule in row_rules:
         if "table_rows" not in rule_kind(rule.kind).subjects:
             raise ValueError(
@@ -248,18 +270,17 @@ def _row_rules_check(site: CheckSite, row_rules: Sequence[RowRule]) -> dg.AssetC
     target, asset_key, keys = site.target, site.asset_key, site.keys
     columns_needed = _row_rule_columns(row_rules)
 
-    @dg.asset_check(
+    @site.plan(
         name=CHECK_ROW_RULES,
         description=f"{site.label}: each row meets the row rules "
         f"({len(row_rules)}: required, allowed values, patterns, ranges, lengths, sums).",
         blocking=blocking(r.severity for r in row_rules),
         partitions_def=site.partitions_def,
         metadata=rules_metadata(row_rules),
-        **site.common,
     )
-    def row_rules_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    def row_rules_check(context: Any, ref: str | None) -> dg.AssetCheckResult:
         name = target.table_name(context, asset_key)
-        iceberg = target.table(context, asset_key)
+        iceberg = target.table(context, asset_key, ref)
         window = target.window(context)
         selected = _existing(iceberg, (*keys, *columns_needed))
         scan = iceberg.scan(
@@ -304,6 +325,16 @@ def _metadata_value(metadata: Mapping[str, Any], key: str) -> Any:
     return getattr(value, "value", value)
 
 
+def spec_check_options(spec: dg.AssetSpec) -> dict[str, Any]:
+    """The check options an asset's spec implies: its ``partition_expr`` is the partition
+    column, and ``write_mode: upsert`` makes key uniqueness table-wide."""
+    metadata = spec.metadata or {}
+    return {
+        "partition_column": _metadata_value(metadata, "partition_expr"),
+        "table_wide_keys": _metadata_value(metadata, "write_mode") == "upsert",
+    }
+
+
 def contract_checks_for_asset(
     contract: Contract,
     table: str,
@@ -315,26 +346,23 @@ def contract_checks_for_asset(
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     clock: Clock | None = None,
 ) -> list[dg.AssetChecksDefinition]:
-    """:func:`build_contract_checks` with what the asset says about itself.
+    """:func:`build_contract_checks` with what the asset says about itself
+    (:func:`spec_check_options`).
 
     ``asset_key`` picks one output of a multi-asset (default ``["silver", table]``
-    if the asset has it, else the asset's only key); its ``partition_expr``
-    metadata gives the partition column and ``write_mode: upsert`` makes key
-    uniqueness table-wide.
+    if the asset has it, else the asset's only key).
     """
     if asset_key is None:
         preferred = dg.AssetKey(["silver", table])
         asset_key = preferred if preferred in asset.keys else asset.key
-    metadata = asset.specs_by_key[asset_key].metadata or {}
     return build_contract_checks(
         contract,
         table,
         asset_key,
         asset.partitions_def,
-        partition_column=_metadata_value(metadata, "partition_expr"),
-        table_wide_keys=_metadata_value(metadata, "write_mode") == "upsert",
         related_assets=related_assets,
         io_manager_key=io_manager_key,
         sample_size=sample_size,
         clock=clock,
+        **spec_check_options(asset.specs_by_key[asset_key]),
     )

@@ -13,7 +13,7 @@ registry (:mod:`lakehouse_assets.contracts.rule_kinds`);
 # annotations at definition time.
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import cast
+from typing import Any, cast
 
 import dagster as dg
 
@@ -28,15 +28,13 @@ from lakehouse_assets.silver.check_evaluators import (
     evaluate_freshness,
     evaluate_row_counts,
 )
+from lakehouse_assets.silver.check_plans import CheckPlan, CheckSite, blocking, rules_metadata
 from lakehouse_assets.silver.check_reading import (
-    CheckSite,
     _existing,
     _keys_of,
     _newest,
     _rows_by_partition,
     _window_metadata,
-    blocking,
-    rules_metadata,
 )
 
 CHECK_UNIQUE = "contract_unique"
@@ -49,25 +47,22 @@ def builtin_check_name(rule_id: str) -> str:
     return f"contract_{rule_id}"
 
 
-def _unique_checks(
-    site: CheckSite, unique_rules: Sequence[TableRule]
-) -> list[dg.AssetChecksDefinition]:
+def _unique_checks(site: CheckSite, unique_rules: Sequence[TableRule]) -> list[CheckPlan]:
     target, asset_key, table_wide_keys = site.target, site.asset_key, site.table_wide_keys
     sample_size = site.sample_size
     scope = "the whole table" if table_wide_keys else "each partition"
 
-    @dg.asset_check(
+    @site.plan(
         name=CHECK_UNIQUE,
         description=f"{site.label}: no two rows share a key in {scope} "
         f"({', '.join('(' + ', '.join(r.columns) + ')' for r in unique_rules)}).",
         blocking=blocking(r.severity for r in unique_rules),
         partitions_def=None if table_wide_keys else site.partitions_def,
         metadata=rules_metadata(unique_rules),
-        **site.common,
     )
-    def unique_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    def unique_check(context: Any, ref: str | None) -> dg.AssetCheckResult:
         name = target.table_name(context, asset_key)
-        iceberg = target.table(context, asset_key)
+        iceberg = target.table(context, asset_key, ref)
         window = None if table_wide_keys else target.window(context)
         wanted = [c for r in unique_rules for c in r.columns]
         selected = _existing(iceberg, wanted)
@@ -104,12 +99,10 @@ def _unique_checks(
     return [unique_check]
 
 
-def _row_count_checks(
-    site: CheckSite, count_rules: Sequence[TableRule]
-) -> list[dg.AssetChecksDefinition]:
+def _row_count_checks(site: CheckSite, count_rules: Sequence[TableRule]) -> list[CheckPlan]:
     target, asset_key, sample_size = site.target, site.asset_key, site.sample_size
 
-    @dg.asset_check(
+    @site.plan(
         name=CHECK_ROW_COUNT,
         description=f"{site.label}: rows per partition within bounds ("
         + "; ".join(f"{r.id}: {r.minimum}..{r.maximum}" for r in count_rules)
@@ -117,11 +110,10 @@ def _row_count_checks(
         blocking=blocking(r.severity for r in count_rules),
         partitions_def=site.partitions_def,
         metadata=rules_metadata(count_rules),
-        **site.common,
     )
-    def row_count_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    def row_count_check(context: Any, ref: str | None) -> dg.AssetCheckResult:
         name = target.table_name(context, asset_key)
-        iceberg = target.table(context, asset_key)
+        iceberg = target.table(context, asset_key, ref)
         window = target.window(context)
         rows_by_partition = _rows_by_partition(iceberg, target, window, name)
         out_of_bounds = evaluate_row_counts(rows_by_partition, count_rules)
@@ -149,25 +141,22 @@ def _row_count_checks(
     return [row_count_check]
 
 
-def _freshness_checks(
-    site: CheckSite, fresh_rules: Sequence[TableRule]
-) -> list[dg.AssetChecksDefinition]:
+def _freshness_checks(site: CheckSite, fresh_rules: Sequence[TableRule]) -> list[CheckPlan]:
     target, asset_key, now = site.target, site.asset_key, site.clock
     fresh = fresh_rules[0]
     fresh_column = fresh.columns[0]
     max_delay = cast(timedelta, fresh.max_delay)
 
-    @dg.asset_check(
+    @site.plan(
         name=CHECK_FRESHNESS,
         description=f"{site.label}: the newest {fresh_column} is at most {max_delay} old "
         "when the check runs (the whole table, whatever partition the run wrote).",
         blocking=blocking([fresh.severity]),
         metadata=rules_metadata(fresh_rules),
-        **site.common,
     )
-    def freshness_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    def freshness_check(context: Any, ref: str | None) -> dg.AssetCheckResult:
         name = target.table_name(context, asset_key)
-        iceberg = target.table(context, asset_key)
+        iceberg = target.table(context, asset_key, ref)
         checked_at = now()
         newest = _newest(iceberg, fresh_column, checked_at - max_delay, name)
         is_fresh, lag = evaluate_freshness(newest, checked_at, max_delay)
@@ -193,13 +182,11 @@ def _freshness_checks(
     return [freshness_check]
 
 
-def _child_lines_checks(
-    site: CheckSite, rules: Sequence[TableRule]
-) -> list[dg.AssetChecksDefinition]:
+def _child_lines_checks(site: CheckSite, rules: Sequence[TableRule]) -> list[CheckPlan]:
     return [_child_lines_check(site, rule) for rule in rules]
 
 
-def _child_lines_check(site: CheckSite, rule: TableRule) -> dg.AssetChecksDefinition:
+def _child_lines_check(site: CheckSite, rule: TableRule) -> CheckPlan:
     target, asset_key, keys, sample_size = site.target, site.asset_key, site.keys, site.sample_size
     arguments = rule.arguments
     assert isinstance(arguments, ChildLinesSumTo), rule
@@ -215,21 +202,20 @@ def _child_lines_check(site: CheckSite, rule: TableRule) -> dg.AssetChecksDefini
 
     # The lines are an extra dependency: in a run writing both tables, the check
     # waits for the lines of the same partitions.
-    @dg.asset_check(
+    @site.plan(
         name=builtin_check_name(rule.id),
         description=f"{site.label}: {rule.description}",
         blocking=blocking([rule.severity]),
         partitions_def=site.partitions_def,
         additional_deps=[lines_key],
         metadata={"contract_rules": [rule.id], "lines_asset": lines_key.to_user_string()},
-        **site.common,
     )
-    def builtin_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    def builtin_check(context: Any, ref: str | None) -> dg.AssetCheckResult:
         window = target.window(context)
         name = target.table_name(context, asset_key)
-        parents_table = target.table(context, asset_key)
+        parents_table = target.table(context, asset_key, ref)
         lines_name = target.table_name(context, lines_key)
-        lines_table = target.table(context, lines_key)
+        lines_table = target.table(context, lines_key, ref)
         parents = parents_table.scan(
             row_filter=target.row_filter(parents_table, window, name),
             selected_fields=tuple(dict.fromkeys((*arguments.key, *keys, arguments.equals))),
@@ -271,9 +257,7 @@ def _child_lines_check(site: CheckSite, rule: TableRule) -> dg.AssetChecksDefini
 
 #: The asset checks of every table-level rule kind (checked against the registry): each
 #: builds the checks of all rules of its kind on one table.
-TABLE_CHECKS: Mapping[
-    str, Callable[[CheckSite, Sequence[TableRule]], list[dg.AssetChecksDefinition]]
-] = implement(
+TABLE_CHECKS: Mapping[str, Callable[[CheckSite, Sequence[TableRule]], list[CheckPlan]]] = implement(
     "asset-check builders",
     "table",
     {

@@ -65,6 +65,27 @@ def ensure_branch(table: Table, branch: str) -> Table:
     return table.refresh()
 
 
+def at_branch(table: Table, branch: str | None) -> Table:
+    """A read-only view of ``table`` whose current state is ``branch``'s head.
+
+    Everything that reads the current snapshot (scans, ``inspect``, counts) then reads
+    the branch. ``main`` itself, no branch, or a branch that does not exist: ``table``.
+    """
+    from pyiceberg.table import Table as IcebergTable
+
+    head = branch_head(table, branch) if branch and branch != MAIN else None
+    if head is None:
+        return table
+    metadata = table.metadata.model_copy(update={"current_snapshot_id": head})
+    return IcebergTable(
+        identifier=table.name(),
+        metadata=metadata,
+        metadata_location=table.metadata_location,
+        io=table.io,
+        catalog=table.catalog,
+    )
+
+
 def branch_head(table: Table, branch: str) -> int | None:
     """The snapshot id ``branch`` points at, or None when there is no such branch."""
     ref = table.metadata.refs.get(branch)

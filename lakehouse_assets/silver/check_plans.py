@@ -1,0 +1,100 @@
+"""What every contract check of one silver table shares, and a check as a plan that runs
+standalone or inside the asset's own step.
+
+A :class:`CheckPlan` is a check's spec plus its evaluation ``(context, ref)``: as a
+standalone ``@asset_check`` (:meth:`CheckPlan.definition`) it reads ``main``; inside
+the silver multi-asset (its ``check_specs``) it reads the run's branch before the run
+publishes it (write-audit-publish).
+"""
+
+# No `from __future__ import annotations`: Dagster reads the check functions'
+# annotations at definition time.
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import dagster as dg
+
+from lakehouse_assets.contracts.document import Severity
+from lakehouse_assets.contracts.model import Contract, RowRule, TableRule
+from lakehouse_assets.silver.check_reading import _Target
+
+Clock = Callable[[], datetime]
+
+#: A check's evaluation: the step's context (a check's or the asset's) and the branch to
+#: read (``None``: main).
+Evaluate = Callable[[Any, "str | None"], dg.AssetCheckResult]
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    """One check: its ``@asset_check`` arguments and its evaluation."""
+
+    arguments: Mapping[str, Any]
+    evaluate: Evaluate
+    resource_keys: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def name(self) -> str:
+        return str(self.arguments["name"])
+
+    @property
+    def blocking(self) -> bool:
+        return bool(self.arguments.get("blocking"))
+
+    def spec(self) -> dg.AssetCheckSpec:
+        """The check as one of an asset's ``check_specs``."""
+        return dg.AssetCheckSpec(**self.arguments)
+
+    def definition(self) -> dg.AssetChecksDefinition:
+        """The check as a standalone ``@asset_check`` step, reading ``main``."""
+        evaluate = self.evaluate
+
+        @dg.asset_check(**self.arguments, required_resource_keys=set(self.resource_keys))
+        def check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+            return evaluate(context, None)
+
+        return check
+
+
+@dataclass(frozen=True)
+class CheckSite:
+    """What every check of one contract table shares: the asset, where it is stored, how
+    a run's rows are selected, how results are labelled."""
+
+    contract: Contract
+    table: str
+    asset_key: dg.AssetKey
+    partitions_def: dg.PartitionsDefinition | None
+    target: _Target
+    keys: Sequence[str]
+    table_wide_keys: bool
+    related_assets: Mapping[str, dg.AssetKey]
+    sample_size: int
+    clock: Clock
+
+    @property
+    def label(self) -> str:
+        contract = self.contract
+        return f"{contract.dataset}.{self.table} (contract {contract.path.name} {contract.version})"
+
+    def plan(self, **arguments: Any) -> Callable[[Evaluate], CheckPlan]:
+        """Decorates an evaluation into the :class:`CheckPlan` of a check on this table."""
+
+        def wrap(evaluate: Evaluate) -> CheckPlan:
+            return CheckPlan(
+                {"asset": self.asset_key, **arguments},
+                evaluate,
+                frozenset({self.target.io_manager_key}),
+            )
+
+        return wrap
+
+
+def rules_metadata(rules: Sequence[RowRule | TableRule]) -> dict[str, Any]:
+    return {"contract_rules": [r.id for r in rules]}
+
+
+def blocking(severities: Iterable[Severity]) -> bool:
+    return any(s == "error" for s in severities)
