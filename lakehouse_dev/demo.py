@@ -32,7 +32,6 @@ from lakehouse_assets.contracts.loading import load_contract
 from lakehouse_assets.gold.assets import build_gold_assets
 from lakehouse_assets.partitions import range_tags
 from lakehouse_assets.silver.assets import RECONCILIATION_CHECK, build_silver_asset
-from lakehouse_assets.silver.definitions import build_silver_checks
 from lakehouse_dev.generator import cli as events_cli
 from lakehouse_dev.stack import LocalStack
 from resources.dbt.project import dbt_project
@@ -91,9 +90,8 @@ def _silver(
     for dataset in settings.datasets:
         started = time.monotonic()
         asset = build_silver_asset(settings, dataset)
-        checks = build_silver_checks(settings, dataset, asset)
         result = dg.materialize(
-            [asset, *checks],
+            [asset],
             instance=instance,
             resources=resources,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},

@@ -30,7 +30,9 @@ from lakehouse_assets.partitions import (
     bronze_days,
     daily_partitions,
 )
+from lakehouse_assets.silver.checks import contract_check_plans, spec_check_options
 from lakehouse_assets.silver.errors import s3_errors_named
+from lakehouse_assets.silver.publishing import audit, drop_stale_branches, publish_tables
 from lakehouse_assets.silver.transforms import (
     ACCEPTED,
     DUPLICATE,
@@ -44,6 +46,7 @@ from lakehouse_assets.silver.transforms import (
     table_builder,
     write_options,
 )
+from resources.iceberg.branches import at_branch, run_branch
 from resources.iceberg.catalog import IcebergCatalogResource
 from resources.s3.parquet_store import ParquetStore
 from resources.settings import LakehouseSettings
@@ -119,32 +122,10 @@ class Reconciliation:
         )
 
 
-def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDefinition:
-    """The silver multi-asset of ``dataset``, from its contract and config."""
-    contract = load_contract(settings.contract_path(dataset))
-    late_window = settings.late_window_days(dataset)
-    builder = table_builder(contract.dataset)
-    events = event_table(contract)
-    events_partition = contract.partition_column(events)
-    if events_partition is None:
-        raise ValueError(f"{contract.path}: table {events!r} marks no column `partitioned: true`")
+def _output_specs(contract: Contract, dataset: str, common: dict[str, Any]) -> list[dg.AssetSpec]:
+    """The specs of the silver multi-asset's outputs: each contract table, then the
+    quarantine."""
     quarantine = contract.quarantine_table
-    with warnings.catch_warnings():
-        # Beta in 1.13; needed because the newest silver days read bronze days that do
-        # not exist yet (tomorrow's), and the oldest one reads the day before the start.
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        mapping = dg.TimeWindowPartitionMapping(
-            start_offset=-AHEAD_TOLERANCE_DAYS,
-            end_offset=late_window,
-            allow_nonexistent_upstream_partitions=True,
-        )
-    dep = dg.AssetDep(bronze_key(dataset), partition_mapping=mapping)
-    automation = silver_automation_condition(late_window)
-    common: dict[str, Any] = {
-        "group_name": SILVER_GROUP,
-        "kinds": {"spark", "iceberg"},
-        "automation_condition": automation,
-    }
     specs = []
     for table in contract.tables:
         keys = contract.keys(table)
@@ -179,6 +160,50 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
             **common,
         )
     )
+    return specs
+
+
+def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDefinition:
+    """The silver multi-asset of ``dataset``, from its contract and config."""
+    contract = load_contract(settings.contract_path(dataset))
+    late_window = settings.late_window_days(dataset)
+    builder = table_builder(contract.dataset)
+    events = event_table(contract)
+    events_partition = contract.partition_column(events)
+    if events_partition is None:
+        raise ValueError(f"{contract.path}: table {events!r} marks no column `partitioned: true`")
+    quarantine = contract.quarantine_table
+    with warnings.catch_warnings():
+        # Beta in 1.13; needed because the newest silver days read bronze days that do
+        # not exist yet (tomorrow's), and the oldest one reads the day before the start.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        mapping = dg.TimeWindowPartitionMapping(
+            start_offset=-AHEAD_TOLERANCE_DAYS,
+            end_offset=late_window,
+            allow_nonexistent_upstream_partitions=True,
+        )
+    dep = dg.AssetDep(bronze_key(dataset), partition_mapping=mapping)
+    automation = silver_automation_condition(late_window)
+    common: dict[str, Any] = {
+        "group_name": SILVER_GROUP,
+        "kinds": {"spark", "iceberg"},
+        "automation_condition": automation,
+    }
+    specs = _output_specs(contract, dataset, common)
+    partitions_def = daily_partitions(settings, dataset)
+    plans = [
+        plan
+        for spec in specs
+        if spec.key != silver_key(quarantine)
+        for plan in contract_check_plans(
+            contract,
+            spec.key.path[-1],
+            spec.key,
+            partitions_def,
+            related_assets={t: silver_key(t) for t in contract.tables},
+            **spec_check_options(spec),
+        )
+    ]
     check = dg.AssetCheckSpec(
         RECONCILIATION_CHECK,
         asset=silver_key(events),
@@ -197,12 +222,24 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
         for spec in specs
     }
 
+    with warnings.catch_warnings():
+        # Partitioned check specs are a preview in Dagster 1.13 (see silver/checks.py).
+        warnings.filterwarnings(
+            "ignore", message="Specifying a partitions_def on an AssetCheckSpec"
+        )
+        check_specs = [check, *(plan.spec() for plan in plans)]
+    # Published in this order: the quarantine, then the contract's tables.
+    published_order = [
+        (settings.namespace("silver"), table) for table in (quarantine, *contract.tables)
+    ]
+    wap = settings.catalog.write_audit_publish
+
     @dg.multi_asset(
         name=f"silver_{dataset}",
         outs=outs,
         deps=[dep],
-        check_specs=[check],
-        partitions_def=daily_partitions(settings, dataset),
+        check_specs=check_specs,
+        partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=f"silver_{dataset}",
         can_subset=False,
@@ -212,9 +249,19 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
         spark: SparkResource,
         bronze_store: ParquetStore,
         iceberg: IcebergCatalogResource,
+        # The contract checks read the tables where the IO manager wrote them.
+        iceberg_io_manager: dg.ResourceParam[Any],
     ) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
         from lakehouse_assets.silver.spark_validation import parse_payload
 
+        branch = run_branch(context.run.run_id) if wap else None
+        if branch:
+            max_age = timedelta(days=settings.catalog.audit_branch_max_age_days)
+            drop_stale_branches(iceberg, published_order, max_age, context.log)
+            context.log.info(
+                f"writing {dataset}'s silver tables to run branch {branch}; main is published "
+                "only when every blocking check passes"
+            )
         window = context.partition_time_window
         first, last = window.start.date(), (window.end - timedelta(days=1)).date()
         days = bronze_days(first, last, late_window)
@@ -243,16 +290,19 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
             "lakehouse.late_window_days": str(late_window),
             "lakehouse.contract": f"{contract.path.name} {contract.version}",
         }
+        output_metadata: dict[str, Any] = {"snapshot_properties": properties}
+        if branch:
+            output_metadata["branch"] = branch
         for table in contract.tables:
             yield dg.Output(
                 tables[table],
                 output_name=silver_key(table).to_python_identifier(),
-                metadata={"snapshot_properties": properties},
+                metadata=output_metadata,
             )
         yield dg.Output(
             quarantine_rows(mine, contract),
             output_name=silver_key(quarantine).to_python_identifier(),
-            metadata={"snapshot_properties": properties},
+            metadata=output_metadata,
         )
 
         def total(status: str) -> int:
@@ -264,7 +314,7 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
             duplicates=total(DUPLICATE),
             quarantined=total(QUARANTINED),
             accepted_in_table=_count(
-                iceberg, settings, events, column=events_partition, window=window
+                iceberg, settings, events, column=events_partition, window=window, ref=branch
             ),
             quarantined_in_table=_count(
                 iceberg,
@@ -272,6 +322,7 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
                 quarantine,
                 column=QUARANTINE_PARTITION_COLUMN,
                 window=window,
+                ref=branch,
             ),
             read=sum(counts.values()),
             # The files this run read, not the store now: a landing since may have
@@ -279,6 +330,11 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
             in_store=bronze.rows_in_files,
         )
         context.log.info(f"reconciliation of {dataset} {first}..{last}: {result.describe()}")
+        # The audit: every contract check of the run's tables, on what the run wrote.
+        audits, failed = audit(plans, context, branch)
+        if not result.holds:
+            failed.insert(0, RECONCILIATION_CHECK)
+        yield from audits
         yield dg.AssetCheckResult(
             check_name=RECONCILIATION_CHECK,
             asset_key=silver_key(events),
@@ -296,8 +352,17 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
                 "quarantined": result.quarantined,
                 "quarantined_in_table": result.quarantined_in_table,
                 "duplicates_removed": result.duplicates,
+                **({"branch": branch} if branch else {}),
             },
         )
+        if branch and failed:
+            context.log.error(
+                f"blocking checks failed ({', '.join(failed)}): main of {dataset}'s silver "
+                f"tables is unchanged; the rejected rows stay on branch {branch} (read it as "
+                f"<table>.branch_{branch} in Spark, scan().use_ref({branch!r}) in pyiceberg)"
+            )
+        elif branch:
+            publish_tables(iceberg, published_order, branch, context.log)
 
     return _silver
 
@@ -309,11 +374,13 @@ def _count(
     *,
     column: str,
     window: dg.TimeWindow,
+    ref: str | None = None,
 ) -> int:
-    """Rows of a committed silver table in the run's partition window."""
+    """Rows of a committed silver table in the run's partition window (on branch ``ref``
+    when given)."""
     from resources.iceberg.io_manager import window_filter
 
     identifier = (settings.namespace("silver"), table)
-    loaded = iceberg.load().load_table(identifier)
+    loaded = at_branch(iceberg.load().load_table(identifier), ref)
     row_filter = window_filter(loaded.schema(), column, window, ".".join(identifier))
     return loaded.scan(row_filter=row_filter).count()

@@ -44,8 +44,10 @@ class CheckPlan:
         return bool(self.arguments.get("blocking"))
 
     def spec(self) -> dg.AssetCheckSpec:
-        """The check as one of an asset's ``check_specs``."""
-        return dg.AssetCheckSpec(**self.arguments)
+        """The check as one of an asset's ``check_specs``: evaluated in the asset's step,
+        after every output is written, so it takes no extra dependency."""
+        arguments = {k: v for k, v in self.arguments.items() if k != "additional_deps"}
+        return dg.AssetCheckSpec(**arguments)
 
     def definition(self) -> dg.AssetChecksDefinition:
         """The check as a standalone ``@asset_check`` step, reading ``main``."""
@@ -82,11 +84,23 @@ class CheckSite:
     def plan(self, **arguments: Any) -> Callable[[Evaluate], CheckPlan]:
         """Decorates an evaluation into the :class:`CheckPlan` of a check on this table."""
 
+        asset_key, name = self.asset_key, arguments["name"]
+
         def wrap(evaluate: Evaluate) -> CheckPlan:
+            def named(context: Any, ref: str | None) -> dg.AssetCheckResult:
+                # Named: a multi-asset's step has several assets and checks to choose from.
+                result = evaluate(context, ref)
+                return dg.AssetCheckResult(
+                    passed=result.passed,
+                    asset_key=asset_key,
+                    check_name=name,
+                    metadata=result.metadata,
+                    severity=result.severity,
+                    description=result.description,
+                )
+
             return CheckPlan(
-                {"asset": self.asset_key, **arguments},
-                evaluate,
-                frozenset({self.target.io_manager_key}),
+                {"asset": asset_key, **arguments}, named, frozenset({self.target.io_manager_key})
             )
 
         return wrap

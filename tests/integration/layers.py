@@ -14,7 +14,6 @@ import dagster as dg
 
 from lakehouse_assets.gold.assets import build_gold_assets
 from lakehouse_assets.silver.assets import build_silver_asset
-from lakehouse_assets.silver.definitions import build_silver_checks
 from resources.dbt.project import dbt_project
 from resources.environments import build_resources
 from resources.settings import LakehouseSettings
@@ -40,13 +39,12 @@ def build_layers(
         "dagster/asset_partition_range_end": last,
     }
     silver = build_silver_asset(settings, dataset)
-    checks = build_silver_checks(settings, dataset, silver)
     gold = build_gold_assets(settings, dbt_project(settings))
     seeds = [a for a in gold if a.partitions_def is None]
     below = dg.AssetSelection.assets(*silver.keys)
     runs = {
         "silver": lambda: dg.materialize(
-            [silver, *checks], resources=resources, tags=tags, raise_on_error=False
+            [silver], resources=resources, tags=tags, raise_on_error=False
         ),
         "seeds": lambda: dg.materialize(seeds, resources=resources, raise_on_error=False),
         "gold": lambda: dg.materialize(

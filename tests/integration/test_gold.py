@@ -24,7 +24,6 @@ import pytest
 from lakehouse_assets.bronze.assets import build_bronze_asset, landing_run_config
 from lakehouse_assets.gold.assets import build_gold_assets, gold_key
 from lakehouse_assets.silver.assets import build_silver_asset
-from lakehouse_assets.silver.definitions import build_silver_checks
 from lakehouse_dev.generator.records import expected_orders, generate
 from lakehouse_dev.generator.spec import KIND_DUPLICATE, GeneratedRecord, GeneratorSpec
 from lakehouse_dev.stack import LocalStack
@@ -287,10 +286,7 @@ def test_late_events_update_sales_and_customer_history_through_automation(
     silver = lakehouse.silver_asset()
     gold = lakehouse.gold_assets()
     bronze = build_bronze_asset(lakehouse.dataset.settings, lakehouse.dataset.name)
-    checks = build_silver_checks(lakehouse.dataset.settings, lakehouse.dataset.name, silver)
-    defs = dg.Definitions(
-        assets=[bronze, silver, *gold], asset_checks=checks, resources=lakehouse.resources
-    )
+    defs = dg.Definitions(assets=[bronze, silver, *gold], resources=lakehouse.resources)
     now = _at(2, 12)
     baseline = dg.evaluate_automation_conditions(defs, instance, evaluation_time=now)
 
@@ -364,10 +360,9 @@ def test_a_failing_blocking_silver_check_stops_gold_for_that_day(
     lakehouse.dataset.land(_day(0), _day(0))
 
     silver = lakehouse.silver_asset()
-    checks = build_silver_checks(lakehouse.dataset.settings, lakehouse.dataset.name, silver)
     gold = lakehouse.gold_assets()
     result = dg.materialize(
-        [silver, *checks, *gold],
+        [silver, *gold],
         selection=dg.AssetSelection.assets(*silver.keys)
         | dg.AssetSelection.checks_for_assets(*silver.keys)
         | lakehouse.gold_selection(),

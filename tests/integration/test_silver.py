@@ -20,11 +20,10 @@ import pytest
 from confluent_kafka.admin import NewTopic
 
 from lakehouse_assets.bronze.assets import build_bronze_asset, landing_run_config
-from lakehouse_assets.contracts.loading import load_contract
 from lakehouse_assets.silver.assets import RECONCILIATION_CHECK, build_silver_asset
-from lakehouse_assets.silver.checks import contract_checks_for_asset
 from lakehouse_dev.stack import LocalStack
 from resources.environments import build_resources
+from resources.iceberg.branches import run_branch
 from resources.settings import PROJECT_ROOT, LakehouseSettings, load_settings
 
 DAY = date(2026, 11, 10)
@@ -458,8 +457,10 @@ def test_late_records_trigger_the_affected_silver_days_through_automation(
 def test_a_failing_blocking_contract_check_stops_the_downstream_asset(
     plain: SilverDataset, tmp_path: Path
 ) -> None:
-    """A contract whose row-count rule (severity error) the day breaks: the check fails
-    and an asset downstream of silver does not materialise in the same run."""
+    """A contract whose row-count rule (severity error) the day breaks: the check, run in
+    silver's own step on the run's branch, fails; an asset downstream of silver does not
+    materialise in the same run, the run fails, main stays as it was and the branch holds
+    the rejected rows."""
     text = (PROJECT_ROOT / "contracts" / "plain.yaml").read_text()
     text = text.replace(
         "mustBeBetween: [0, 10000000]\n        severity: warning",
@@ -472,8 +473,6 @@ def test_a_failing_blocking_contract_check_stops_the_downstream_asset(
     plain.land(_day(0), _day(0))
 
     silver = build_silver_asset(plain.settings, plain.name)
-    contract = load_contract(strict)
-    checks = contract_checks_for_asset(contract, "plain", silver)
     key = silver.keys_by_output_name["silver__plain"]
 
     @dg.asset(deps=[key], partitions_def=silver.partitions_def)
@@ -481,7 +480,7 @@ def test_a_failing_blocking_contract_check_stops_the_downstream_asset(
         raise AssertionError("must not run after a failed blocking check")
 
     result = dg.materialize(
-        [silver, downstream, *checks],
+        [silver, downstream],
         resources=plain.resources,
         partition_key=_day(0),
         raise_on_error=False,
@@ -491,4 +490,9 @@ def test_a_failing_blocking_contract_check_stops_the_downstream_asset(
     assert row_count.severity == dg.AssetCheckSeverity.ERROR
     assert _check(result, RECONCILIATION_CHECK).passed
     assert result.asset_materializations_for_node("downstream") == []
-    assert len(plain.table("plain")) == 3
+    assert not result.success
+    assert len(plain.table("plain")) == 0, "main shows rows that failed a blocking check"
+    branch = run_branch(result.run_id)
+    catalog = plain.resources["iceberg"].load()
+    loaded = catalog.load_table((plain.settings.namespace("silver"), "plain"))
+    assert loaded.scan().use_ref(branch).to_arrow().num_rows == 3
