@@ -146,6 +146,17 @@ class SilverDataset:
         self.settings = _dataset_settings(self.name, self.topic, contract, namespace)
         self.resources = build_resources(self.settings)
 
+    @property
+    def environ(self) -> dict[str, str]:
+        """The environment of a child process that loads these settings."""
+        return _dataset_environ(
+            self.name,
+            self.topic,
+            self.settings.contract_path(self.name),
+            self.settings.namespace("silver"),
+            self.settings.late_window_days(self.name),
+        )
+
     def table(self, name: str) -> pa.Table:
         catalog = self.resources["iceberg"].load()
         loaded = catalog.load_table((self.settings.namespace("silver"), name))
@@ -160,10 +171,11 @@ class SilverDataset:
         return dict(snapshot.summary.additional_properties)
 
 
-def _dataset_settings(
+def _dataset_environ(
     name: str, topic: str, contract: str | Path, namespace: str, late_window: int = 3
-) -> LakehouseSettings:
-    """Settings with dataset ``name`` on ``topic`` under ``contract``, silver in ``namespace``."""
+) -> dict[str, str]:
+    """This process's environment plus dataset ``name`` on ``topic`` under ``contract``,
+    silver in ``namespace`` (what a child process needs to load the same settings)."""
     environ = dict(os.environ)
     prefix = f"LAKEHOUSE__DATASETS__{name.upper()}"
     environ[f"{prefix}__TOPIC"] = topic
@@ -171,6 +183,14 @@ def _dataset_settings(
     environ[f"{prefix}__START_DATE"] = _day(-5)
     environ[f"{prefix}__LATE_WINDOW_DAYS"] = str(late_window)
     environ["LAKEHOUSE__CATALOG__NAMESPACES__SILVER"] = namespace
+    return environ
+
+
+def _dataset_settings(
+    name: str, topic: str, contract: str | Path, namespace: str, late_window: int = 3
+) -> LakehouseSettings:
+    """Settings with dataset ``name`` on ``topic`` under ``contract``, silver in ``namespace``."""
+    environ = _dataset_environ(name, topic, contract, namespace, late_window)
     return load_settings("local", environ=environ)
 
 
