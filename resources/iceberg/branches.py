@@ -92,6 +92,18 @@ def branch_head(table: Table, branch: str) -> int | None:
     return ref.snapshot_id if ref is not None else None
 
 
+def can_fast_forward(table: Table, head: int) -> bool:
+    """Whether ``main`` is empty or an ancestor of snapshot ``head`` (it has not moved
+    since a branch now at ``head`` was created from it)."""
+    from pyiceberg.table.snapshots import ancestors_of
+
+    current = table.current_snapshot()
+    if current is None:
+        return True
+    lineage = {s.snapshot_id for s in ancestors_of(table.snapshot_by_id(head), table.metadata)}
+    return current.snapshot_id in lineage
+
+
 def publish(table: Table, branch: str) -> int | None:
     """Fast-forward ``main`` to ``branch``'s head; the snapshot id now current on ``main``.
 
@@ -102,20 +114,16 @@ def publish(table: Table, branch: str) -> int | None:
         BranchPublishError: ``main`` is not an ancestor of the branch's head (another
             writer committed to ``main`` after the branch was created).
     """
-    from pyiceberg.table.snapshots import ancestors_of
-
     head = branch_head(table, branch)
     if head is None:
         return None
     current = table.current_snapshot()
-    if current is not None and current.snapshot_id != head:
-        lineage = {s.snapshot_id for s in ancestors_of(table.snapshot_by_id(head), table.metadata)}
-        if current.snapshot_id not in lineage:
-            raise BranchPublishError(
-                f"Iceberg table {'.'.join(table.name())}: main moved to snapshot "
-                f"{current.snapshot_id} after branch {branch} was created from an older one; "
-                "main is unchanged. Re-run to branch from the new main."
-            )
+    if current is not None and current.snapshot_id != head and not can_fast_forward(table, head):
+        raise BranchPublishError(
+            f"Iceberg table {'.'.join(table.name())}: main moved to snapshot "
+            f"{current.snapshot_id} after branch {branch} was created from an older one; "
+            "main is unchanged. Re-run to branch from the new main."
+        )
     if current is None or current.snapshot_id != head:
         # pyiceberg's commit asserts main is still where it was read: a concurrent
         # commit to main fails this one instead of being overwritten.

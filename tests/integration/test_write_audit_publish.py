@@ -168,6 +168,13 @@ def test_a_column_type_that_breaks_the_contract_never_reaches_main(
     assert _branch_rows(orders, "customers", branch) >= 1
     assert _branch_rows(orders, "orders", branch) == 4, "the branch lost the rejected rows"
 
+    # A data engineer who accepts the rows anyway publishes the branch by hand.
+    published = _branches_command(orders, "publish", branch)
+    assert published.returncode == 0, published.stderr
+    assert f"published {orders.settings.catalog.name}." in published.stdout
+    assert len(orders.table("orders")) == 4
+    assert "no run branches" in _branches_command(orders, "list").stdout
+
 
 def test_a_failing_row_count_bound_leaves_main_as_before(
     orders: SilverDataset, spark: Any, tmp_path: Path
@@ -187,13 +194,45 @@ def test_a_failing_row_count_bound_leaves_main_as_before(
     row_count = _check(result, "contract_row_count")
     assert not row_count.passed
     assert _main_state(orders, spark) == before
-    assert _branch_rows(orders, "orders", run_branch(result.run_id)) == 4
+    branch = run_branch(result.run_id)
+    assert _branch_rows(orders, "orders", branch) == 4
+
+    listed = _branches_command(orders, "list")
+    assert listed.returncode == 0, listed.stderr
+    orders_line = [line for line in listed.stdout.splitlines() if ".orders  " in line]
+    assert orders_line, listed.stdout
+    assert branch in orders_line[0]
+    assert "4 rows (main 3)  publishable" in orders_line[0]
+    dropped = _branches_command(orders, "drop", branch)
+    assert dropped.returncode == 0, dropped.stderr
+    assert "no run branches" in _branches_command(orders, "list").stdout
+    assert _main_state(orders, spark) == before
 
     # The bound fixed, a rerun publishes.
     orders.use_contract(CONTRACT)
     rerun = orders.silver(_day(0))
     assert rerun.success
     assert len(orders.table("orders")) == 4
+
+
+def _branches_command(data: SilverDataset, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """``lakehouse-branches <command> --dataset <name>`` as a user runs it."""
+    command, *rest = arguments
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "lakehouse-branches"),
+            command,
+            "--dataset",
+            data.name,
+            *rest,
+        ],
+        cwd=PROJECT_ROOT,
+        env=data.environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 _CHILD = textwrap.dedent(

@@ -1,0 +1,143 @@
+"""``lakehouse-branches``: inspect, publish or drop the run branches of a dataset's silver tables.
+
+A silver run writes to its branch ``audit_<run id>`` and publishes it only when its
+blocking checks pass (:mod:`lakehouse_assets.silver.publishing`). When they fail,
+``main`` stays as it was and the branch keeps what the run wrote. This command is how a
+data engineer deals with such a branch::
+
+    lakehouse-branches list --dataset purchase_orders
+    lakehouse-branches publish audit_3f2a... --dataset purchase_orders   # accept it anyway
+    lakehouse-branches drop audit_3f2a... --dataset purchase_orders      # throw it away
+
+``list`` shows each run branch per table: when it was last written, its rows and
+``main``'s, and whether it can still be published (``main`` has not moved since).
+``publish`` fast-forwards ``main`` of every table of the dataset to the branch, in
+the order a run publishes, and refuses when ``main`` moved (rerun the dataset's days
+instead); ``drop`` removes the branch from every table. The environment selects the
+settings as everywhere (``LAKEHOUSE_ENV``, ``LAKEHOUSE__…``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from lakehouse_assets.contracts.loading import load_contract
+from resources.environments import build_resources
+from resources.iceberg.branches import (
+    BranchPublishError,
+    at_branch,
+    can_fast_forward,
+    drop_branch,
+    publish,
+    run_branches,
+)
+from resources.settings import ConfigError, LakehouseSettings, load_settings
+
+
+def _tables(settings: LakehouseSettings, dataset: str) -> list[Any]:
+    """The dataset's silver tables that exist, in publishing order (quarantine first)."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    contract = load_contract(settings.contract_path(dataset))
+    catalog = build_resources(settings)["iceberg"].load()
+    namespace = settings.namespace("silver")
+    found = []
+    for table in (contract.quarantine_table, *contract.tables):
+        try:
+            found.append(catalog.load_table((namespace, table)))
+        except NoSuchTableError:
+            continue
+    return found
+
+
+def list_branches(settings: LakehouseSettings, dataset: str) -> list[dict[str, Any]]:
+    """One row per table and run branch."""
+    rows = []
+    for table in _tables(settings, dataset):
+        main_rows = table.scan().count() if table.current_snapshot() else 0
+        for branch in run_branches(table):
+            rows.append(
+                {
+                    "table": ".".join(table.name()),
+                    "branch": branch.name,
+                    "last_written": branch.last_written.isoformat(timespec="seconds"),
+                    "rows": at_branch(table, branch.name).scan().count(),
+                    "main_rows": main_rows,
+                    "publishable": can_fast_forward(table, branch.snapshot_id),
+                }
+            )
+    return rows
+
+
+def publish_branch(settings: LakehouseSettings, dataset: str, branch: str) -> dict[str, Any]:
+    """Fast-forward main of every table of ``dataset`` that has ``branch``; then drop it."""
+    tables = [t for t in _tables(settings, dataset) if branch in t.metadata.refs]
+    if not tables:
+        raise LookupError(f"no silver table of {dataset} has a branch {branch}")
+    stuck = [
+        ".".join(t.name())
+        for t in tables
+        if not can_fast_forward(t, t.metadata.refs[branch].snapshot_id)
+    ]
+    if stuck:
+        raise BranchPublishError(
+            f"main of {', '.join(stuck)} moved after {branch} was created: nothing was "
+            f"published. Rerun the days instead, or drop the branch."
+        )
+    published = {}
+    for table in tables:
+        published[".".join(table.name())] = publish(table, branch)
+        drop_branch(table.refresh(), branch)
+    return published
+
+
+def drop(settings: LakehouseSettings, dataset: str, branch: str) -> list[str]:
+    """Drop ``branch`` from every table of ``dataset``; the tables it was on."""
+    return [".".join(t.name()) for t in _tables(settings, dataset) if drop_branch(t, branch)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lakehouse-branches", description=__doc__.split("\n\n")[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("list", "run branches of the dataset's silver tables"),
+        ("publish", "fast-forward main of every table to the branch, then drop it"),
+        ("drop", "remove the branch from every table"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--dataset", required=True, help="a dataset of the configuration")
+        if name != "list":
+            command.add_argument("branch", help="the run branch, audit_<run id>")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        settings.dataset(args.dataset)
+        if args.command == "list":
+            rows = list_branches(settings, args.dataset)
+            if not rows:
+                print(f"{args.dataset}: no run branches")
+            for row in rows:
+                state = "publishable" if row["publishable"] else "main moved: rerun instead"
+                print(
+                    f"{row['table']}  {row['branch']}  written {row['last_written']}  "
+                    f"{row['rows']} rows (main {row['main_rows']})  {state}"
+                )
+        elif args.command == "publish":
+            for table, snapshot in publish_branch(settings, args.dataset, args.branch).items():
+                print(f"published {table}: main is snapshot {snapshot}")
+        else:
+            tables = drop(settings, args.dataset, args.branch)
+            print(f"dropped {args.branch} from {', '.join(tables) or 'no table'}")
+    except (ConfigError, LookupError, BranchPublishError) as exc:
+        print(f"lakehouse-branches: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
