@@ -226,7 +226,10 @@ def _direct(asset: dg.AssetsDefinition, resources: dict[str, Any], day: str) -> 
     io_manager = resources["iceberg_io_manager"]
     run_id = str(uuid.uuid4())
     specs = {asset.get_output_name_for_asset_key(spec.key): spec for spec in asset.specs}
-    context = dg.build_asset_context(partition_key=day)
+    # The contract checks, run in the asset's step, read through the IO manager.
+    context = dg.build_asset_context(
+        partition_key=day, resources={"iceberg_io_manager": io_manager}
+    )
     outputs = cast(
         "Iterable[Any]",
         asset(
@@ -234,11 +237,12 @@ def _direct(asset: dg.AssetsDefinition, resources: dict[str, Any], day: str) -> 
             spark=resources["spark"],
             bronze_store=resources["bronze_store"],
             iceberg=resources["iceberg"],
+            iceberg_io_manager=io_manager,
         ),
     )
     for item in outputs:
         if not isinstance(item, dg.Output):
-            continue  # the reconciliation check's result: computed, nothing to store
+            continue  # a check's result: computed, nothing to store
         spec = specs[item.output_name]
         output_context = dg.build_output_context(
             name=item.output_name,
