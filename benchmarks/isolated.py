@@ -149,7 +149,13 @@ class IsolatedStack:
 
     def keep_logs(self) -> Path | None:
         """Copy the services' log directories out of the data dir; where they went."""
-        found = [d for d in self.data_dir.rglob("logs") if d.is_dir()]
+        # os.walk skips what vanishes while it walks (Kafka deletes a dropped topic's
+        # directories in the background); rglob would fail the whole error report.
+        found = [
+            Path(root) / "logs"
+            for root, directories, _ in os.walk(self.data_dir)
+            if "logs" in directories
+        ]
         if not found:
             return None
         kept = Path(tempfile.mkdtemp(prefix="lakehouse-bench-logs-"))

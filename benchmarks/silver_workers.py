@@ -227,19 +227,11 @@ def _direct(asset: dg.AssetsDefinition, resources: dict[str, Any], day: str) -> 
     run_id = str(uuid.uuid4())
     specs = {asset.get_output_name_for_asset_key(spec.key): spec for spec in asset.specs}
     # The contract checks, run in the asset's step, read through the IO manager.
+    needed = ("spark", "bronze_store", "iceberg", "iceberg_io_manager")
     context = dg.build_asset_context(
-        partition_key=day, resources={"iceberg_io_manager": io_manager}
+        partition_key=day, resources={key: resources[key] for key in needed}
     )
-    outputs = cast(
-        "Iterable[Any]",
-        asset(
-            context=context,
-            spark=resources["spark"],
-            bronze_store=resources["bronze_store"],
-            iceberg=resources["iceberg"],
-            iceberg_io_manager=io_manager,
-        ),
-    )
+    outputs = cast("Iterable[Any]", asset(context=context))
     for item in outputs:
         if not isinstance(item, dg.Output):
             continue  # a check's result: computed, nothing to store
