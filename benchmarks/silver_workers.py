@@ -228,24 +228,23 @@ def _direct(asset: dg.AssetsDefinition, resources: dict[str, Any], day: str) -> 
     specs = {asset.get_output_name_for_asset_key(spec.key): spec for spec in asset.specs}
     # The contract checks, run in the asset's step, read through the IO manager.
     needed = ("spark", "bronze_store", "iceberg", "iceberg_io_manager")
-    context = dg.build_asset_context(
+    with dg.build_asset_context(
         partition_key=day, resources={key: resources[key] for key in needed}
-    )
-    outputs = cast("Iterable[Any]", asset(context=context))
-    for item in outputs:
-        if not isinstance(item, dg.Output):
-            continue  # a check's result: computed, nothing to store
-        spec = specs[item.output_name]
-        output_context = dg.build_output_context(
-            name=item.output_name,
-            asset_key=spec.key,
-            partition_key=day,
-            asset_partitions_def=asset.partitions_def,
-            definition_metadata=dict(spec.metadata),
-            output_metadata=dict(item.metadata),
-            run_id=run_id,
-        )
-        io_manager.handle_output(output_context, item.value)
+    ) as context:
+        for item in cast("Iterable[Any]", asset(context=context)):
+            if not isinstance(item, dg.Output):
+                continue  # a check's result: computed, nothing to store
+            spec = specs[item.output_name]
+            output_context = dg.build_output_context(
+                name=item.output_name,
+                asset_key=spec.key,
+                partition_key=day,
+                asset_partitions_def=asset.partitions_def,
+                definition_metadata=dict(spec.metadata),
+                output_metadata=dict(item.metadata),
+                run_id=run_id,
+            )
+            io_manager.handle_output(output_context, item.value)
 
 
 def overhead(dataset: str, day: str, runs: int) -> dict[str, Any]:
