@@ -254,7 +254,8 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
     ) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
         from lakehouse_assets.silver.spark_validation import parse_payload
 
-        branch = run_branch(context.run.run_id) if wap else None
+        # The op context's run id: also set when the function is called directly.
+        branch = run_branch(context.op_execution_context.run_id) if wap else None
         if branch:
             max_age = timedelta(days=settings.catalog.audit_branch_max_age_days)
             drop_stale_branches(iceberg, published_order, max_age, context.log)
