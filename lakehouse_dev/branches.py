@@ -20,18 +20,19 @@ settings as everywhere (``LAKEHOUSE_ENV``, ``LAKEHOUSE__…``).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from lakehouse_assets.contracts.loading import load_contract
+from lakehouse_assets.silver.publishing import publish_tables
 from resources.environments import build_resources
 from resources.iceberg.branches import (
     BranchPublishError,
     at_branch,
     can_fast_forward,
     drop_branch,
-    publish,
     run_branches,
 )
 from resources.settings import ConfigError, LakehouseSettings, load_settings
@@ -73,25 +74,15 @@ def list_branches(settings: LakehouseSettings, dataset: str) -> list[dict[str, A
 
 
 def publish_branch(settings: LakehouseSettings, dataset: str, branch: str) -> dict[str, Any]:
-    """Fast-forward main of every table of ``dataset`` that has ``branch``; then drop it."""
-    tables = [t for t in _tables(settings, dataset) if branch in t.metadata.refs]
-    if not tables:
+    """Fast-forward main of every table of ``dataset`` that has ``branch``, as a run
+    publishes (all or none); then drop it."""
+    contract = load_contract(settings.contract_path(dataset))
+    namespace = settings.namespace("silver")
+    identifiers = [(namespace, t) for t in (contract.quarantine_table, *contract.tables)]
+    if not any(branch in t.metadata.refs for t in _tables(settings, dataset)):
         raise LookupError(f"no silver table of {dataset} has a branch {branch}")
-    stuck = [
-        ".".join(t.name())
-        for t in tables
-        if not can_fast_forward(t, t.metadata.refs[branch].snapshot_id)
-    ]
-    if stuck:
-        raise BranchPublishError(
-            f"main of {', '.join(stuck)} moved after {branch} was created: nothing was "
-            f"published. Rerun the days instead, or drop the branch."
-        )
-    published = {}
-    for table in tables:
-        published[".".join(table.name())] = publish(table, branch)
-        drop_branch(table.refresh(), branch)
-    return published
+    iceberg = build_resources(settings)["iceberg"]
+    return publish_tables(iceberg, identifiers, branch, logging.getLogger("lakehouse-branches"))
 
 
 def drop(settings: LakehouseSettings, dataset: str, branch: str) -> list[str]:

@@ -27,7 +27,13 @@ from typing import Any
 import dagster as dg
 
 from lakehouse_assets.silver.check_plans import CheckPlan
-from resources.iceberg.branches import drop_branch, publish, stale_branches
+from resources.iceberg.branches import (
+    BranchPublishError,
+    can_fast_forward,
+    drop_branch,
+    publish,
+    stale_branches,
+)
 from resources.iceberg.catalog import IcebergCatalogResource
 
 
@@ -70,12 +76,26 @@ def publish_tables(
     branch: str,
     log: Any,
 ) -> dict[str, int | None]:
-    """Fast-forward ``main`` of each table, in order, to ``branch``; then drop the branch
-    (``main`` now points at the same snapshot). Table name -> snapshot now on ``main``."""
+    """Fast-forward ``main`` of each table that has ``branch``, in order, then drop the
+    branch (``main`` now points at the same snapshot). Table name -> snapshot on ``main``.
+
+    Every table is checked first: when ``main`` of one moved since the branch was
+    created, :class:`BranchPublishError` names it and no table is published.
+    """
+    tables = [t for t in _loaded(iceberg, identifiers) if branch in t.metadata.refs]
+    moved = [
+        ".".join(t.name())
+        for t in tables
+        if not can_fast_forward(t, t.metadata.refs[branch].snapshot_id)
+    ]
+    if moved:
+        raise BranchPublishError(
+            f"main of {', '.join(moved)} moved after branch {branch} was created: no table "
+            "was published. Rerun the days (they branch from the new main), or drop the branch."
+        )
     published: dict[str, int | None] = {}
-    for table in _loaded(iceberg, identifiers):
-        name = ".".join(table.name())
-        published[name] = publish(table, branch)
+    for table in tables:
+        published[".".join(table.name())] = publish(table, branch)
         drop_branch(table.refresh(), branch)
     log.info(f"published run branch {branch} to main: {published}")
     return published

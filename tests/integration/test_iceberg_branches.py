@@ -242,3 +242,26 @@ def test_io_manager_overwrites_a_day_on_a_new_tables_branch(
     assert table.scan().use_ref(branch).to_arrow().num_rows == 3
     publish(table, branch)
     assert rows_by_day(load(io_manager, table_name)) == {DAYS[2]: 3}
+
+
+def test_publishing_a_run_is_all_or_none_when_one_tables_main_moved(resources: Any) -> None:
+    import logging
+
+    from lakehouse_assets.silver.publishing import publish_tables
+
+    catalog = resources.iceberg.load()
+    catalog.create_namespace_if_not_exists("branches_test")
+    names = [("branches_test", f"p_{uuid.uuid4().hex[:10]}") for _ in range(2)]
+    branch = run_branch(str(uuid.uuid4()))
+    for name in names:
+        table = catalog.create_table(name, schema=SCHEMA)
+        table.append(rows(1))
+        table = ensure_branch(table.refresh(), branch)
+        table.append(rows(2), branch=branch)
+    catalog.load_table(names[1]).append(rows(9))  # another writer moves the second main
+
+    log = logging.getLogger("test")
+    with pytest.raises(BranchPublishError, match=f"main of branches_test.{names[1][1]} moved"):
+        publish_tables(resources.iceberg, names, branch, log)
+    assert ids(catalog.load_table(names[0])) == [1], "the first table was published alone"
+    assert ids(catalog.load_table(names[1])) == [1, 9]
