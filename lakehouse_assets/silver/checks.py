@@ -1,8 +1,11 @@
 """Asset checks generated from a data contract, one set per silver table.
 
-:func:`build_contract_checks` turns the rules of one contract table
+:func:`contract_check_plans` turns the rules of one contract table
 (:meth:`Contract.row_rules`, :meth:`Contract.table_rules`,
-:meth:`Contract.arrow_schema`) into ``@dg.asset_check`` definitions. Each check
+:meth:`Contract.arrow_schema`) into checks: the silver multi-asset runs them in its
+own step, on the run's branch, before it publishes (write-audit-publish), and
+:func:`build_contract_checks` makes them standalone ``@dg.asset_check`` definitions
+that read ``main``, for tables written elsewhere. Each check
 groups the rules of one kind, reads the Iceberg table once through pyiceberg
 (where the asset's IO manager wrote it) and reports, per rule, how many rows
 (or keys, or partitions) break it, with a few sample failing keys:
