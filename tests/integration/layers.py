@@ -19,8 +19,10 @@ from resources.environments import build_resources
 from resources.settings import LakehouseSettings
 
 #: Check metadata that differs between any two runs: dbt's invocation and timing, and
-#: when the freshness check looked.
-_VOLATILE = frozenset({"invocation_id", "Execution Duration", "checked_at", "lag_seconds"})
+#: when the freshness check looked, and the run branch (named by the run id).
+_VOLATILE = frozenset(
+    {"invocation_id", "Execution Duration", "checked_at", "lag_seconds", "branch"}
+)
 
 
 def build_layers(
