@@ -163,7 +163,7 @@ def test_a_column_type_that_breaks_the_contract_never_reaches_main(
     # A data engineer who accepts the rows anyway publishes the branch by hand.
     published = _branches_command(orders, "publish", branch)
     assert published.returncode == 0, published.stderr
-    assert f"published {orders.settings.catalog.name}." in published.stdout
+    assert f"published {orders.settings.namespace('silver')}.orders: main is" in published.stdout
     assert len(orders.table("orders")) == 4
     assert "no run branches" in _branches_command(orders, "list").stdout
 
