@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lakehouse_assets.contracts.loading import load_contract
-from lakehouse_assets.silver.publishing import publish_tables
+from lakehouse_assets.silver.publishing import loaded_tables, publish_order, publish_tables
 from resources.environments import build_resources
 from resources.iceberg.branches import (
     BranchPublishError,
@@ -38,20 +38,14 @@ from resources.iceberg.branches import (
 from resources.settings import ConfigError, LakehouseSettings, load_settings
 
 
+def _identifiers(settings: LakehouseSettings, dataset: str) -> list[tuple[str, str]]:
+    return publish_order(settings, load_contract(settings.contract_path(dataset)))
+
+
 def _tables(settings: LakehouseSettings, dataset: str) -> list[Any]:
     """The dataset's silver tables that exist, in publishing order (quarantine first)."""
-    from pyiceberg.exceptions import NoSuchTableError
-
-    contract = load_contract(settings.contract_path(dataset))
-    catalog = build_resources(settings)["iceberg"].load()
-    namespace = settings.namespace("silver")
-    found = []
-    for table in (contract.quarantine_table, *contract.tables):
-        try:
-            found.append(catalog.load_table((namespace, table)))
-        except NoSuchTableError:
-            continue
-    return found
+    iceberg = build_resources(settings)["iceberg"]
+    return loaded_tables(iceberg, _identifiers(settings, dataset))
 
 
 def list_branches(settings: LakehouseSettings, dataset: str) -> list[dict[str, Any]]:
@@ -76,13 +70,11 @@ def list_branches(settings: LakehouseSettings, dataset: str) -> list[dict[str, A
 def publish_branch(settings: LakehouseSettings, dataset: str, branch: str) -> dict[str, Any]:
     """Fast-forward main of every table of ``dataset`` that has ``branch``, as a run
     publishes (all or none); then drop it."""
-    contract = load_contract(settings.contract_path(dataset))
-    namespace = settings.namespace("silver")
-    identifiers = [(namespace, t) for t in (contract.quarantine_table, *contract.tables)]
     if not any(branch in t.metadata.refs for t in _tables(settings, dataset)):
         raise LookupError(f"no silver table of {dataset} has a branch {branch}")
     iceberg = build_resources(settings)["iceberg"]
-    return publish_tables(iceberg, identifiers, branch, logging.getLogger("lakehouse-branches"))
+    log = logging.getLogger("lakehouse-branches")
+    return publish_tables(iceberg, _identifiers(settings, dataset), branch, log)
 
 
 def drop(settings: LakehouseSettings, dataset: str, branch: str) -> list[str]:

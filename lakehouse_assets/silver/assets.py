@@ -32,7 +32,12 @@ from lakehouse_assets.partitions import (
 )
 from lakehouse_assets.silver.checks import contract_check_plans, spec_check_options
 from lakehouse_assets.silver.errors import s3_errors_named
-from lakehouse_assets.silver.publishing import audit, drop_stale_branches, publish_tables
+from lakehouse_assets.silver.publishing import (
+    audit,
+    drop_stale_branches,
+    publish_order,
+    publish_tables,
+)
 from lakehouse_assets.silver.transforms import (
     ACCEPTED,
     DUPLICATE,
@@ -228,10 +233,7 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
             "ignore", message="Specifying a partitions_def on an AssetCheckSpec"
         )
         check_specs = [check, *(plan.spec() for plan in plans)]
-    # Published in this order: the quarantine, then the contract's tables.
-    published_order = [
-        (settings.namespace("silver"), table) for table in (quarantine, *contract.tables)
-    ]
+    published_order = publish_order(settings, contract)
     wap = settings.catalog.write_audit_publish
 
     @dg.multi_asset(

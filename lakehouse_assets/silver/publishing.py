@@ -26,6 +26,7 @@ from typing import Any
 
 import dagster as dg
 
+from lakehouse_assets.contracts.model import Contract
 from lakehouse_assets.silver.check_plans import CheckPlan
 from resources.iceberg.branches import (
     BranchPublishError,
@@ -35,9 +36,20 @@ from resources.iceberg.branches import (
     stale_branches,
 )
 from resources.iceberg.catalog import IcebergCatalogResource
+from resources.settings import LakehouseSettings
 
 
-def _loaded(iceberg: IcebergCatalogResource, identifiers: Iterable[tuple[str, str]]) -> list[Any]:
+def publish_order(settings: LakehouseSettings, contract: Contract) -> list[tuple[str, str]]:
+    """The identifiers of a dataset's silver tables in the order a run publishes them:
+    the quarantine, then the contract's tables."""
+    namespace = settings.namespace("silver")
+    return [(namespace, table) for table in (contract.quarantine_table, *contract.tables)]
+
+
+def loaded_tables(
+    iceberg: IcebergCatalogResource, identifiers: Iterable[tuple[str, str]]
+) -> list[Any]:
+    """The tables of ``identifiers`` that exist, loaded, in that order."""
     from pyiceberg.exceptions import NoSuchTableError
 
     catalog = iceberg.load()
@@ -58,7 +70,7 @@ def drop_stale_branches(
 ) -> list[str]:
     """Drop the run branches of these tables older than ``max_age``; ``table@branch``s."""
     dropped = []
-    for table in _loaded(iceberg, identifiers):
+    for table in loaded_tables(iceberg, identifiers):
         for branch in stale_branches(table, max_age):
             if drop_branch(table.refresh(), branch.name):
                 name = ".".join(table.name())
@@ -82,7 +94,7 @@ def publish_tables(
     Every table is checked first: when ``main`` of one moved since the branch was
     created, :class:`BranchPublishError` names it and no table is published.
     """
-    tables = [t for t in _loaded(iceberg, identifiers) if branch in t.metadata.refs]
+    tables = [t for t in loaded_tables(iceberg, identifiers) if branch in t.metadata.refs]
     moved = [
         ".".join(t.name())
         for t in tables
