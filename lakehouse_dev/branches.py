@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lakehouse_assets.contracts.loading import load_contract
-from lakehouse_assets.silver.publishing import loaded_tables, publish_order, publish_tables
+from lakehouse_assets.silver.publishing import publish_order
 from resources.environments import build_resources
 from resources.iceberg.branches import (
     BranchPublishError,
@@ -35,6 +35,7 @@ from resources.iceberg.branches import (
     drop_branch,
     run_branches,
 )
+from resources.iceberg.publishing import loaded_tables, publish_tables
 from resources.settings import ConfigError, LakehouseSettings, load_settings
 
 

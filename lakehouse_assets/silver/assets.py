@@ -32,12 +32,7 @@ from lakehouse_assets.partitions import (
 )
 from lakehouse_assets.silver.checks import contract_check_plans, spec_check_options
 from lakehouse_assets.silver.errors import s3_errors_named
-from lakehouse_assets.silver.publishing import (
-    audit,
-    drop_stale_branches,
-    publish_order,
-    publish_tables,
-)
+from lakehouse_assets.silver.publishing import audit, publish_order
 from lakehouse_assets.silver.transforms import (
     ACCEPTED,
     DUPLICATE,
@@ -53,6 +48,7 @@ from lakehouse_assets.silver.transforms import (
 )
 from resources.iceberg.branches import at_branch, run_branch
 from resources.iceberg.catalog import IcebergCatalogResource
+from resources.iceberg.publishing import drop_stale_branches, publish_tables
 from resources.s3.parquet_store import ParquetStore
 from resources.settings import LakehouseSettings
 from resources.spark.resource import SparkResource

@@ -247,7 +247,7 @@ def test_io_manager_overwrites_a_day_on_a_new_tables_branch(
 def test_publishing_a_run_is_all_or_none_when_one_tables_main_moved(resources: Any) -> None:
     import logging
 
-    from lakehouse_assets.silver.publishing import publish_tables
+    from resources.iceberg.publishing import publish_tables
 
     catalog = resources.iceberg.load()
     catalog.create_namespace_if_not_exists("branches_test")
