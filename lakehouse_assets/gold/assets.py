@@ -14,6 +14,7 @@ partitioned: they load when missing or when their CSV changes.
 # annotations at definition time to find config and resource types.
 import json
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +27,13 @@ from dagster_dbt import (
 )
 from pyiceberg.exceptions import NoSuchTableError
 
+from lakehouse_assets.gold.publishing import (
+    drop_run_branch,
+    enable_wap,
+    gold_tables,
+    refuse_unaudited_models,
+    writing_to_branch,
+)
 from lakehouse_assets.groups import GOLD_GROUP
 from lakehouse_assets.partitions import automated_days, daily_partitions
 from resources.dbt.in_process import InProcessDbtResource
@@ -35,8 +43,10 @@ from resources.dbt.project import (
     vars_argument,
     window_environment,
 )
+from resources.iceberg.branches import at_branch, run_branch
 from resources.iceberg.catalog import IcebergCatalogResource
-from resources.settings import LakehouseSettings
+from resources.iceberg.publishing import drop_stale_branches, publish_tables
+from resources.settings import ConfigError, LakehouseSettings
 from resources.spark.resource import SparkResource
 from resources.table_metadata import column_schema
 
@@ -185,8 +195,10 @@ def _with_table_metadata(
     events: Iterator[Any],
     iceberg: IcebergCatalogResource,
     namespace: str,
+    branch: str | None,
 ) -> Iterator[Any]:
-    """Add the Iceberg table's row count, schema, name and snapshot to each dbt output.
+    """Add the Iceberg table's row count, schema, name and snapshot to each dbt output,
+    as the run wrote it (at ``branch``'s head when the run writes a branch).
 
     Views (staging models) are not Iceberg tables and keep dbt's metadata only.
     """
@@ -195,7 +207,7 @@ def _with_table_metadata(
         if isinstance(event, dg.Output):
             name = context.assets_def.keys_by_output_name[event.output_name].path[-1]
             try:
-                table = catalog.load_table((namespace, name))
+                table = at_branch(catalog.load_table((namespace, name)), branch)
             except NoSuchTableError:
                 yield event
                 continue
@@ -204,6 +216,8 @@ def _with_table_metadata(
                 "dagster/column_schema": column_schema(table.schema().as_arrow()),
                 "dagster/table_name": f"{namespace}.{name}",
             }
+            if branch:
+                metadata["branch"] = branch
             if snapshot is not None:
                 metadata["snapshot_id"] = str(snapshot.snapshot_id)
                 rows = snapshot.summary.get("total-records") if snapshot.summary else None
@@ -214,6 +228,28 @@ def _with_table_metadata(
             yield event
 
 
+def _prepare_branch(
+    context: dg.AssetExecutionContext,
+    iceberg: IcebergCatalogResource,
+    settings: LakehouseSettings,
+    audited: list[tuple[str, str]],
+) -> str:
+    """The run's branch for gold's tables, with stale branches and an earlier attempt's
+    branch dropped and write-audit-publish enabled on every existing table."""
+    branch = run_branch(context.op_execution_context.run_id)
+    max_age = timedelta(days=settings.catalog.audit_branch_max_age_days)
+    drop_stale_branches(iceberg, audited, max_age, context.log)
+    again = drop_run_branch(iceberg, audited, branch)
+    if again:
+        context.log.info(f"dropped {branch} of {', '.join(again)}: an earlier attempt's writes")
+    enable_wap(iceberg, audited)
+    context.log.info(
+        f"dbt writes gold to run branch {branch}; main is published only when dbt build "
+        "succeeds (every test of severity error passes)"
+    )
+    return branch
+
+
 def _dbt_build(
     context: dg.AssetExecutionContext,
     dbt: InProcessDbtResource,
@@ -222,18 +258,42 @@ def _dbt_build(
     *,
     settings: LakehouseSettings,
     window: dg.TimeWindow | None,
+    audited: list[tuple[str, str]] | None = None,
 ) -> Iterator[Any]:
     """``dbt build`` of the step's selection, with the table metadata of each output.
 
     In-process dbt runs on the run's Spark session, started here from the project's
-    Spark resource (silver steps of the same run have started it already).
+    Spark resource (silver steps of the same run have started it already). With
+    ``audited`` (the gold tables, in publishing order) dbt writes the run's branch and
+    the tables are published when the build succeeds (:mod:`lakehouse_assets.gold.publishing`).
     """
+    if audited is not None and not dbt.in_process:
+        raise ConfigError(
+            "gold's write-audit-publish sets the run's branch on the run's Spark session, "
+            "which only in-process dbt shares: set the dbt resource's in_process, or "
+            "catalog.write_audit_publish to false"
+        )
     if dbt.in_process:
         spark.spark_session  # noqa: B018  (starts the session dbt-spark will reuse)
-    with environment(dbt_window(window)):
+    branch = _prepare_branch(context, iceberg, settings, audited) if audited is not None else None
+    on_branch = writing_to_branch(spark.spark_session, branch) if branch else nullcontext()
+    with environment(dbt_window(window)), on_branch:
         invocation = dbt.cli(["build", *vars_argument(settings)], context=context)
         events = invocation.stream()
-        yield from _with_table_metadata(context, events, iceberg, settings.namespace("gold"))
+        try:
+            yield from _with_table_metadata(
+                context, events, iceberg, settings.namespace("gold"), branch
+            )
+        except Exception:
+            if branch:
+                context.log.error(
+                    f"dbt build failed: main of the gold tables is unchanged; what this run "
+                    f"wrote stays on branch {branch} (lakehouse-branches list --gold; in Spark "
+                    f"<table>.branch_{branch}, in pyiceberg scan().use_ref({branch!r}))"
+                )
+            raise
+    if branch and audited is not None:
+        publish_tables(iceberg, audited, branch, context.log)
 
 
 def build_gold_assets(
@@ -241,6 +301,10 @@ def build_gold_assets(
 ) -> list[dg.AssetsDefinition]:
     """The partitioned models and snapshots, and the unpartitioned seeds, of ``project``."""
     manifest = json.loads(project.manifest_path.read_text())
+    audited: list[tuple[str, str]] | None = None
+    if settings.catalog.write_audit_publish:
+        refuse_unaudited_models(manifest)
+        audited = [(settings.namespace("gold"), table) for table in gold_tables(manifest)]
     seeds = [node["name"] for node in manifest["nodes"].values() if node["resource_type"] == "seed"]
     translator = GoldTranslator(settings, seeds)
 
@@ -262,7 +326,9 @@ def build_gold_assets(
     ) -> Iterator[Any]:
         """``dbt build`` of the selected models and snapshots, for the run's partition window."""
         window = context.partition_time_window
-        yield from _dbt_build(context, dbt, spark, iceberg, settings=settings, window=window)
+        yield from _dbt_build(
+            context, dbt, spark, iceberg, settings=settings, window=window, audited=audited
+        )
 
     @dbt_assets(
         manifest=project.manifest_path,

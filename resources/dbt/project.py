@@ -204,10 +204,12 @@ _PROJECT_SOURCES = ("dbt_project.yml", "models", "macros", "seeds", "snapshots",
 
 
 def _newest_source_mtime(project_dir: Path) -> float:
+    """The newest change under the project's sources: a file written, or (the mtime of
+    its directory) a file added, renamed or deleted."""
     newest = 0.0
     for name in _PROJECT_SOURCES:
         path = project_dir / name
-        paths = [path] if path.is_file() else path.rglob("*") if path.is_dir() else []
+        paths = [path, *path.rglob("*")] if path.is_dir() else [path] if path.is_file() else []
         for item in paths:
             newest = max(newest, item.stat().st_mtime)
     return newest

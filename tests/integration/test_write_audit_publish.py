@@ -23,6 +23,7 @@ from lakehouse_assets.silver.assets import RECONCILIATION_CHECK
 from resources.iceberg.branches import BRANCH_PREFIX, run_branch
 from resources.iceberg.io_manager import RUN_ID_PROPERTY
 from resources.settings import PROJECT_ROOT
+from tests.integration.conftest import failure_message
 from tests.integration.test_silver import (
     SilverDataset,
     _at,
@@ -207,17 +208,14 @@ def test_a_failing_row_count_bound_leaves_main_as_before(
     assert len(orders.table("orders")) == 4
 
 
-def _branches_command(data: SilverDataset, *arguments: str) -> subprocess.CompletedProcess[str]:
-    """``lakehouse-branches <command> --dataset <name>`` as a user runs it."""
+def _branches_command(
+    data: SilverDataset, *arguments: str, gold: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``lakehouse-branches <command> --dataset <name>`` (or ``--gold``) as a user runs it."""
     command, *rest = arguments
+    which = ["--gold"] if gold else ["--dataset", data.name]
     return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "lakehouse-branches"),
-            command,
-            "--dataset",
-            data.name,
-            *rest,
-        ],
+        [str(Path(sys.executable).parent / "lakehouse-branches"), command, *which, *rest],
         cwd=PROJECT_ROOT,
         env=data.environ,
         capture_output=True,
@@ -301,3 +299,100 @@ def test_a_run_killed_between_table_writes_leaves_main_as_before_and_a_rerun_con
     assert statuses["PO-000001"] == "paid"
     assert "PO-000009" in statuses
     assert _check(rerun, RECONCILIATION_CHECK).passed
+
+
+# --------------------------------------------------------------------------- gold
+
+#: A business rule a reviewer adds to gold: no order above the review limit is reported
+#: before someone looked at it (severity error: it blocks).
+_REVIEW_TEST = """-- an order above the review limit waits for a person before gold reports it
+select order_id, total from {{ ref('fct_orders') }} where total > 1000
+"""
+
+
+def _gold_state(lakehouse: Any, spark: Any) -> dict[str, Any]:
+    """Per gold table: main's snapshot id and rows through pyiceberg and through Spark."""
+    catalog = lakehouse.resources["iceberg"].load()
+    namespace = lakehouse.dataset.settings.namespace("gold")
+    state: dict[str, Any] = {}
+    for _, table in catalog.list_tables(namespace):
+        loaded = catalog.load_table((namespace, table))
+        current = loaded.current_snapshot()
+        rows = sorted(map(repr, loaded.scan().to_arrow().to_pylist()))
+        spark_rows = sorted(
+            map(repr, spark.sql(f"SELECT * FROM lakehouse.`{namespace}`.`{table}`").collect())
+        )
+        state[table] = (current.snapshot_id if current else None, rows, spark_rows)
+    return state
+
+
+def _gold_run(lakehouse: Any, day: str) -> dg.ExecuteInProcessResult:
+    gold = lakehouse.gold_assets()
+    return dg.materialize(
+        [*gold, lakehouse.silver_asset()],
+        selection=lakehouse.gold_selection(),
+        resources=lakehouse.resources,
+        partition_key=day,
+        raise_on_error=False,
+    )
+
+
+def test_a_failing_dbt_test_leaves_gold_main_as_before_and_a_rerun_converges(
+    stack: Any, spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    import uuid
+
+    from tests.integration.test_gold import Lakehouse
+
+    project = tmp_path / "dbt"
+    shutil.copytree(PROJECT_ROOT / "dbt", project, ignore=shutil.ignore_patterns("target", "logs"))
+    review = project / "tests" / "assert_no_order_above_review_limit.sql"
+    review.write_text(_REVIEW_TEST)
+    monkeypatch.setenv("LAKEHOUSE__DBT__PROJECT_DIR", str(project))
+    monkeypatch.setenv("LAKEHOUSE__CATALOG__NAMESPACES__GOLD", f"gold_{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("LAKEHOUSE__PARTITIONS__START_DATE", _day(-5))
+    lakehouse = Lakehouse(_make_dataset("contracts/purchase_orders.yaml"))
+    data = lakehouse.dataset
+
+    data.produce([(order_event(i, 1, _at(0, 8 + i)), _at(0, 8 + i)) for i in range(1, 4)])
+    lakehouse.run(_day(0))
+    before = _gold_state(lakehouse, spark)
+    assert len(before["fct_orders"][1]) == 3
+
+    # Silver accepts a large order (its contract has no limit); gold's review test fails.
+    big = order_event(9, 1, _at(0, 20), lines=(("SKU-9", 100, "20.00", "0"),))
+    data.produce([(big, _at(0, 20))])
+    data.land(_day(0), _day(0))
+    assert data.silver(_day(0)).success
+    failed = _gold_run(lakehouse, _day(0))
+    assert not failed.success
+    assert "assert_no_order_above_review_limit" in failure_message(failed)
+    assert _gold_state(lakehouse, spark) == before, "main of a gold table changed"
+
+    branch = run_branch(failed.run_id)
+    catalog = lakehouse.resources["iceberg"].load()
+    fct_orders = catalog.load_table((data.settings.namespace("gold"), "fct_orders"))
+    rejected = fct_orders.scan().use_ref(branch).to_arrow().to_pylist()
+    assert {r["order_id"] for r in rejected} == {f"PO-00000{i}" for i in (1, 2, 3, 9)}
+    on_spark = spark.sql(
+        f"SELECT order_id FROM lakehouse.`{data.settings.namespace('gold')}`.fct_orders "
+        f"VERSION AS OF '{branch}'"
+    ).collect()
+    assert len(on_spark) == 4
+    listed = _branches_command(data, "list", gold=True)
+    assert f"fct_orders  {branch}" in listed.stdout, listed.stdout + listed.stderr
+
+    # The reviewer accepts large orders (the test goes); a rerun publishes and converges.
+    review.unlink()
+    rerun = _gold_run(lakehouse, _day(0))
+    assert rerun.success, failure_message(rerun)
+    after = _gold_state(lakehouse, spark)
+    assert {r.split("'order_id': '")[1][:9] for r in after["fct_orders"][1]} == {
+        f"PO-00000{i}" for i in (1, 2, 3, 9)
+    }
+    published = catalog.load_table((data.settings.namespace("gold"), "fct_orders"))
+    assert run_branch(rerun.run_id) not in published.metadata.refs
+    dropped = _branches_command(data, "drop", branch, gold=True)
+    assert dropped.returncode == 0, dropped.stderr
+    assert "no run branches" in _branches_command(data, "list", gold=True).stdout

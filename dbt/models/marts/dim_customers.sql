@@ -4,7 +4,13 @@
   the same attributes are one version here, so a version starts only when an
   attribute (a tier change, say) changes: valid_from is the event time of the
   first event seen with the new attributes.
+
+  Rebuilt whole on every run, in one INSERT OVERWRITE commit (incremental,
+  insert_overwrite, unpartitioned): not `materialized='table'`, whose CREATE OR
+  REPLACE would replace the table's main instead of writing the run's audit
+  branch (lakehouse_assets/gold/publishing.py).
 -#}
+{{ config(materialized='incremental', incremental_strategy='insert_overwrite') }}
 {%- set attributes = ['name', 'country', 'tier', 'email', 'phone'] %}
 
 with snapshot_rows as (

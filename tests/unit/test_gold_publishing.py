@@ -1,0 +1,70 @@
+"""Gold's write-audit-publish plan, from the dbt project's manifest."""
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lakehouse_assets.gold.publishing import gold_tables, refuse_unaudited_models
+from resources.dbt.project import _newest_source_mtime, dbt_project
+from resources.settings import ConfigError, LakehouseSettings
+
+
+def _manifest(settings: LakehouseSettings) -> dict[str, Any]:
+    return json.loads(dbt_project(settings).manifest_path.read_text())
+
+
+def test_gold_tables_come_upstream_first_without_views_seeds_or_ephemeral_models(
+    settings: LakehouseSettings,
+) -> None:
+    tables = gold_tables(_manifest(settings))
+    assert set(tables) == {
+        "customers_snapshot",
+        "dim_customers",
+        "fct_orders",
+        "fct_order_lines",
+        "fct_daily_sales",
+        "plain_daily_totals",
+    }
+    # A reader who sees this run's figures finds the tables they came from published.
+    assert tables.index("fct_orders") < tables.index("fct_daily_sales")
+    assert tables.index("fct_order_lines") < tables.index("fct_daily_sales")
+    assert tables.index("customers_snapshot") < tables.index("dim_customers")
+
+
+def test_every_model_of_the_project_writes_through_the_audit_branch(
+    settings: LakehouseSettings,
+) -> None:
+    manifest = _manifest(settings)
+    refuse_unaudited_models(manifest)  # the shipped project passes
+    for node in manifest["nodes"].values():
+        if node["resource_type"] in ("model", "snapshot") and node["name"] in gold_tables(manifest):
+            properties = node["config"].get("tblproperties") or {}
+            assert properties.get("write.wap.enabled") == "true", node["name"]
+
+
+def test_a_table_model_is_refused_with_its_file_and_the_fix(settings: LakehouseSettings) -> None:
+    manifest = _manifest(settings)
+    node = next(n for n in manifest["nodes"].values() if n["name"] == "dim_customers")
+    node["config"]["materialized"] = "table"
+    with pytest.raises(ConfigError) as raised:
+        refuse_unaudited_models(manifest)
+    message = str(raised.value)
+    assert "dim_customers (models/marts/dim_customers.sql: materialized 'table')" in message
+    assert "insert_overwrite" in message
+
+
+def test_deleting_a_project_file_makes_the_manifest_stale(tmp_path: Path) -> None:
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    singular = tests / "assert_something.sql"
+    singular.write_text("select 1 where false\n")
+    past = time.time() - 60
+    for path in (tests, singular):
+        os.utime(path, (past, past))
+    before = _newest_source_mtime(tmp_path)
+    singular.unlink()
+    assert _newest_source_mtime(tmp_path) > before
