@@ -1,7 +1,7 @@
 """Every private API the project relies on, in one place: why, and the version checked.
 
-Checked against Python 3.11, dagster 1.13.27, dagster-dbt 0.29.27, pyiceberg 0.12.0 and
-pyspark 3.5.8 (see ``requirements.lock``). When one of them is upgraded, re-check this
+Checked against Python 3.11, dagster 1.13.27, dagster-dbt 0.29.27, dbt-spark 1.11.0, pyiceberg
+0.12.0 and pyspark 3.5.8 (see ``requirements.lock``). When one of them is upgraded, re-check this
 module; nothing outside it names a private module or attribute of those libraries, except
 :mod:`resources.spark.driver`, the shared warm driver, whose whole purpose is to host
 one SparkContext for several processes through PySpark's Py4J internals (its module
@@ -14,6 +14,8 @@ pay for Dagster or dbt.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,3 +168,31 @@ def dbt_cli_helpers() -> Any:
         validate_opt_translator=validate_opt_translator,
         validate_manifest=validate_manifest,
     )
+
+
+# dbt-spark ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def dbt_spark_statements_through(run: Callable[[Callable[[], None]], None]) -> Iterator[None]:
+    """Inside the block, dbt-spark's session mode runs every SQL statement as ``run(statement)``.
+
+    Why: Iceberg gives a SQL statement's commit snapshot properties only through a JVM
+    thread-local (``CommitMetadata``) on the thread that runs it, and dbt-spark runs each
+    statement on dbt's own threads in ``dbt.adapters.spark.session.Cursor.execute``
+    (dbt-spark 1.11), with no hook around it (dbt-adapters #1925). One dbt invocation
+    runs in a process at a time (:mod:`resources.dbt.in_process`), so replacing the
+    method for the block's duration reaches exactly that invocation's statements.
+    """
+    from dbt.adapters.spark import session
+
+    original = session.Cursor.execute
+
+    def execute(self: Any, sql: str, *parameters: Any) -> None:
+        run(lambda: original(self, sql, *parameters))
+
+    session.Cursor.execute = execute  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        session.Cursor.execute = original  # type: ignore[method-assign]

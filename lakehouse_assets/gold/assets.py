@@ -36,7 +36,7 @@ from lakehouse_assets.gold.publishing import (
 )
 from lakehouse_assets.groups import GOLD_GROUP
 from lakehouse_assets.partitions import automated_days, daily_partitions
-from resources.dbt.in_process import InProcessDbtResource
+from resources.dbt.in_process import InProcessDbtResource, commits_carrying
 from resources.dbt.project import (
     environment,
     gold_late_window_days,
@@ -46,6 +46,11 @@ from resources.dbt.project import (
 from resources.iceberg.branches import at_branch, run_branch
 from resources.iceberg.catalog import IcebergCatalogResource
 from resources.iceberg.publishing import drop_stale_branches, publish_tables
+from resources.iceberg.writes import (
+    PARTITION_KEYS_PROPERTY,
+    RUN_ID_PROPERTY,
+    format_partition_keys,
+)
 from resources.settings import ConfigError, LakehouseSettings
 from resources.spark.resource import SparkResource
 from resources.table_metadata import column_schema
@@ -277,7 +282,13 @@ def _dbt_build(
         spark.spark_session  # noqa: B018  (starts the session dbt-spark will reuse)
     branch = _prepare_branch(context, iceberg, settings, audited) if audited is not None else None
     on_branch = writing_to_branch(spark.spark_session, branch) if branch else nullcontext()
-    with environment(dbt_window(window)), on_branch:
+    properties = {RUN_ID_PROPERTY: context.run_id}
+    if window is not None:
+        properties[PARTITION_KEYS_PROPERTY] = format_partition_keys(context.partition_keys)
+    carrying = (
+        commits_carrying(spark.spark_session, properties) if dbt.in_process else nullcontext()
+    )
+    with environment(dbt_window(window)), on_branch, carrying:
         invocation = dbt.cli(["build", *vars_argument(settings)], context=context)
         events = invocation.stream()
         try:

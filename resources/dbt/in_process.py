@@ -26,7 +26,8 @@ import queue
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -40,12 +41,14 @@ from resources.private_apis import (
     active_spark_context,
     dbt_cli_helpers,
     dbt_default_target_path,
+    dbt_spark_statements_through,
     jvm,
 )
 
 if TYPE_CHECKING:
     import dagster as dg
     from dagster_dbt.dbt_manifest import DbtManifestParam
+    from pyspark.sql import SparkSession
 
 #: dbt-spark's session mode asks for Hive support and its profile's settings on every
 #: statement; on an existing session Spark logs that static settings are ignored.
@@ -179,6 +182,23 @@ def _reuse_partial_parse(project_dir: Path, parsed: Path | None, target: Path) -
     if source.exists() and not destination.exists():
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, destination)
+
+
+@contextmanager
+def commits_carrying(spark: SparkSession, properties: Mapping[str, str]) -> Iterator[None]:
+    """Every Iceberg commit of in-process dbt inside the block carries ``properties`` in
+    its snapshot summary (the run id, say), as the IO manager's commits do.
+
+    dbt-spark's SQL takes no write options; each statement runs with Iceberg's commit
+    properties set on its thread (:func:`resources.iceberg.spark_writes.with_commit_properties`).
+    """
+    from resources.iceberg.spark_writes import with_commit_properties
+
+    def run(statement: Callable[[], None]) -> None:
+        with_commit_properties(spark, properties, statement)
+
+    with dbt_spark_statements_through(run):
+        yield
 
 
 def quiet_session_warnings() -> None:

@@ -393,6 +393,14 @@ def test_a_failing_dbt_test_leaves_gold_main_as_before_and_a_rerun_converges(
     }
     published = catalog.load_table((data.settings.namespace("gold"), "fct_orders"))
     assert run_branch(rerun.run_id) not in published.metadata.refs
+    # dbt's commits carry the run id like the IO manager's; main now is the rerun's.
+    for table, run in ((fct_orders, failed), (published, rerun)):
+        head = table.snapshot_by_id(
+            table.metadata.refs[branch if run is failed else "main"].snapshot_id
+        )
+        assert head is not None
+        assert head.summary is not None
+        assert head.summary.additional_properties.get(RUN_ID_PROPERTY) == run.run_id
     dropped = _branches_command(data, "drop", branch, gold=True)
     assert dropped.returncode == 0, dropped.stderr
     assert "no run branches" in _branches_command(data, "list", gold=True).stdout
