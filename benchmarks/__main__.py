@@ -1,7 +1,8 @@
-"""``python -m benchmarks [bronze|silver|gold|cluster|all] [options]``: run benchmarks.
+"""``python -m benchmarks [bronze|silver|gold|cluster|maintenance|all] [options]``.
 
 ``bronze`` is :mod:`benchmarks.bronze_landing`, ``silver`` :mod:`benchmarks.silver`,
-``gold`` :mod:`benchmarks.gold`, ``cluster`` :mod:`benchmarks.cluster` (default: all).
+``gold`` :mod:`benchmarks.gold`, ``cluster`` :mod:`benchmarks.cluster`, ``maintenance``
+:mod:`benchmarks.maintenance` (default: all).
 The options after the name go to the selected benchmark (see ``python -m benchmarks <name> --help``); with ``all`` they go to each
 benchmark, so only the options all know (``--quick``, ``--repeat``, ``--days``,
 ``--end-date``, the generator shares, ``--seed``, ``--output``) can be given. Each
@@ -16,7 +17,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from benchmarks import bronze_landing, cluster, gold, silver
+from benchmarks import bronze_landing, cluster, gold, maintenance, silver
 from benchmarks.common import raise_interrupt
 
 BENCHMARKS: dict[str, Callable[[Sequence[str]], int]] = {
@@ -24,6 +25,7 @@ BENCHMARKS: dict[str, Callable[[Sequence[str]], int]] = {
     "silver": silver.main,
     "gold": gold.main,
     "cluster": cluster.main,
+    "maintenance": maintenance.main,
 }
 #: Each benchmark's option parser, to reject bad options before any benchmark runs.
 PARSERS: dict[str, Callable[[Sequence[str]], object]] = {
@@ -31,6 +33,7 @@ PARSERS: dict[str, Callable[[Sequence[str]], object]] = {
     "silver": silver.parse_args,
     "gold": gold.parse_args,
     "cluster": cluster.parse_args,
+    "maintenance": maintenance.parse_args,
 }
 
 

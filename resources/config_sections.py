@@ -340,6 +340,81 @@ class LandingSettings(_Section):
     )
 
 
+class TableHealthBounds(_Section):
+    """When a table's health check warns (``maintenance.health``)."""
+
+    max_small_files: int = Field(
+        default=200,
+        ge=0,
+        description=(
+            "Small files that compaction could merge (in partitions holding at least "
+            "min_input_files of them) above which the table is unhealthy."
+        ),
+    )
+    max_snapshots: int = Field(
+        default=3000,
+        ge=1,
+        description=(
+            "Snapshots above which the table is unhealthy: about a day of commits every "
+            "30 s; far more means snapshot expiry is not running."
+        ),
+    )
+
+
+class MaintenanceSettings(_Section):
+    """Iceberg table maintenance: one asset per silver, quarantine and gold table.
+
+    A run compacts the partitions with enough small files (``rewrite_data_files``),
+    rewrites the manifests, expires snapshots and removes orphan files, in that order.
+    """
+
+    enabled: bool = Field(default=True, description="Build the maintenance assets and schedules.")
+    cron: str = Field(
+        default="0 2 * * *",
+        description="When the first table's maintenance runs (UTC); the others follow, staggered.",
+    )
+    stagger_minutes: int = Field(
+        default=6,
+        ge=0,
+        le=120,
+        description="Minutes between the scheduled starts of two tables' maintenance.",
+    )
+    target_file_size_mb: int = Field(
+        default=128, ge=1, description="Size compaction writes files at (target-file-size-bytes)."
+    )
+    small_file_mb: float = Field(
+        default=32,
+        gt=0,
+        description="Files below this size count as small (compaction's min-file-size-bytes).",
+    )
+    min_input_files: int = Field(
+        default=5,
+        ge=2,
+        description="A partition is compacted once it holds at least this many small files.",
+    )
+    snapshot_retain_last: int = Field(
+        default=50, ge=1, description="expire_snapshots keeps at least this many snapshots."
+    )
+    snapshot_max_age_hours: float = Field(
+        default=24,
+        ge=0,
+        description=(
+            "expire_snapshots removes snapshots older than this (beyond retain_last); "
+            "snapshots a branch or tag still needs are never removed."
+        ),
+    )
+    orphan_min_age_hours: float = Field(
+        default=72,
+        ge=0,
+        description=(
+            "Orphan removal only deletes unreferenced files older than this: keep it far "
+            "above the longest run (Iceberg's own procedure insists on 24 h), so the files "
+            "of a write in flight are never touched."
+        ),
+    )
+    health: TableHealthBounds = Field(default_factory=TableHealthBounds)
+
+
 class StackSettings(_Section):
     """The local stack (`lakehouse-stack`): services on loopback, state in ``data_dir``."""
 

@@ -87,6 +87,16 @@ def jvm(spark: SparkSession | SparkContext) -> Any:
     return context._jvm
 
 
+def java_session(spark: SparkSession) -> Any:
+    """The JVM ``SparkSession`` behind a PySpark session (``SparkSession._jsparkSession``).
+
+    Why: Iceberg's Spark actions (``SparkActions.get(session)``) take the Java session,
+    and PySpark has no public accessor. Used for ``DeleteOrphanFiles``, whose
+    procedure refuses ages under 24 h (:mod:`resources.iceberg.maintenance`).
+    """
+    return spark._jsparkSession
+
+
 def apply_jvm_udf(spark: SparkSession, udf: Any, column: Column) -> Column:
     """``udf(column)`` for a Spark ``UserDefinedFunction`` object made by Java code.
 

@@ -42,6 +42,7 @@ from resources.config_sections import (
     KafkaSettings,
     LandingSettings,
     Layer,
+    MaintenanceSettings,
     PartitionSettings,
     S3Settings,
     SparkSettings,
@@ -94,6 +95,7 @@ class LakehouseSettings(BaseSettings):
     dbt: DbtSettings = Field(default_factory=DbtSettings)
     partitions: PartitionSettings
     landing: LandingSettings = Field(default_factory=LandingSettings)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     datasets: dict[str, DatasetSettings]
 

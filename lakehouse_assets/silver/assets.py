@@ -62,6 +62,11 @@ def silver_key(table: str) -> dg.AssetKey:
     return dg.AssetKey([SILVER_GROUP, table])
 
 
+def silver_pool(dataset: str) -> str:
+    """The pool of everything that writes ``dataset``'s silver tables: one at a time."""
+    return f"silver_{dataset}"
+
+
 def event_table(contract: Contract) -> str:
     """The table with one row per accepted record: its key is the payload's key."""
     payload = contract.payload
@@ -239,7 +244,7 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
         check_specs=check_specs,
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=f"silver_{dataset}",
+        pool=silver_pool(dataset),
         can_subset=False,
     )
     def _silver(
