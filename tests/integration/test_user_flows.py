@@ -403,6 +403,89 @@ def test_a_killed_run_fails_and_the_next_runs_take_its_records_on_with_no_manual
     )
 
 
+_LAUNCH_RUN = """
+mutation Launch($executionParams: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+
+_SCHEDULES = """
+query Schedules($selector: RepositorySelector!) {
+  schedulesOrError(repositorySelector: $selector) {
+    ... on Schedules { results { name cronSchedule scheduleState { status } } }
+  }
+}
+"""
+
+_REPOSITORY = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
+
+
+def test_a_tables_maintenance_launched_from_the_ui_runs_and_is_scheduled(
+    ui: DagsterDev, settings: LakehouseSettings
+) -> None:
+    """The maintenance asset's Materialize button sends this mutation (with its health
+    check); every table has a running daily schedule, staggered, and the hourly health
+    schedule runs too."""
+    key = ["maintenance", "silver", "plain"]
+    launched = ui.graphql(
+        _LAUNCH_RUN,
+        {
+            "executionParams": {
+                "selector": {
+                    **_REPOSITORY,
+                    "pipelineName": "__ASSET_JOB",
+                    "assetSelection": [{"path": key}],
+                    "assetCheckSelection": [{"assetKey": {"path": key}, "name": "table_health"}],
+                },
+                "runConfigData": {},
+                "mode": "default",
+                "executionMetadata": {"tags": []},
+            }
+        },
+    )["launchPipelineExecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    instance = ui.instance()
+
+    def finished() -> bool:
+        run = instance.get_run_by_id(run_id)
+        return run is not None and run.is_finished
+
+    ui.wait_for(f"maintenance run {run_id}", finished, 600)
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    assert run.status == dg.DagsterRunStatus.SUCCESS, ui.log_tail()
+    event = instance.get_latest_materialization_event(dg.AssetKey(key))
+    assert event is not None
+    assert event.run_id == run_id
+    materialization = event.asset_materialization
+    assert materialization is not None
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    assert metadata["dagster/table_name"] == f"{settings.namespace('silver')}.plain"
+    assert int(str(metadata["data_files"])) >= 1
+    assert int(str(metadata["snapshots"])) >= 1
+    checks = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    names = [
+        e.dagster_event.asset_check_evaluation_data.check_name for e in checks if e.dagster_event
+    ]
+    assert names == ["table_health"]
+
+    found = ui.graphql(_SCHEDULES, {"selector": _REPOSITORY})["schedulesOrError"]["results"]
+    schedules = {s["name"]: s for s in found}
+    maintained = sorted(name for name in schedules if name.startswith("maintain_"))
+    assert "maintain_silver_plain" in maintained
+    assert "maintain_gold_fct_daily_sales" in maintained
+    assert len({schedules[name]["cronSchedule"] for name in maintained}) == len(maintained)
+    assert {schedules[name]["scheduleState"]["status"] for name in maintained} == {"RUNNING"}
+    assert schedules["table_health"]["scheduleState"]["status"] == "RUNNING"
+
+
 _RELOAD = """
 mutation Reload($name: String!) {
   reloadRepositoryLocation(repositoryLocationName: $name) { __typename }
