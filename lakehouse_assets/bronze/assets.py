@@ -77,10 +77,11 @@ def build_bronze_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
         reader = TopicReader(kafka, topic, group_id=f"lakehouse-bronze-{dataset}")
         try:
             ranges = day_ranges(reader, days)
+            landed = bronze_store.landed_days(dataset, days)
             plans = [
                 (r.day, item)
                 for r in ranges
-                for item in plan_files(r, topic, config.mode, bronze_store.landed(dataset, r.day))
+                for item in plan_files(r, topic, config.mode, landed[r.day])
             ]
         except BaseException:
             reader.close()

@@ -27,5 +27,9 @@ def bronze_definitions(settings: LakehouseSettings) -> dg.Definitions:
         assets.append(asset)
         jobs += [job, refresh]
         sensors.append(build_arrivals_sensor(settings, dataset, job, refresh))
-        schedules.append(build_compaction_schedule(dataset, job))
+        schedules.append(
+            build_compaction_schedule(
+                dataset, job, settings.dataset_start_date(dataset), settings.landing.lookback_days
+            )
+        )
     return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors, schedules=schedules)

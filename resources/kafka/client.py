@@ -241,6 +241,10 @@ class TopicReader:
             **{
                 "enable.partition.eof": False,
                 "fetch.max.bytes": 64 * 1024 * 1024,
+                # Reads are bounded by offsets that exist: never long-poll for more. With
+                # the default 500 ms, every range of a tiny day waited out the fetch still
+                # in flight for the previous range (measured: 0.47 s per bronze file).
+                "fetch.wait.max.ms": 10,
                 "auto.offset.reset": "error",
             },
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -108,6 +109,39 @@ class ParquetStore(dg.ConfigurableResource):
                 raise
         return [r for r in map(OffsetRange.parse, names) if r is not None]
 
+    def landed_days(
+        self, dataset: str, partition_keys: Iterable[str], fs: s3fs.S3FileSystem | None = None
+    ) -> dict[str, list[OffsetRange]]:
+        """:meth:`landed` of several days in one listing: every key under the days'
+        common prefix (``date=2026-11-`` for days of one month), grouped by day.
+
+        A backfill of tiny days then pays one LIST (paginated, 1,000 keys a page) instead
+        of one per day; a single day is listed as :meth:`landed` does.
+        """
+        days = sorted(set(partition_keys))
+        if len(days) <= 1:
+            return {day: self.landed(dataset, day, fs) for day in days}
+        fs = fs or self.filesystem()
+        base = f"{self.s3.bucket}/{self.prefix}/{dataset}"
+        # Characters, not path components: "date=2026-11-" covers the days of a month.
+        prefix = os.path.commonprefix([f"date={day}/" for day in days])  # noqa: RUF071
+        found: dict[str, list[OffsetRange]] = {day: [] for day in days}
+        doing = f"listing s3://{base}/{prefix}*"
+        with self.s3.named_errors(doing):
+            try:
+                paths = fs.find(base, prefix=prefix)
+            except FileNotFoundError as exc:
+                if self.s3.named_error(exc, doing) is None:
+                    return found
+                raise
+        for path in paths:
+            directory, _, name = path.rpartition("/")
+            day = directory.rpartition("/date=")[2]
+            item = OffsetRange.parse(name)
+            if day in found and item is not None and directory == f"{base}/date={day}":
+                found[day].append(item)
+        return found
+
     def write_file(
         self,
         fs: s3fs.S3FileSystem,
@@ -151,6 +185,8 @@ class ParquetStore(dg.ConfigurableResource):
                 if in_flight is not None:
                     in_flight.result()
             writer.close()
+            # The object's size, without a HEAD request after the upload.
+            size = sink.tell()
             sink.close()
         except BaseException:
             # Abort the multipart upload: a failed write must never become visible. An
@@ -165,17 +201,18 @@ class ParquetStore(dg.ConfigurableResource):
                 # try to write the footer and log a misleading "File not in write mode".
                 writer.is_open = False
             raise
-        return rows, int(fs.info(path)["size"])
+        return rows, int(size)
 
     # Reading ----------------------------------------------------------------------------
 
     def read_plan(self, dataset: str, partition_keys: Iterable[str]) -> list[tuple[str, ReadPlan]]:
         """(directory, plan) for every file to read across the given days."""
-        fs = self.filesystem()
+        days = list(partition_keys)
+        landed = self.landed_days(dataset, days)
         plans: list[tuple[str, ReadPlan]] = []
-        for day in partition_keys:
+        for day in days:
             directory = self.partition_dir(dataset, day)
-            plans.extend((directory, plan) for plan in resolve(self.landed(dataset, day, fs)))
+            plans.extend((directory, plan) for plan in resolve(landed[day]))
         return plans
 
     def count_rows(self, dataset: str, partition_keys: Iterable[str]) -> int:
@@ -252,8 +289,9 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
             total_bytes += size
             context.log.debug(f"landed {rows} rows in s3://{path}")
         removed = 0
+        landed = store.landed_days(dataset, obj.partition_keys, fs)
         for day in obj.partition_keys:
-            present = store.landed(dataset, day, fs)
+            present = landed[day]
             if obj.mode == "replace":
                 kept = set(written[day])
                 stale = [r for r in present if r not in kept]

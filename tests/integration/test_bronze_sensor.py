@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -407,3 +407,54 @@ def test_sensor_preview_requests_a_job_for_every_day_as_the_daemon_evaluates_it(
     assert "did not specify job_name" not in output
     # One landing run for the older day, one refresh run for today's records.
     assert "Sensor returning run requests for 2 run(s)" in output, output
+
+
+def test_the_nightly_compaction_rewrites_closed_days_with_small_files_exactly_once(
+    bronze_dataset: BronzeDataset,
+) -> None:
+    """A closed day landed in several appends (the sensor's ticks, late records) is
+    requested by the compaction schedule and becomes one file per Kafka partition with
+    every record once; a day already compacted is not requested again."""
+    from lakehouse_assets.bronze.schedules import build_compaction_schedule
+
+    day1, day2 = _recent_days()
+    # Two ticks of day 1 (two appends), then day 2 in one.
+    bronze_dataset.produce(_events(day1, 30))
+    bronze_dataset.land([day1], mode="append")
+    bronze_dataset.produce(_events(day1, 30, start=1000))
+    bronze_dataset.land([day1], mode="append")
+    bronze_dataset.produce(_events(day2, 12))
+    bronze_dataset.land([day2], mode="append")
+    assert len(bronze_dataset.files(day1)) > bronze_dataset.partitions
+    assert len(bronze_dataset.files(day2)) <= bronze_dataset.partitions
+
+    asset = bronze_dataset.asset()
+    job = build_landing_job(bronze_dataset.name, asset)
+    schedule = build_compaction_schedule(
+        bronze_dataset.name, job, date.fromisoformat(day1) - timedelta(days=30), lookback_days=7
+    )
+    repository = dg.Definitions(
+        assets=[asset], jobs=[job], schedules=[schedule], resources=bronze_dataset.resources
+    ).get_repository_def()
+    tomorrow_night = datetime.fromisoformat(day2).replace(tzinfo=UTC) + timedelta(
+        days=1, minutes=30
+    )
+    instance = dg.DagsterInstance.ephemeral()
+
+    def evaluate() -> Any:
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=tomorrow_night,
+            resources={"bronze_store": bronze_dataset.store},
+            repository_def=repository,
+        ) as context:
+            return schedule.evaluate_tick(context)
+
+    requests = evaluate().run_requests
+    assert [r.partition_key for r in requests] == [day1]
+    assert _run(bronze_dataset, instance, requests[0])
+    assert len(bronze_dataset.files(day1)) == bronze_dataset.partitions
+    assert _unique_count(bronze_dataset.read([day1])) == (60, 60)
+    again = evaluate()
+    assert not again.run_requests
+    assert "has small files" in str(again.skip_message)
