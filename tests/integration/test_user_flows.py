@@ -486,6 +486,51 @@ def test_a_tables_maintenance_launched_from_the_ui_runs_and_is_scheduled(
     assert schedules["table_health"]["scheduleState"]["status"] == "RUNNING"
 
 
+_SCHEDULE_DRY_RUN = """
+mutation DryRun($selectorData: ScheduleSelector!, $timestamp: Float) {
+  scheduleDryRun(selectorData: $selectorData, timestamp: $timestamp) {
+    __typename
+    ... on DryRunInstigationTick {
+      evaluationResult { skipReason error { message } runRequests { runKey tags { key value } } }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def test_the_nightly_bronze_compaction_evaluates_as_the_daemon_does(
+    ui: DagsterDev, resources: Any
+) -> None:
+    """The schedule's "Test schedule" dialog (the code server evaluates the tick, with
+    its resources): at 00:30 tomorrow, today is closed, and every closed day of the
+    lookback with small files (the sensor's appends) is requested once."""
+    from lakehouse_assets.bronze.schedules import days_to_compact
+
+    tonight = datetime.combine(_now().date() + timedelta(days=1), datetime.min.time(), UTC)
+    tonight += timedelta(minutes=30)
+    result = ui.graphql(
+        _SCHEDULE_DRY_RUN,
+        {
+            "selectorData": {**_REPOSITORY, "scheduleName": "compact_plain_bronze"},
+            "timestamp": tonight.timestamp(),
+        },
+    )["scheduleDryRun"]
+    assert result["__typename"] == "DryRunInstigationTick", result
+    evaluation = result["evaluationResult"]
+    assert evaluation["error"] is None, evaluation["error"]
+    closed = [(tonight.date() - timedelta(days=n)).isoformat() for n in range(1, 9)]
+    expected = days_to_compact(resources.bronze_store.landed_days("plain", closed))
+    assert expected, "the sensor's appends left no closed day with small files"
+    requested = {
+        tag["value"]: request["runKey"]
+        for request in evaluation["runRequests"]
+        for tag in request["tags"]
+        if tag["key"] == "dagster/partition"
+    }
+    assert requested == {day: f"compact:{day}:{digest}" for day, digest in expected.items()}
+
+
 _RELOAD = """
 mutation Reload($name: String!) {
   reloadRepositoryLocation(repositoryLocationName: $name) { __typename }
