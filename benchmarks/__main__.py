@@ -1,6 +1,7 @@
-"""``python -m benchmarks [bronze|silver|gold|cluster|maintenance|all] [options]``.
+"""``python -m benchmarks [bronze|bronze_days|silver|gold|cluster|maintenance|all] [options]``.
 
-``bronze`` is :mod:`benchmarks.bronze_landing`, ``silver`` :mod:`benchmarks.silver`,
+``bronze`` is :mod:`benchmarks.bronze_landing`, ``bronze_days``
+:mod:`benchmarks.bronze_days`, ``silver`` :mod:`benchmarks.silver`,
 ``gold`` :mod:`benchmarks.gold`, ``cluster`` :mod:`benchmarks.cluster`, ``maintenance``
 :mod:`benchmarks.maintenance` (default: all).
 The options after the name go to the selected benchmark (see ``python -m benchmarks <name> --help``); with ``all`` they go to each
@@ -17,11 +18,12 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from benchmarks import bronze_landing, cluster, gold, maintenance, silver
+from benchmarks import bronze_days, bronze_landing, cluster, gold, maintenance, silver
 from benchmarks.common import raise_interrupt
 
 BENCHMARKS: dict[str, Callable[[Sequence[str]], int]] = {
     "bronze": bronze_landing.main,
+    "bronze_days": bronze_days.main,
     "silver": silver.main,
     "gold": gold.main,
     "cluster": cluster.main,
@@ -30,6 +32,7 @@ BENCHMARKS: dict[str, Callable[[Sequence[str]], int]] = {
 #: Each benchmark's option parser, to reject bad options before any benchmark runs.
 PARSERS: dict[str, Callable[[Sequence[str]], object]] = {
     "bronze": bronze_landing.parse_args,
+    "bronze_days": bronze_days.parse_args,
     "silver": silver.parse_args,
     "gold": gold.parse_args,
     "cluster": cluster.parse_args,

@@ -22,6 +22,7 @@ Every timing is the median of ``--repeat`` runs; the before and after rows must 
 from __future__ import annotations
 
 import argparse
+import itertools
 import signal
 import statistics
 import time
@@ -103,9 +104,9 @@ def _median_seconds(action: Callable[[], object], repeat: int) -> float:
 
 def _commit_in_small_batches(table: Any, rows: pa.Table, commits: int) -> None:
     ordered = rows.sort_by("event_time")
-    size = -(-ordered.num_rows // commits)
-    for start in range(0, ordered.num_rows, size):
-        table.append(ordered.slice(start, size))
+    bounds = [round(i * ordered.num_rows / commits) for i in range(commits + 1)]
+    for start, end in itertools.pairwise(bounds):
+        table.append(ordered.slice(start, end - start))
 
 
 def _timings(spark: Any, table: Any, day: Any, repeat: int) -> dict[str, Any]:
