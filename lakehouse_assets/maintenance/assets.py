@@ -64,6 +64,10 @@ class MaintenanceTarget:
     def identifier(self) -> tuple[str, str]:
         return (self.namespace, self.table)
 
+    @property
+    def table_name(self) -> str:
+        return f"{self.namespace}.{self.table}"
+
 
 def maintenance_targets(settings: LakehouseSettings) -> list[MaintenanceTarget]:
     """Every silver table and quarantine of each dataset, then every gold table."""
@@ -129,9 +133,9 @@ def health_result(health: TableHealth, settings: LakehouseSettings) -> dg.AssetC
 def build_maintenance_asset(
     settings: LakehouseSettings, target: MaintenanceTarget
 ) -> dg.AssetsDefinition:
-    """The maintenance asset of ``target``, with its health check in the same step."""
+    """The maintenance asset of ``target`` (its health check: :func:`build_health_check`)."""
     policy = MaintenancePolicy.from_settings(settings.maintenance)
-    name = ".".join(target.identifier)
+    name = target.table_name
 
     @dg.asset(
         key=target.key,
@@ -188,7 +192,7 @@ def build_health_check(
 ) -> dg.AssetChecksDefinition:
     """``table_health`` of ``target``: after each maintenance run and hourly on its own."""
     policy = MaintenancePolicy.from_settings(settings.maintenance)
-    name = ".".join(target.identifier)
+    name = target.table_name
 
     @dg.asset_check(
         asset=target.key,

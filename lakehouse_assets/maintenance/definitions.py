@@ -34,7 +34,7 @@ def maintenance_definitions(settings: LakehouseSettings) -> dg.Definitions:
             target=dg.AssetSelection.assets(target.key),
             execution_timezone="UTC",
             default_status=dg.DefaultScheduleStatus.RUNNING,
-            description=f"Maintenance of {'.'.join(target.identifier)}, then its health check.",
+            description=f"Maintenance of {target.table_name}, then its health check.",
         )
         for i, target in enumerate(targets)
     ]
