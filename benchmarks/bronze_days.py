@@ -98,7 +98,8 @@ def _landing(stack: IsolatedStack, produced: ProducedTopic) -> Any:
             },
         )
         seconds = time.perf_counter() - started
-        (materialization,) = result.asset_materializations_for_node(asset.op.name)
+        # One materialisation per day, each with the run's output metadata.
+        materialization = result.asset_materializations_for_node(asset.op.name)[0]
         rows = int(str(materialization.metadata["dagster/row_count"].value))
         if expected is not None and rows != expected:
             raise RuntimeError(f"landed {rows} rows of {expected} produced")
