@@ -9,8 +9,9 @@ file per day and Kafka partition (90), the one-day landing 3, so the difference 
 what each extra file costs:
 
 * ``backfill_seconds``: median wall time of the 30-day backfill;
-* ``backfill_vs_one_day``: that time / the one-day landing's (target <= 5);
-* ``seconds_per_file``: (30-day - one-day) / (files of 30 days - files of one day).
+* ``backfill_vs_one_day``: that time / the one-day landing's;
+* ``seconds_per_file``: (30-day - one-day) / (files of 30 days - files of one day),
+  what each extra file costs (target <= 0.1 s, a fifth of what it cost before).
 
 Measured before the change that removed the tax (Kafka reads long-polling 500 ms per
 range, a listing per day, a HEAD per upload): 58.3 s for the 30-day backfill of 2,611
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 SECTION = "bronze_days"
 DEFAULT_RECORDS = 2_611
 DEFAULT_BACKFILL_DAYS = 30
-TARGET_RATIO = 5.0
+TARGET_SECONDS_PER_FILE = 0.1
 
 
 @dataclass(frozen=True)
@@ -136,14 +137,20 @@ def measure(stack: IsolatedStack, options: Options) -> dict[str, Any]:
 
 
 def evaluate_targets(section: dict[str, Any]) -> dict[str, Any]:
-    ratio = section["backfill_vs_one_day"]
+    per_file = section["seconds_per_file"]
     return {
+        "per_file": {
+            "description": "seconds each extra bronze file costs (30 days vs one)",
+            "value": per_file,
+            "limit": f"<= {TARGET_SECONDS_PER_FILE:g}",
+            "pass": per_file <= TARGET_SECONDS_PER_FILE,
+        },
         "ratio": {
             "description": f"{section['backfill_days']}-day backfill / the same records in one day",
-            "value": ratio,
-            "limit": f"<= {TARGET_RATIO:g}",
-            "pass": ratio <= TARGET_RATIO,
-        }
+            "value": section["backfill_vs_one_day"],
+            "limit": "report",
+            "pass": None,
+        },
     }
 
 
