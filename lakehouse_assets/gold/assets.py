@@ -150,7 +150,8 @@ class GoldTranslator(DagsterDbtTranslator):
     * sources: ``[<source name>, <table>]``, so source ``silver`` is the silver assets;
     * owners: the ``owner`` in a resource's dbt ``meta``, else ``dbt.owner`` of the config;
     * automation: seeds when missing or changed, everything else
-      :func:`gold_automation_condition`.
+      :func:`gold_automation_condition`;
+    * checks: every dbt test, described by its own ``description``.
     """
 
     def __init__(self, settings: LakehouseSettings, seeds: Sequence[str] = ()) -> None:
@@ -174,6 +175,28 @@ class GoldTranslator(DagsterDbtTranslator):
         meta = dbt_resource_props.get("config", {}).get("meta") or dbt_resource_props.get("meta")
         owner = (meta or {}).get("owner")
         return [str(owner) if owner else self._default_owner]
+
+    def get_asset_check_spec(
+        self,
+        asset_spec: dg.AssetSpec,
+        manifest: Mapping[str, Any],
+        unique_id: str,
+        project: DbtProject | None,
+    ) -> dg.AssetCheckSpec | None:
+        """dagster-dbt's check of a dbt test, described by the test's own ``description``
+        (dagster-dbt reads only ``meta.description``), so the UI says what failed."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        described = manifest["nodes"].get(unique_id, {}).get("description")
+        if spec is None or spec.description or not described:
+            return spec
+        return dg.AssetCheckSpec(
+            name=spec.name,
+            asset=spec.asset_key,
+            description=described,
+            additional_deps=spec.additional_deps,
+            metadata=spec.metadata,
+            blocking=spec.blocking,
+        )
 
     def get_automation_condition(
         self, dbt_resource_props: Mapping[str, Any]

@@ -68,3 +68,45 @@ def test_deleting_a_project_file_makes_the_manifest_stale(tmp_path: Path) -> Non
     before = _newest_source_mtime(tmp_path)
     singular.unlink()
     assert _newest_source_mtime(tmp_path) > before
+
+
+def test_every_dbt_test_is_an_asset_check_that_says_what_failed(
+    settings: LakehouseSettings,
+) -> None:
+    from lakehouse_assets.gold.assets import build_gold_assets
+
+    manifest = _manifest(settings)
+    tests = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "test"}
+    checks = {
+        spec.name: spec
+        for assets in build_gold_assets(settings, dbt_project(settings))
+        for spec in assets.check_specs
+    }
+    assert set(checks) == tests  # none is logged as a mere observation
+    assert all(spec.description for spec in checks.values()), [
+        name for name, spec in checks.items() if not spec.description
+    ]
+    # A singular test that reads fct_order_lines and fct_orders belongs to fct_orders.
+    lines = checks["assert_order_lines_add_up_to_subtotal"]
+    assert lines.asset_key.path == ["gold", "fct_orders"]
+
+
+def test_the_gold_country_test_accepts_what_the_contract_accepts(
+    settings: LakehouseSettings,
+) -> None:
+    from lakehouse_assets.contracts.loading import load_contract
+
+    contract = load_contract(settings.contract_path("purchase_orders"))
+    (country,) = [
+        rule.value
+        for rule in contract.row_rules("orders")
+        if rule.kind == "pattern" and rule.column == "country"
+    ]
+    manifest = _manifest(settings)
+    (test,) = [
+        n
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "test" and n.get("column_name") == "country"
+    ]
+    assert test["test_metadata"]["name"] == "matches_pattern"
+    assert test["test_metadata"]["kwargs"]["pattern"] == country
