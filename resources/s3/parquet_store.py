@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
@@ -98,48 +98,56 @@ class ParquetStore(dg.ConfigurableResource):
         """The offset ranges landed for one day, recovered from the file names."""
         fs = fs or self.filesystem()
         directory = self.partition_dir(dataset, partition_key)
-        doing = f"listing s3://{directory}/"
+        paths = self._listed(f"listing s3://{directory}/", lambda: fs.ls(directory, detail=False))
+        names = [path.rsplit("/", 1)[-1] for path in paths]
+        return [r for r in map(OffsetRange.parse, names) if r is not None]
+
+    def _listed(self, doing: str, listing: Callable[[], list[str]]) -> list[str]:
+        """The paths ``listing`` returns; none where nothing was landed yet.
+
+        A missing directory is a day with nothing landed; a missing bucket, refused
+        credentials or an unreachable endpoint are the named errors of ``doing``.
+        """
         with self.s3.named_errors(doing):
             try:
-                names = [path.rsplit("/", 1)[-1] for path in fs.ls(directory, detail=False)]
+                return listing()
             except FileNotFoundError as exc:
-                # No such directory is a day with nothing landed; no such bucket is not.
                 if self.s3.named_error(exc, doing) is None:
                     return []
                 raise
-        return [r for r in map(OffsetRange.parse, names) if r is not None]
 
     def landed_days(
         self, dataset: str, partition_keys: Iterable[str], fs: s3fs.S3FileSystem | None = None
     ) -> dict[str, list[OffsetRange]]:
-        """:meth:`landed` of several days in one listing: every key under the days'
-        common prefix (``date=2026-11-`` for days of one month), grouped by day.
+        """:meth:`landed` of several days, one listing per month they fall in: every key
+        under ``date=YYYY-MM-``, grouped by day.
 
-        A backfill of tiny days then pays one LIST (paginated, 1,000 keys a page) instead
-        of one per day; a single day is listed as :meth:`landed` does.
+        A backfill of tiny days then pays one LIST per month (paginated, 1,000 keys a
+        page) instead of one per day; a month with a single day asked is listed as
+        :meth:`landed` does.
         """
         days = sorted(set(partition_keys))
-        if len(days) <= 1:
-            return {day: self.landed(dataset, day, fs) for day in days}
+        by_month: dict[str, list[str]] = defaultdict(list)
+        for day in days:
+            by_month[day[:8]].append(day)  # "2026-11-"
         fs = fs or self.filesystem()
         base = f"{self.s3.bucket}/{self.prefix}/{dataset}"
-        # Characters, not path components: "date=2026-11-" covers the days of a month.
-        prefix = os.path.commonprefix([f"date={day}/" for day in days])  # noqa: RUF071
-        found: dict[str, list[OffsetRange]] = {day: [] for day in days}
-        doing = f"listing s3://{base}/{prefix}*"
-        with self.s3.named_errors(doing):
-            try:
-                paths = fs.find(base, prefix=prefix)
-            except FileNotFoundError as exc:
-                if self.s3.named_error(exc, doing) is None:
-                    return found
-                raise
-        for path in paths:
-            directory, _, name = path.rpartition("/")
-            day = directory.rpartition("/date=")[2]
-            item = OffsetRange.parse(name)
-            if day in found and item is not None and directory == f"{base}/date={day}":
-                found[day].append(item)
+        found: dict[str, list[OffsetRange]] = {}
+        for month, month_days in by_month.items():
+            if len(month_days) == 1:
+                found[month_days[0]] = self.landed(dataset, month_days[0], fs)
+                continue
+            prefix = f"date={month}"
+            found.update({day: [] for day in month_days})
+            paths = self._listed(
+                f"listing s3://{base}/{prefix}*", partial(fs.find, base, prefix=prefix)
+            )
+            for path in paths:
+                directory, _, name = path.rpartition("/")
+                day = directory.rpartition("/date=")[2]
+                item = OffsetRange.parse(name)
+                if day in found and item is not None and directory == f"{base}/date={day}":
+                    found[day].append(item)
         return found
 
     def write_file(
