@@ -211,13 +211,15 @@ def build_arrivals_sensor(
                 requests, skipped = [], []
                 now = datetime.now(UTC)
                 today = now.date()
-                for day in lookback_days(settings, dataset, now):
+                days = lookback_days(settings, dataset, now)
+                landed = bronze_store.landed_days(dataset, days)
+                for day in days:
                     try:
                         (ranges,) = day_ranges(reader, [day])
                     except RetentionError as exc:
                         skipped.append(str(exc))
                         continue
-                    planned = plan_files(ranges, topic, "append", bronze_store.landed(dataset, day))
+                    planned = plan_files(ranges, topic, "append", landed[day])
                     if planned:
                         target = f"{day}|" + ",".join(f"{r.partition}:{r.last}" for r in planned)
                         refresh = None
