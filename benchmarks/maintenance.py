@@ -159,13 +159,14 @@ def measure(stack: IsolatedStack, options: Options) -> dict[str, Any]:
     policy = MaintenancePolicy.from_settings(settings.maintenance)
     spark = resources["spark"].spark_session
     day = rows.column("event_date")[rows.num_rows // 2].as_py()
-    before = health_of(table, policy).health
+    measured = health_of(table, policy)
+    before = measured.health
     content = sorted(map(repr, table.scan().to_arrow().to_pylist()))
     log(f"before: {before.data_files} data files, {before.snapshots} snapshots; timing ...")
     timed_before = _timings(spark, table, day, options.repeat)
     log("maintenance ...")
     started = time.perf_counter()
-    result = maintain(spark, settings.catalog.name, table, policy)
+    result = maintain(spark, settings.catalog.name, table, policy, measured=measured)
     maintenance_seconds = time.perf_counter() - started
     table = table.refresh()
     after = health_of(table, policy).health

@@ -164,9 +164,12 @@ def build_maintenance_asset(
                 f"maintenance.orphan_min_age_hours is {settings.maintenance.orphan_min_age_hours}: "
                 "files of a write in flight younger than that may be taken for orphans"
             )
-        before = measure(table, policy).health
+        measured = measure(table, policy)
+        before = measured.health
         objects = stored_objects(s3.client(), table.location())
-        result = maintain(spark.spark_session, settings.catalog.name, table, policy)
+        result = maintain(
+            spark.spark_session, settings.catalog.name, table, policy, measured=measured
+        )
         table = table.refresh()
         after = measure(table, policy).health
         removed = bytes_removed(objects, stored_objects(s3.client(), table.location()))

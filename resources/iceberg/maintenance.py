@@ -210,12 +210,16 @@ def maintain(
     table: Table,
     policy: MaintenancePolicy,
     *,
+    measured: Measured | None = None,
     now: datetime | None = None,
 ) -> MaintenanceResult:
-    """Compact, rewrite manifests, expire snapshots and remove orphans (module docstring)."""
+    """Compact, rewrite manifests, expire snapshots and remove orphans (module docstring).
+
+    ``measured``: :func:`measure` of ``table`` as it is now, when the caller has it.
+    """
     moment = now or datetime.now(UTC)
     name = sql_string(".".join(table.name()[-2:]))
-    measured = measure(table, policy)
+    measured = measured or measure(table, policy)
     compacted: dict[str, int] = defaultdict(int)
     if measured.partitions:
         arguments = {
