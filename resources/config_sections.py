@@ -415,6 +415,80 @@ class MaintenanceSettings(_Section):
     health: TableHealthBounds = Field(default_factory=TableHealthBounds)
 
 
+class QuarantineAnomalySettings(_Section):
+    """When a silver day's quarantine rate is an anomaly (the ``quarantine_rate_anomaly``
+    check): more than ``k`` standard deviations above the rates of the days before it."""
+
+    k: float = Field(
+        default=3.0,
+        gt=0,
+        description="Standard deviations above the trailing window's mean that flag a day.",
+    )
+    window_days: int = Field(
+        default=14,
+        ge=2,
+        le=365,
+        description="The trailing window: this many days before the checked day.",
+    )
+    min_history_days: int = Field(
+        default=7,
+        ge=2,
+        description=(
+            "Days of the window that must have a recorded rate before a day is judged; "
+            "with fewer the check passes and says the history is too short."
+        ),
+    )
+    min_rate_increase: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description=(
+            "A day is flagged only when its rate is also at least this much above the mean "
+            "(absolute, 0.01 = one point): a flat history has no spread, and without a "
+            "floor any rise would be an anomaly."
+        ),
+    )
+
+
+class FreshnessSettings(_Section):
+    """Dagster freshness policies, derived from the contracts' SLA ``latency``."""
+
+    warn_fraction: float = Field(
+        default=0.5,
+        gt=0,
+        lt=1,
+        description=(
+            "A silver table warns once its last materialisation is this fraction of the "
+            "SLA latency old, and fails at the full latency."
+        ),
+    )
+    gold_allowance_minutes: int = Field(
+        default=30,
+        ge=0,
+        description=(
+            "Gold models may lag the newest SLA of the silver tables they read by this "
+            "much more: they are built after silver."
+        ),
+    )
+    check_cron: str = Field(
+        default="17 * * * *",
+        description=(
+            "When the contract freshness checks (newest row vs the SLA, on main) run on "
+            "their own (UTC); they are not part of silver runs, so a backfill of old days "
+            "never reports a stale table."
+        ),
+    )
+
+
+class QualitySettings(_Section):
+    """Data-quality history and freshness (``quality``)."""
+
+    quarantine_anomaly: QuarantineAnomalySettings = Field(
+        default_factory=QuarantineAnomalySettings
+    )
+    freshness: FreshnessSettings = Field(default_factory=FreshnessSettings)
+
+
 class StackSettings(_Section):
     """The local stack (`lakehouse-stack`): services on loopback, state in ``data_dir``."""
 

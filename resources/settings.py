@@ -44,6 +44,7 @@ from resources.config_sections import (
     Layer,
     MaintenanceSettings,
     PartitionSettings,
+    QualitySettings,
     S3Settings,
     SparkSettings,
     StackSettings,
@@ -96,6 +97,7 @@ class LakehouseSettings(BaseSettings):
     partitions: PartitionSettings
     landing: LandingSettings = Field(default_factory=LandingSettings)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     datasets: dict[str, DatasetSettings]
 

@@ -224,6 +224,12 @@ class Contract:
                     return Freshness(column, sla.duration, sla.severity)
         return None
 
+    def latency(self) -> timedelta | None:
+        """The dataset's freshness SLA: the shortest ``latency`` of its ``slaProperties``
+        (whichever table it names: a dataset's tables are written together)."""
+        latencies = [s.duration for s in self.document.sla_properties if s.kind == "latency"]
+        return min(latencies) if latencies else None
+
     def row_rules(self, table: str) -> list[RowRule]:
         """Row-level rules of ``table`` in evaluation order: parsing (payload), then per
         property its required/type/allowed values/pattern/range/length and own rules,

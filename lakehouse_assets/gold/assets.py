@@ -27,6 +27,7 @@ from dagster_dbt import (
 )
 from pyiceberg.exceptions import NoSuchTableError
 
+from lakehouse_assets.contracts.loading import load_contract
 from lakehouse_assets.gold.publishing import (
     drop_run_branch,
     enable_wap,
@@ -36,6 +37,7 @@ from lakehouse_assets.gold.publishing import (
 )
 from lakehouse_assets.groups import GOLD_GROUP
 from lakehouse_assets.partitions import automated_days, daily_partitions
+from lakehouse_assets.silver.freshness import downstream_policy, table_latencies
 from resources.dbt.in_process import InProcessDbtResource, commits_carrying
 from resources.dbt.project import (
     environment,
@@ -157,6 +159,10 @@ class GoldTranslator(DagsterDbtTranslator):
     def __init__(self, settings: LakehouseSettings, seeds: Sequence[str] = ()) -> None:
         super().__init__(DagsterDbtTranslatorSettings(enable_asset_checks=True))
         self._default_owner = settings.dbt.owner
+        self._freshness = settings.quality.freshness
+        self._latencies = table_latencies(
+            load_contract(settings.contract_path(name)) for name in settings.datasets
+        )
         self._condition = gold_automation_condition(
             gold_late_window_days(settings), [gold_key(name) for name in seeds]
         )
@@ -165,6 +171,18 @@ class GoldTranslator(DagsterDbtTranslator):
         if dbt_resource_props["resource_type"] == "source":
             return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
         return gold_key(dbt_resource_props["name"])
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
+        """dagster-dbt's spec, with the freshness policy of the silver tables the model
+        reads (:func:`~lakehouse_assets.silver.freshness.downstream_policy`)."""
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if manifest["nodes"].get(unique_id, {}).get("resource_type") not in FRESH_RESOURCES:
+            return spec
+        read = silver_sources(manifest, unique_id)
+        policy = downstream_policy(read, self._latencies, self._freshness)
+        return spec.replace_attributes(freshness_policy=policy) if policy else spec
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] == "source":
@@ -207,6 +225,31 @@ class GoldTranslator(DagsterDbtTranslator):
         if kind == "seed":
             return SEED_AUTOMATION
         return self._condition
+
+
+#: dbt resources that are built from silver and get a freshness policy (seeds are not).
+FRESH_RESOURCES = frozenset({"model", "snapshot"})
+#: The dbt source of the silver tables (dbt/models/staging/_silver__sources.yml).
+SILVER_SOURCE = "silver"
+
+
+def silver_sources(manifest: Mapping[str, Any], unique_id: str) -> set[str]:
+    """The silver tables (dbt source ``silver``) that ``unique_id`` reads, directly or
+    through other models."""
+    parents = manifest.get("parent_map", {})
+    seen: set[str] = set()
+    pending = [unique_id]
+    while pending:
+        for parent in parents.get(pending.pop(), []):
+            if parent not in seen:
+                seen.add(parent)
+                pending.append(parent)
+    sources = manifest.get("sources", {})
+    return {
+        sources[uid]["name"]
+        for uid in seen
+        if uid in sources and sources[uid].get("source_name") == SILVER_SOURCE
+    }
 
 
 def dbt_window(window: dg.TimeWindow | None) -> dict[str, str | None]:

@@ -14,7 +14,7 @@ proves that every bronze record is accounted for.
 # annotations at definition time to find config and resource types.
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -30,9 +30,19 @@ from lakehouse_assets.partitions import (
     bronze_days,
     daily_partitions,
 )
+from lakehouse_assets.silver.check_plans import CheckPlan
 from lakehouse_assets.silver.checks import contract_check_plans, spec_check_options
 from lakehouse_assets.silver.errors import s3_errors_named
+from lakehouse_assets.silver.freshness import contract_policy
 from lakehouse_assets.silver.publishing import audit, publish_order
+from lakehouse_assets.silver.quality import (
+    DayQuality,
+    anomaly_check_spec,
+    day_qualities,
+    judge_quarantine_rates,
+    observe_days,
+)
+from lakehouse_assets.silver.table_checks import CHECK_FRESHNESS
 from lakehouse_assets.silver.transforms import (
     ACCEPTED,
     DUPLICATE,
@@ -46,6 +56,7 @@ from lakehouse_assets.silver.transforms import (
     table_builder,
     write_options,
 )
+from resources.config_sections import FreshnessSettings
 from resources.iceberg.branches import at_branch, run_branch
 from resources.iceberg.catalog import IcebergCatalogResource
 from resources.iceberg.publishing import drop_stale_branches, publish_tables
@@ -56,6 +67,7 @@ from resources.spark.resource import SparkResource
 SILVER_GROUP = "silver"
 RECONCILIATION_CHECK = "reconciliation"
 QUARANTINE_PARTITION_COLUMN = "partition_date"
+RULE_ID = "rule_id"
 
 
 def silver_key(table: str) -> dg.AssetKey:
@@ -128,10 +140,56 @@ class Reconciliation:
         )
 
 
-def _output_specs(contract: Contract, dataset: str, common: dict[str, Any]) -> list[dg.AssetSpec]:
-    """The specs of the silver multi-asset's outputs: each contract table, then the
-    quarantine."""
+def _reconciliation_spec(events: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        RECONCILIATION_CHECK,
+        asset=silver_key(events),
+        blocking=True,
+        description=(
+            "Every bronze record of the run's days is accounted for: bronze = silver rows + "
+            "quarantined + duplicates removed, counted in the committed tables."
+        ),
+    )
+
+
+def _contract_plans(
+    contract: Contract, specs: Sequence[dg.AssetSpec], partitions_def: dg.PartitionsDefinition
+) -> list[CheckPlan]:
+    """The contract checks of every table output in ``specs`` (not the quarantine)."""
+    quarantine = silver_key(contract.quarantine_table)
+    return [
+        plan
+        for spec in specs
+        if spec.key != quarantine
+        for plan in contract_check_plans(
+            contract,
+            spec.key.path[-1],
+            spec.key,
+            partitions_def,
+            related_assets={t: silver_key(t) for t in contract.tables},
+            **spec_check_options(spec),
+        )
+    ]
+
+
+def build_freshness_checks(
+    settings: LakehouseSettings, dataset: str
+) -> list[dg.AssetChecksDefinition]:
+    """The ``contract_freshness`` checks of ``dataset``'s tables as standalone checks
+    reading ``main`` (run by the ``contract_freshness`` schedule, or from the UI)."""
+    contract = load_contract(settings.contract_path(dataset))
+    specs = _output_specs(contract, dataset, {}, settings.quality.freshness)
+    plans = _contract_plans(contract, specs, daily_partitions(settings, dataset))
+    return [plan.definition() for plan in plans if plan.name == CHECK_FRESHNESS]
+
+
+def _output_specs(
+    contract: Contract, dataset: str, common: dict[str, Any], freshness: FreshnessSettings
+) -> list[dg.AssetSpec]:
+    """The specs of the silver multi-asset's outputs: each contract table (with the
+    freshness policy of the contract's SLA), then the quarantine."""
     quarantine = contract.quarantine_table
+    policy = contract_policy(contract, freshness)
     specs = []
     for table in contract.tables:
         keys = contract.keys(table)
@@ -151,6 +209,7 @@ def _output_specs(contract: Contract, dataset: str, common: dict[str, Any]) -> l
                 silver_key(table),
                 description=contract.object(table).description,
                 metadata=metadata,
+                freshness_policy=policy,
                 **common,
             )
         )
@@ -179,46 +238,22 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
     if events_partition is None:
         raise ValueError(f"{contract.path}: table {events!r} marks no column `partitioned: true`")
     quarantine = contract.quarantine_table
-    with warnings.catch_warnings():
-        # Beta in 1.13; needed because the newest silver days read bronze days that do
-        # not exist yet (tomorrow's), and the oldest one reads the day before the start.
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        mapping = dg.TimeWindowPartitionMapping(
-            start_offset=-AHEAD_TOLERANCE_DAYS,
-            end_offset=late_window,
-            allow_nonexistent_upstream_partitions=True,
-        )
-    dep = dg.AssetDep(bronze_key(dataset), partition_mapping=mapping)
     automation = silver_automation_condition(late_window)
+    anomaly_settings = settings.quality.quarantine_anomaly
     common: dict[str, Any] = {
         "group_name": SILVER_GROUP,
         "kinds": {"spark", "iceberg"},
         "automation_condition": automation,
     }
-    specs = _output_specs(contract, dataset, common)
+    specs = _output_specs(contract, dataset, common, settings.quality.freshness)
     partitions_def = daily_partitions(settings, dataset)
+    # Freshness is about the table's newest row, not the run's days: it runs on its own
+    # schedule (silver/freshness.py), never in a run that may be rebuilding old days.
     plans = [
         plan
-        for spec in specs
-        if spec.key != silver_key(quarantine)
-        for plan in contract_check_plans(
-            contract,
-            spec.key.path[-1],
-            spec.key,
-            partitions_def,
-            related_assets={t: silver_key(t) for t in contract.tables},
-            **spec_check_options(spec),
-        )
+        for plan in _contract_plans(contract, specs, partitions_def)
+        if plan.name != CHECK_FRESHNESS
     ]
-    check = dg.AssetCheckSpec(
-        RECONCILIATION_CHECK,
-        asset=silver_key(events),
-        blocking=True,
-        description=(
-            "Every bronze record of the run's days is accounted for: bronze = silver rows + "
-            "quarantined + duplicates removed, counted in the committed tables."
-        ),
-    )
 
     # Outputs go through the Iceberg IO manager (specs alone would be Nothing-typed).
     outs = {
@@ -233,14 +268,18 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
         warnings.filterwarnings(
             "ignore", message="Specifying a partitions_def on an AssetCheckSpec"
         )
-        check_specs = [check, *(plan.spec() for plan in plans)]
+        check_specs = [
+            _reconciliation_spec(events),
+            anomaly_check_spec(silver_key(events), partitions_def, anomaly_settings),
+            *(plan.spec() for plan in plans),
+        ]
     published_order = publish_order(settings, contract)
     wap = settings.catalog.write_audit_publish
 
     @dg.multi_asset(
         name=f"silver_{dataset}",
         outs=outs,
-        deps=[dep],
+        deps=[_bronze_dep(dataset, late_window)],
         check_specs=check_specs,
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -282,10 +321,10 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
                 on_retry=context.log.warning,
             )
             classified = bronze.rows
-            counts: dict[tuple[date, str], int] = {
-                (row[TARGET_DATE], row[STATUS]): row["count"]
-                for row in classified.groupBy(TARGET_DATE, STATUS).count().collect()
-            }
+            counts = _outcome_counts(classified)
+        qualities = day_qualities(
+            counts, first, last, accepted=ACCEPTED, quarantined=QUARANTINED, duplicate=DUPLICATE
+        )
         mine = classified.where(in_window(first, last))
         tables = builder(mine.where(f"{STATUS} = '{ACCEPTED}'"), contract)
         properties = {
@@ -297,26 +336,19 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
         output_metadata: dict[str, Any] = {"snapshot_properties": properties}
         if branch:
             output_metadata["branch"] = branch
-        for table in contract.tables:
-            yield dg.Output(
-                tables[table],
-                output_name=silver_key(table).to_python_identifier(),
-                metadata=output_metadata,
-            )
-        yield dg.Output(
-            quarantine_rows(mine, contract),
-            output_name=silver_key(quarantine).to_python_identifier(),
-            metadata=output_metadata,
-        )
-
-        def total(status: str) -> int:
-            return sum(n for (day, s), n in counts.items() if s == status and first <= day <= last)
+        frames = {table: tables[table] for table in contract.tables}
+        frames[quarantine] = quarantine_rows(mine, contract)
+        # A one-day run records the day's quality on its materialisations; a ranged run
+        # would give every day the same output metadata, so it observes each day instead.
+        yield from _outputs(frames, output_metadata, events, quarantine, qualities)
+        if len(qualities) > 1:
+            observe_days(context, silver_key(events), qualities)
 
         result = Reconciliation(
-            assigned=sum(n for (day, _), n in counts.items() if first <= day <= last),
-            accepted=total(ACCEPTED),
-            duplicates=total(DUPLICATE),
-            quarantined=total(QUARANTINED),
+            assigned=sum(q.rows_in for q in qualities),
+            accepted=sum(q.accepted for q in qualities),
+            duplicates=sum(q.duplicates for q in qualities),
+            quarantined=sum(q.quarantined for q in qualities),
             accepted_in_table=_count(
                 iceberg, settings, events, column=events_partition, window=window, ref=branch
             ),
@@ -328,7 +360,7 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
                 window=window,
                 ref=branch,
             ),
-            read=sum(counts.values()),
+            read=sum(n for *_, n in counts),
             # The files this run read, not the store now: a landing since may have
             # replaced them, and reading them again would race it.
             in_store=bronze.rows_in_files,
@@ -339,6 +371,7 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
         if not result.holds:
             failed.insert(0, RECONCILIATION_CHECK)
         yield from audits
+        yield judge_quarantine_rates(context, silver_key(events), qualities, anomaly_settings)
         yield dg.AssetCheckResult(
             check_name=RECONCILIATION_CHECK,
             asset_key=silver_key(events),
@@ -369,6 +402,55 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
             publish_tables(iceberg, published_order, branch, context.log)
 
     return _silver
+
+
+def _bronze_dep(dataset: str, late_window: int) -> dg.AssetDep:
+    """Silver days read the bronze days their records can have landed on."""
+    with warnings.catch_warnings():
+        # Beta in 1.13; needed because the newest silver days read bronze days that do
+        # not exist yet (tomorrow's), and the oldest one reads the day before the start.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        mapping = dg.TimeWindowPartitionMapping(
+            start_offset=-AHEAD_TOLERANCE_DAYS,
+            end_offset=late_window,
+            allow_nonexistent_upstream_partitions=True,
+        )
+    return dg.AssetDep(bronze_key(dataset), partition_mapping=mapping)
+
+
+def _outputs(
+    frames: dict[str, Any],
+    metadata: dict[str, Any],
+    events: str,
+    quarantine: str,
+    qualities: Sequence[DayQuality],
+) -> Iterator[dg.Output[Any]]:
+    """One output per table (the quarantine last); a one-day run's figures
+    (:mod:`lakehouse_assets.silver.quality`) on the events table and the quarantine."""
+    one_day = qualities[0] if len(qualities) == 1 else None
+    extra: dict[str, dict[str, Any]] = {}
+    if one_day:
+        extra = {
+            events: one_day.metadata(),
+            quarantine: {"dagster/partition_row_count": one_day.quarantined},
+        }
+    for table, frame in frames.items():
+        yield dg.Output(
+            frame,
+            output_name=silver_key(table).to_python_identifier(),
+            metadata={**metadata, **extra.get(table, {})},
+        )
+
+
+def _outcome_counts(classified: Any) -> list[tuple[date, str, str | None, int]]:
+    """``(silver day, status, quarantine rule id or None, records)`` of every bronze
+    record the run read, the window's days and the days around them."""
+    grouped = classified.groupBy(
+        TARGET_DATE, STATUS, classified["violation"]["rule_id"].alias(RULE_ID)
+    ).count()
+    return [
+        (row[TARGET_DATE], row[STATUS], row[RULE_ID], row["count"]) for row in grouped.collect()
+    ]
 
 
 def _count(

@@ -129,7 +129,9 @@ class SilverDataset:
             },
         )
 
-    def silver(self, first: str, last: str | None = None) -> dg.ExecuteInProcessResult:
+    def silver(
+        self, first: str, last: str | None = None, instance: dg.DagsterInstance | None = None
+    ) -> dg.ExecuteInProcessResult:
         return dg.materialize(
             [build_silver_asset(self.settings, self.name)],
             resources=self.resources,
@@ -138,6 +140,7 @@ class SilverDataset:
                 "dagster/asset_partition_range_end": last or first,
             },
             raise_on_error=False,
+            instance=instance,
         )
 
     def use_contract(self, contract: Path) -> None:
@@ -516,3 +519,100 @@ def test_a_failing_blocking_contract_check_stops_the_downstream_asset(
     catalog = plain.resources["iceberg"].load()
     loaded = catalog.load_table((plain.settings.namespace("silver"), "plain"))
     assert loaded.scan().use_ref(branch).to_arrow().num_rows == 3
+
+
+def _records(
+    instance: dg.DagsterInstance, key: dg.AssetKey, kind: str
+) -> dict[str, dict[str, Any]]:
+    """The metadata values of ``key``'s latest materialisation or observation per partition."""
+    fetch = (
+        instance.fetch_observations if kind == "observation" else instance.fetch_materializations
+    )
+    latest: dict[str, dict[str, Any]] = {}
+    for record in reversed(fetch(key, limit=1000).records):
+        event = record.asset_event
+        assert event is not None
+        assert record.partition_key is not None
+        latest[record.partition_key] = {k: v.value for k, v in event.metadata.items()}
+    return latest
+
+
+def test_quality_history_is_recorded_per_day_and_a_quarantine_spike_warns(
+    plain: SilverDataset,
+) -> None:
+    """Each silver day records rows in/accepted/quarantined/duplicates and the rates (a
+    ranged run as one observation per day, a one-day run on its materialisation), and
+    ``quarantine_rate_anomaly`` flags a day whose rate leaves the trailing window, without
+    blocking. Freshness is not evaluated by a run that rebuilds old days."""
+    quality = plain.settings.quality
+    plain.settings = plain.settings.model_copy(
+        update={
+            "quality": quality.model_copy(
+                update={
+                    "quarantine_anomaly": quality.quarantine_anomaly.model_copy(
+                        update={"min_history_days": 3, "window_days": 7}
+                    )
+                }
+            )
+        }
+    )
+    nameless = {k: v for k, v in plain_event("x", _at(0)).items() if k != "name"}
+    records: list[tuple[Any, datetime]] = []
+    for d in range(-4, 2):
+        bad = 5 if d == 1 else 1  # 10% quarantined a day, then 50% on the last day
+        for i in range(10):
+            when = _at(d, 8, i)
+            event = plain_event(f"e{d}-{i}", when)
+            if i < bad:
+                event = {**nameless, "id": f"e{d}-{i}", "event_time": event["event_time"]}
+            records.append((event, when))
+        records.append((plain_event(f"e{d}-9", _at(d, 8, 9)), _at(d, 9)))  # a duplicate
+    plain.produce(records)
+    plain.land(_day(-4), _day(1))
+    events_key = dg.AssetKey(["silver", "plain"])
+    instance = dg.DagsterInstance.ephemeral()
+
+    backfill = plain.silver(_day(-4), _day(-1), instance=instance)
+    assert backfill.success
+    rules = set(plain.table("plain_quarantine").column("rule_id").to_pylist())
+    assert len(rules) == 1
+    rule = rules.pop()
+    observed = _records(instance, events_key, "observation")
+    assert sorted(observed) == [_day(d) for d in range(-4, 0)]
+    for figures in observed.values():
+        assert figures["rows_in"] == 11
+        assert figures["rows_accepted"] == figures["dagster/partition_row_count"] == 9
+        assert figures["rows_quarantined"] == figures[f"quarantined/{rule}"] == 1
+        assert figures["rows_duplicate"] == 1
+        assert figures["quarantine_rate"] == pytest.approx(1 / 11)
+        assert figures["duplicate_rate"] == pytest.approx(1 / 11)
+    # A ranged run gives every day the same output metadata: no per-day figures there.
+    assert all("quarantine_rate" not in m for m in _records(instance, events_key, "m").values())
+    anomaly = _check(backfill, "quarantine_rate_anomaly")
+    assert anomaly.passed
+    assert anomaly.metadata["days_judged"].value == 1  # the 4th day: 3 days of history
+    checks = {
+        e.asset_check_evaluation_data.check_name
+        for e in backfill.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    }
+    assert "contract_freshness" not in checks
+
+    usual = plain.silver(_day(0), instance=instance)
+    assert usual.success
+    day = _records(instance, events_key, "m")[_day(0)]
+    assert day["quarantine_rate"] == pytest.approx(1 / 11)
+    assert day["dagster/partition_row_count"] == 9
+    assert _check(usual, "quarantine_rate_anomaly").passed
+
+    spike = plain.silver(_day(1), instance=instance)
+    assert spike.success  # the check warns and never blocks
+    anomaly = _check(spike, "quarantine_rate_anomaly")
+    assert not anomaly.passed
+    assert anomaly.severity == dg.AssetCheckSeverity.WARN
+    assert anomaly.metadata["anomalous_days"].value == [_day(1)]
+    assert anomaly.metadata["quarantine_rate"].value == pytest.approx(5 / 11)
+    # History: the four observed days and the materialised one, all at 1/11.
+    assert anomaly.metadata["history_days"].value == 5
+    assert anomaly.metadata["trailing_mean"].value == pytest.approx(1 / 11)
+    assert _records(instance, events_key, "m")[_day(1)]["rows_quarantined"] == 5
