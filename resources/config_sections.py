@@ -483,9 +483,7 @@ class FreshnessSettings(_Section):
 class QualitySettings(_Section):
     """Data-quality history and freshness (``quality``)."""
 
-    quarantine_anomaly: QuarantineAnomalySettings = Field(
-        default_factory=QuarantineAnomalySettings
-    )
+    quarantine_anomaly: QuarantineAnomalySettings = Field(default_factory=QuarantineAnomalySettings)
     freshness: FreshnessSettings = Field(default_factory=FreshnessSettings)
 
 

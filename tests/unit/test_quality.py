@@ -91,8 +91,9 @@ def test_freshness_policies_follow_the_contract_sla_and_skip_seeds() -> None:
     settings = FreshnessSettings()
     silver = sla_policy(timedelta(hours=2), settings)
     gold = downstream_policy(["orders"], {"orders": timedelta(hours=2)}, settings)
-    assert gold is not None
-    assert gold.fail_window.to_timedelta() == timedelta(hours=2, minutes=30)
+    assert gold == dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=2, minutes=30), warn_window=timedelta(hours=1, minutes=15)
+    )
     policies = {
         key.to_user_string(): graph.get(key).freshness_policy for key in graph.get_all_asset_keys()
     }
