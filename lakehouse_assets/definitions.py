@@ -13,6 +13,7 @@ import dagster as dg
 from lakehouse_assets.bronze.definitions import bronze_definitions
 from lakehouse_assets.gold.definitions import gold_definitions
 from lakehouse_assets.maintenance.definitions import maintenance_definitions
+from lakehouse_assets.serving.definitions import serving_definitions
 from lakehouse_assets.silver.definitions import silver_definitions
 from resources.environments import build_resources
 from resources.settings import get_settings
@@ -38,6 +39,7 @@ defs = dg.Definitions.merge(
     silver_definitions(settings),
     gold_definitions(settings),
     maintenance_definitions(settings),
+    serving_definitions(settings),
     # Steps of a run share one process: one Spark session (one JVM) serves every
     # Spark step of a run, instead of one per step process.
     dg.Definitions(

@@ -487,6 +487,46 @@ class QualitySettings(_Section):
     freshness: FreshnessSettings = Field(default_factory=FreshnessSettings)
 
 
+class DynamoDbExport(_Section):
+    """One gold model exported to DynamoDB."""
+
+    key: str = Field(description="The model's key column: the table's partition key.")
+    partition_column: str = Field(
+        description="The model's date column that holds its Dagster partition (the day)."
+    )
+
+
+class DynamoDbSettings(_Section):
+    """Gold models exported to DynamoDB for lookups by key (``serving.dynamodb``)."""
+
+    enabled: bool = Field(default=True, description="Build the export assets.")
+    endpoint_url: str | None = Field(
+        default=None,
+        description=(
+            "DynamoDB endpoint; null: s3.endpoint_url, i.e. AWS, or locally the stack's "
+            "AWS API server (the S3 server answers the DynamoDB API too)."
+        ),
+    )
+    region: str | None = Field(default=None, description="Region; null: s3.region.")
+    table_prefix: str = Field(
+        default="lakehouse_", description="Table name = this prefix + the model's name."
+    )
+    exports: dict[str, DynamoDbExport] = Field(
+        default_factory=dict, description="Gold model name -> its key and partition column."
+    )
+    sample_size: int = Field(
+        default=50,
+        ge=0,
+        description="Rows a day's reconciliation check compares value by value.",
+    )
+
+
+class ServingSettings(_Section):
+    """Serving stores that gold is exported to (``serving``)."""
+
+    dynamodb: DynamoDbSettings = Field(default_factory=DynamoDbSettings)
+
+
 class StackSettings(_Section):
     """The local stack (`lakehouse-stack`): services on loopback, state in ``data_dir``."""
 

@@ -19,6 +19,7 @@ from resources.iceberg.io_manager import IcebergIOManager
 from resources.kafka.client import KafkaResource
 from resources.s3.client import S3Resource
 from resources.s3.parquet_store import ParquetStore, S3ParquetIOManager
+from resources.serving.dynamodb import DynamoDbResource
 from resources.settings import LakehouseSettings, get_settings
 from resources.spark.resource import spark_resource
 
@@ -96,6 +97,17 @@ def kafka_resource(settings: LakehouseSettings) -> KafkaResource:
     return resource
 
 
+def dynamodb_resource(settings: LakehouseSettings, s3: S3Resource) -> DynamoDbResource:
+    """DynamoDB with the S3 credentials; at the S3 endpoint unless configured otherwise."""
+    dynamodb = settings.serving.dynamodb
+    return DynamoDbResource(
+        endpoint_url=dynamodb.endpoint_url or settings.s3.endpoint_url,
+        region=dynamodb.region or settings.s3.region,
+        access_key_id=s3.access_key_id,
+        secret_access_key=s3.secret_access_key,
+    )
+
+
 def build_resources(settings: LakehouseSettings | None = None) -> dict[str, Any]:
     """Every resource of one environment, keyed as assets and IO managers ask for them."""
     settings = settings or get_settings()
@@ -114,4 +126,5 @@ def build_resources(settings: LakehouseSettings | None = None) -> dict[str, Any]
         "kafka": kafka_resource(settings),
         "spark": spark_resource(settings, iceberg),
         "dbt": dbt_resource(settings),
+        "dynamodb": dynamodb_resource(settings, s3),
     }

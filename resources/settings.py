@@ -46,6 +46,7 @@ from resources.config_sections import (
     PartitionSettings,
     QualitySettings,
     S3Settings,
+    ServingSettings,
     SparkSettings,
     StackSettings,
     StorageSettings,
@@ -98,6 +99,7 @@ class LakehouseSettings(BaseSettings):
     landing: LandingSettings = Field(default_factory=LandingSettings)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     datasets: dict[str, DatasetSettings]
 

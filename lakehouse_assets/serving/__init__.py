@@ -1,0 +1,1 @@
+"""Gold exported to serving stores: DynamoDB for lookups by key."""

@@ -1,0 +1,1 @@
+"""Clients of the serving stores that gold is exported to."""
