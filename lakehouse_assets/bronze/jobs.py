@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lakehouse_assets.groups import GOLD_GROUP
+from lakehouse_assets.groups import GOLD_GROUP, PIPELINE_GROUPS
 from resources.private_apis import AssetJob
 
 #: What the landing and refresh job factories return.
@@ -31,14 +31,16 @@ def refresh_job_name(dataset: str) -> str:
 def build_refresh_job(dataset: str, asset: dg.AssetsDefinition, *, with_gold: bool) -> LandingJob:
     """Lands a dataset's newest days and rebuilds what reads them, in one run.
 
-    The selection is bronze and everything downstream of it: the dataset's silver
-    tables with their contract checks and, with ``with_gold``, the gold models over
-    them with their dbt tests. One run holds one partitions definition, so gold is
+    The selection is bronze and what is downstream of it in the pipeline's layers
+    (:data:`~lakehouse_assets.groups.PIPELINE_GROUPS`): the dataset's silver tables
+    with their contract checks and, with ``with_gold``, the gold models over them with
+    their dbt tests; not the tables' maintenance nor the serving exports. One run holds one partitions definition, so gold is
     left to automation when its days start on another date than the dataset's.
     """
-    selection: dg.AssetSelection = dg.AssetSelection.assets(asset.key).downstream()
-    if not with_gold:
-        selection = selection - dg.AssetSelection.groups(GOLD_GROUP)
+    groups = [group for group in PIPELINE_GROUPS if with_gold or group != GOLD_GROUP]
+    selection: dg.AssetSelection = dg.AssetSelection.assets(
+        asset.key
+    ).downstream() & dg.AssetSelection.groups(*groups)
     return dg.define_asset_job(
         name=refresh_job_name(dataset),
         selection=selection,

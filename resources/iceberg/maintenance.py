@@ -100,8 +100,15 @@ def measure(table: Table, policy: MaintenancePolicy) -> Measured:
     if snapshot is None:
         empty = TableHealth(0, 0, 0, 0, len(table.snapshots()), 0, metadata_bytes)
         return Measured(empty, [])
-    files = table.inspect.files().select(["content", "partition", "file_size_in_bytes"])
-    data = [row for row in files.to_pylist() if row["content"] == 0]
+    manifests = snapshot.manifests(table.io)
+    # pyiceberg's inspect.files() fails on a snapshot without manifests (a table whose
+    # every row was deleted, e.g. a quarantine with nothing in it): no files, then.
+    rows = (
+        table.inspect.files().select(["content", "partition", "file_size_in_bytes"]).to_pylist()
+        if manifests
+        else []
+    )
+    data = [row for row in rows if row["content"] == 0]
     sizes = [row["file_size_in_bytes"] for row in data]
     small_by_partition: Counter[tuple[tuple[str, Any], ...]] = Counter()
     for row in data:
@@ -116,7 +123,7 @@ def measure(table: Table, policy: MaintenancePolicy) -> Measured:
         average_file_bytes=sum(sizes) // len(sizes) if sizes else 0,
         data_bytes=sum(sizes),
         snapshots=len(table.snapshots()),
-        manifests=len(snapshot.manifests(table.io)),
+        manifests=len(manifests),
         metadata_json_bytes=metadata_bytes,
     )
     return Measured(health, [dict(key) for key in sorted(crowded, key=repr)])

@@ -33,6 +33,18 @@ def test_every_dataset_gets_a_sensor_a_job_and_a_compaction_schedule() -> None:
         assert repository.has_schedule_def(f"compact_{name}_bronze")
 
 
+def test_a_refresh_rebuilds_the_pipeline_layers_only() -> None:
+    """Table maintenance and serving exports are downstream of silver and gold but run on
+    their own schedules and automation, never in every refresh of today's records."""
+    repository = defs.get_repository_def()
+    for name in settings.datasets:
+        job = repository.get_job(f"refresh_{name}")
+        keys = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+        assert f"bronze/{name}" in keys
+        assert any(key.startswith("silver/") for key in keys)
+        assert {key.split("/")[0] for key in keys} <= {"bronze", "silver", "gold"}, keys
+
+
 def test_secrets_are_bound_as_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIA-test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very-secret")
