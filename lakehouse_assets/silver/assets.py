@@ -36,11 +36,10 @@ from lakehouse_assets.silver.errors import s3_errors_named
 from lakehouse_assets.silver.freshness import contract_policy
 from lakehouse_assets.silver.publishing import audit, publish_order
 from lakehouse_assets.silver.quality import (
-    DayQuality,
     anomaly_check_spec,
     day_qualities,
     judge_quarantine_rates,
-    observe_days,
+    record_days,
 )
 from lakehouse_assets.silver.table_checks import CHECK_FRESHNESS
 from lakehouse_assets.silver.transforms import (
@@ -338,11 +337,10 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
             output_metadata["branch"] = branch
         frames = {table: tables[table] for table in contract.tables}
         frames[quarantine] = quarantine_rows(mine, contract)
-        # A one-day run records the day's quality on its materialisations; a ranged run
-        # would give every day the same output metadata, so it observes each day instead.
-        yield from _outputs(frames, output_metadata, events, quarantine, qualities)
-        if len(qualities) > 1:
-            observe_days(context, silver_key(events), qualities)
+        # Each day's own figures on its materialisation (not the outputs' metadata, which
+        # a ranged run gives every day alike).
+        record_days(context, silver_key(events), silver_key(quarantine), qualities)
+        yield from _outputs(frames, output_metadata)
 
         result = Reconciliation(
             assigned=sum(q.rows_in for q in qualities),
@@ -418,27 +416,11 @@ def _bronze_dep(dataset: str, late_window: int) -> dg.AssetDep:
     return dg.AssetDep(bronze_key(dataset), partition_mapping=mapping)
 
 
-def _outputs(
-    frames: dict[str, Any],
-    metadata: dict[str, Any],
-    events: str,
-    quarantine: str,
-    qualities: Sequence[DayQuality],
-) -> Iterator[dg.Output[Any]]:
-    """One output per table (the quarantine last); a one-day run's figures
-    (:mod:`lakehouse_assets.silver.quality`) on the events table and the quarantine."""
-    one_day = qualities[0] if len(qualities) == 1 else None
-    extra: dict[str, dict[str, Any]] = {}
-    if one_day:
-        extra = {
-            events: one_day.metadata(),
-            quarantine: {"dagster/partition_row_count": one_day.quarantined},
-        }
+def _outputs(frames: dict[str, Any], metadata: dict[str, Any]) -> Iterator[dg.Output[Any]]:
+    """One output per table, in ``frames``' order (the quarantine last)."""
     for table, frame in frames.items():
         yield dg.Output(
-            frame,
-            output_name=silver_key(table).to_python_identifier(),
-            metadata={**metadata, **extra.get(table, {})},
+            frame, output_name=silver_key(table).to_python_identifier(), metadata=metadata
         )
 
 

@@ -16,14 +16,15 @@ over the partitions (the Plots tab of the dataset's events table):
 ``quarantined/<rule id>``          ... quarantined by that rule (rules that fired)
 =================================  ==================================================
 
-A run of one day records them on the day's materialisation. A ranged run (a
-single-run backfill) materialises every day with the same output metadata, so it
-records each day's own figures as an observation of that day instead.
+Each day's figures go on that day's materialisation (``add_asset_metadata`` with the
+day's partition key), also in a ranged run (a single-run backfill), whose output
+metadata would be the same for every day.
 
 ``quarantine_rate_anomaly`` (:func:`evaluate_anomaly`) compares each day of the
 run with the days before it (``quality.quarantine_anomaly``): the rates recorded
 for the ``window_days`` days before, read back from the instance
-(:func:`recorded_rates`), and the run's own earlier days. A day is an anomaly when
+(:func:`recorded_rates`: each day's latest materialisation), and the run's own
+earlier days. A day is an anomaly when
 its rate is more than ``k`` standard deviations above the window's mean and at least
 ``min_rate_increase`` above it; with fewer than ``min_history_days`` rates the day is
 not judged. The check warns and never blocks: a spike is a question for a person
@@ -179,29 +180,21 @@ def recorded_rates(
     *,
     exclude_run: str | None = None,
 ) -> dict[date, float]:
-    """The latest ``quarantine_rate`` recorded for each of ``days`` on ``asset_key``, from
-    its materialisations (one-day runs) and observations (ranged runs), ignoring the
-    events of run ``exclude_run``."""
+    """The ``quarantine_rate`` of the latest materialisation of each of ``days`` on
+    ``asset_key`` that has one, ignoring those of run ``exclude_run``."""
     partitions = [d.isoformat() for d in days]
     records_filter = dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=partitions)
-    # Every rerun of a day adds events: read a generous page, newest first.
+    # Every rerun of a day adds a materialisation: read a generous page, newest first.
     limit = max(100, 10 * len(partitions))
-    records = [
-        *instance.fetch_materializations(records_filter, limit=limit).records,
-        *instance.fetch_observations(records_filter, limit=limit).records,
-    ]
-    latest: dict[str, tuple[float, float]] = {}
-    for record in records:
-        event = record.asset_event
+    rates: dict[date, float] = {}
+    for record in instance.fetch_materializations(records_filter, limit=limit).records:
+        event = record.asset_materialization
         if event is None or record.partition_key is None or record.run_id == exclude_run:
             continue
         value = event.metadata.get(QUARANTINE_RATE)
-        if not isinstance(value, dg.FloatMetadataValue) or value.value is None:
-            continue
-        seen = latest.get(record.partition_key)
-        if seen is None or record.timestamp > seen[0]:
-            latest[record.partition_key] = (record.timestamp, value.value)
-    return {date.fromisoformat(key): rate for key, (_, rate) in latest.items()}
+        if isinstance(value, dg.FloatMetadataValue) and value.value is not None:
+            rates.setdefault(date.fromisoformat(record.partition_key), value.value)
+    return rates
 
 
 def anomaly_check_spec(
@@ -261,15 +254,21 @@ def anomaly_result(
     )
 
 
-def observe_days(
-    context: dg.AssetExecutionContext, asset_key: dg.AssetKey, days: Sequence[DayQuality]
+def record_days(
+    context: dg.AssetExecutionContext,
+    events_key: dg.AssetKey,
+    quarantine_key: dg.AssetKey,
+    days: Sequence[DayQuality],
 ) -> None:
-    """Record each day's figures as an observation of its partition (ranged runs)."""
+    """Each day's figures on its materialisation of the events table, and its quarantined
+    rows on the quarantine's (call before the outputs are yielded)."""
     for quality in days:
-        context.log_event(
-            dg.AssetObservation(
-                asset_key=asset_key, partition=quality.day.isoformat(), metadata=quality.metadata()
-            )
+        day = quality.day.isoformat()
+        context.add_asset_metadata(quality.metadata(), asset_key=events_key, partition_key=day)
+        context.add_asset_metadata(
+            {"dagster/partition_row_count": quality.quarantined},
+            asset_key=quarantine_key,
+            partition_key=day,
         )
 
 

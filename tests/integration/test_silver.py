@@ -521,16 +521,11 @@ def test_a_failing_blocking_contract_check_stops_the_downstream_asset(
     assert loaded.scan().use_ref(branch).to_arrow().num_rows == 3
 
 
-def _records(
-    instance: dg.DagsterInstance, key: dg.AssetKey, kind: str
-) -> dict[str, dict[str, Any]]:
-    """The metadata values of ``key``'s latest materialisation or observation per partition."""
-    fetch = (
-        instance.fetch_observations if kind == "observation" else instance.fetch_materializations
-    )
+def _materialized(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, dict[str, Any]]:
+    """The metadata values of ``key``'s latest materialisation per partition."""
     latest: dict[str, dict[str, Any]] = {}
-    for record in reversed(fetch(key, limit=1000).records):
-        event = record.asset_event
+    for record in reversed(instance.fetch_materializations(key, limit=1000).records):
+        event = record.asset_materialization
         assert event is not None
         assert record.partition_key is not None
         latest[record.partition_key] = {k: v.value for k, v in event.metadata.items()}
@@ -541,7 +536,7 @@ def test_quality_history_is_recorded_per_day_and_a_quarantine_spike_warns(
     plain: SilverDataset,
 ) -> None:
     """Each silver day records rows in/accepted/quarantined/duplicates and the rates (a
-    ranged run as one observation per day, a one-day run on its materialisation), and
+    ranged run too: each day's own figures on its materialisation), and
     ``quarantine_rate_anomaly`` flags a day whose rate leaves the trailing window, without
     blocking. Freshness is not evaluated by a run that rebuilds old days."""
     quality = plain.settings.quality
@@ -577,17 +572,20 @@ def test_quality_history_is_recorded_per_day_and_a_quarantine_spike_warns(
     rules = set(plain.table("plain_quarantine").column("rule_id").to_pylist())
     assert len(rules) == 1
     rule = rules.pop()
-    observed = _records(instance, events_key, "observation")
-    assert sorted(observed) == [_day(d) for d in range(-4, 0)]
-    for figures in observed.values():
+    recorded = _materialized(instance, events_key)
+    assert sorted(recorded) == [_day(d) for d in range(-4, 0)]
+    for figures in recorded.values():
         assert figures["rows_in"] == 11
         assert figures["rows_accepted"] == figures["dagster/partition_row_count"] == 9
         assert figures["rows_quarantined"] == figures[f"quarantined/{rule}"] == 1
         assert figures["rows_duplicate"] == 1
         assert figures["quarantine_rate"] == pytest.approx(1 / 11)
         assert figures["duplicate_rate"] == pytest.approx(1 / 11)
-    # A ranged run gives every day the same output metadata: no per-day figures there.
-    assert all("quarantine_rate" not in m for m in _records(instance, events_key, "m").values())
+    quarantined = _materialized(instance, dg.AssetKey(["silver", "plain_quarantine"]))
+    assert {d: m["dagster/partition_row_count"] for d, m in quarantined.items()} == {
+        _day(d): 1 for d in range(-4, 0)
+    }
+    assert all(m["snapshot_properties"] for m in recorded.values())  # the outputs' own too
     anomaly = _check(backfill, "quarantine_rate_anomaly")
     assert anomaly.passed
     assert anomaly.metadata["days_judged"].value == 1  # the 4th day: 3 days of history
@@ -600,7 +598,7 @@ def test_quality_history_is_recorded_per_day_and_a_quarantine_spike_warns(
 
     usual = plain.silver(_day(0), instance=instance)
     assert usual.success
-    day = _records(instance, events_key, "m")[_day(0)]
+    day = _materialized(instance, events_key)[_day(0)]
     assert day["quarantine_rate"] == pytest.approx(1 / 11)
     assert day["dagster/partition_row_count"] == 9
     assert _check(usual, "quarantine_rate_anomaly").passed
@@ -612,7 +610,7 @@ def test_quality_history_is_recorded_per_day_and_a_quarantine_spike_warns(
     assert anomaly.severity == dg.AssetCheckSeverity.WARN
     assert anomaly.metadata["anomalous_days"].value == [_day(1)]
     assert anomaly.metadata["quarantine_rate"].value == pytest.approx(5 / 11)
-    # History: the four observed days and the materialised one, all at 1/11.
+    # History: the four days of the ranged run and the one-day run's, all at 1/11.
     assert anomaly.metadata["history_days"].value == 5
     assert anomaly.metadata["trailing_mean"].value == pytest.approx(1 / 11)
-    assert _records(instance, events_key, "m")[_day(1)]["rows_quarantined"] == 5
+    assert _materialized(instance, events_key)[_day(1)]["rows_quarantined"] == 5
