@@ -1,6 +1,7 @@
 # Two commands set up everything on a fresh machine (Python 3.11 and a JDK 17 given):
 #   make demo   installs into .venv, starts the local stack, generates events, runs the pipeline
 #   make test   installs into .venv and runs lint, type checks and the whole test suite
+#               (and Debian's chromium for the UI screenshots, if it is missing)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -10,8 +11,9 @@ INSTALLED := $(VENV)/.installed
 UV_VERSION := 0.13.9
 DAGSTER_PORT ?= 3000
 export DAGSTER_HOME ?= $(CURDIR)/.lakehouse/dagster_home
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: install demo test lint typecheck check stack-start stack-stop stack-status dev bench lock clean
+.PHONY: install demo test lint typecheck check stack-start stack-stop stack-status dev screenshots chromium bench lock clean
 
 # Bytecode is compiled at install: every run, step and Spark Python worker is a fresh
 # interpreter, and where bytecode cannot be written next to the sources (read-only
@@ -28,6 +30,18 @@ $(INSTALLED): requirements.lock pyproject.toml Makefile
 
 install: $(INSTALLED)
 
+# Debian's Chromium, which playwright drives for the UI screenshots (lakehouse_dev/screenshots.py
+# and the user-flow tests): a browser build of playwright's own (`playwright install`) is a
+# download from outside the package registries. Installed as root, or with sudo.
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "Chromium is required at $@: install your system's chromium package (apt-get not found)"; exit 1; }
+	@if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null; then sudo=sudo; \
+	else echo "Chromium is required at $@: run 'apt-get install chromium' as root (no sudo found)"; exit 1; fi; \
+	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation
+	@test -x $@ || { echo "apt-get installed chromium, but $@ is missing"; exit 1; }
+
+chromium: $(CHROMIUM)
+
 # The local Dagster instance (run history, schedules, sensor cursors) that the UI and the demo share.
 $(DAGSTER_HOME)/dagster.yaml: config/dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
@@ -36,7 +50,7 @@ $(DAGSTER_HOME)/dagster.yaml: config/dagster.yaml
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m lakehouse_dev.demo
 
-test: install lint typecheck
+test: install lint typecheck $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 lint: install
@@ -61,6 +75,11 @@ stack-status: install
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/lakehouse-stack start
 	$(BIN)/python -m lakehouse_dev.dev -h 127.0.0.1 -p $(DAGSTER_PORT)
+
+# PNGs of the running `make dev`'s UI (asset graph, a silver table's plots, a check's
+# history) in .lakehouse/screenshots/, taken in headless Chromium.
+screenshots: install $(CHROMIUM)
+	$(BIN)/python -m lakehouse_dev.screenshots --url http://127.0.0.1:$(DAGSTER_PORT)
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -35,6 +35,7 @@ from benchmarks.gold_setup import (
     stop_processes,
 )
 from benchmarks.isolated import IsolatedStack, free_port
+from lakehouse_dev.instance import instance_at
 from lakehouse_dev.processes import port_is_open
 
 if TYPE_CHECKING:
@@ -212,7 +213,7 @@ def _runs(home: Path, since: float) -> list[dict[str, Any]]:
     """The daemon instance's runs created since ``since`` (epoch s): layers and times."""
     import dagster as dg
 
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with instance_at(home) as instance:
         records = instance.get_run_records(
             filters=dg.RunsFilter(created_after=datetime.fromtimestamp(since, UTC))
         )
@@ -241,7 +242,7 @@ def _active_runs(home: Path) -> int:
     import dagster as dg
 
     statuses = [dg.DagsterRunStatus(s) for s in _ACTIVE_STATUSES]
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with instance_at(home) as instance:
         return len(instance.get_run_records(filters=dg.RunsFilter(statuses=statuses)))
 
 

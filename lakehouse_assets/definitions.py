@@ -16,6 +16,7 @@ from lakehouse_assets.maintenance.definitions import maintenance_definitions
 from lakehouse_assets.serving.definitions import serving_definitions
 from lakehouse_assets.silver.definitions import silver_definitions
 from resources.environments import build_resources
+from resources.lineage.sensor import build_lineage_sensor, table_locator
 from resources.settings import get_settings
 
 settings = get_settings()
@@ -46,3 +47,10 @@ defs = dg.Definitions.merge(
         sensors=[automation], resources=build_resources(settings), executor=dg.in_process_executor
     ),
 )
+
+# OpenLineage: every materialisation and check result of the assets above, as events.
+lineage = build_lineage_sensor(
+    settings, defs.resolve_all_asset_specs(), table_locator(build_resources(settings)["iceberg"])
+)
+if lineage is not None:
+    defs = dg.Definitions.merge(defs, dg.Definitions(sensors=[lineage]))

@@ -487,6 +487,77 @@ class QualitySettings(_Section):
     freshness: FreshnessSettings = Field(default_factory=FreshnessSettings)
 
 
+class LineageSettings(_Section):
+    """OpenLineage events of every layer (``lineage``): where they go and what emits them.
+
+    Dagster's materialisations and checks are sent by the ``openlineage`` sensor
+    (dagster-openlineage), Spark's jobs (silver, and gold's dbt models, which run on
+    the same Spark session) by the openlineage-spark listener; both use this transport.
+    """
+
+    enabled: bool = Field(
+        default=True,
+        description="Emit OpenLineage events (the sensor and the Spark listener); false: none.",
+    )
+    transport: Literal["file", "http", "console"] = Field(
+        default="file",
+        description=(
+            "file: JSON lines under `file_dir` (one file per producer); http: POST to `url` "
+            "(Marquez or any OpenLineage receiver); console: the process's log."
+        ),
+    )
+    file_dir: str | None = Field(
+        default=None,
+        description="file transport: directory of the event files; null: <stack.data_dir>/lineage.",
+    )
+    url: str | None = Field(
+        default=None,
+        description="http transport: the receiver's base URL, e.g. http://marquez:5000.",
+    )
+    endpoint: str = Field(
+        default="api/v1/lineage", description="http transport: path of the lineage endpoint."
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        description=(
+            "http transport: NAME of the environment variable holding the receiver's API key "
+            "(sent as a Bearer token); null or unset: no authentication."
+        ),
+    )
+    timeout_seconds: float = Field(
+        default=5.0, gt=0, description="http transport: timeout of one event's request."
+    )
+    namespace: str = Field(
+        default="lakehouse",
+        pattern=r"^[A-Za-z0-9_.:/-]+$",
+        description="OpenLineage namespace of the jobs (Dagster assets and runs, Spark jobs).",
+    )
+    spark_listener: bool = Field(
+        default=True,
+        description=(
+            "Attach the openlineage-spark listener to Spark sessions (Spark's own lineage of "
+            "every job, with column lineage)."
+        ),
+    )
+    sensor_interval_seconds: int = Field(
+        default=30, ge=5, description="How often the openlineage sensor reads Dagster's event log."
+    )
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not an environment variable name")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and urlparse(value).scheme not in ("http", "https"):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+
 class DynamoDbExport(_Section):
     """One gold model exported to DynamoDB."""
 

@@ -1,11 +1,11 @@
 """Every private API the project relies on, in one place: why, and the version checked.
 
-Checked against Python 3.11, dagster 1.13.27, dagster-dbt 0.29.27, dbt-spark 1.11.0, pyiceberg
-0.12.0 and pyspark 3.5.8 (see ``requirements.lock``). When one of them is upgraded, re-check this
-module; nothing outside it names a private module or attribute of those libraries, except
-:mod:`resources.spark.driver`, the shared warm driver, whose whole purpose is to host
-one SparkContext for several processes through PySpark's Py4J internals (its module
-docstring lists them).
+Checked against Python 3.11, dagster 1.13.27, dagster-dbt 0.29.27, dagster-openlineage 0.2.1,
+dbt-spark 1.11.0, pyiceberg 0.12.0 and pyspark 3.5.8 (see ``requirements.lock``). When one of
+them is upgraded, re-check this module; nothing outside it names a private module or
+attribute of those libraries, except :mod:`resources.spark.driver`, the shared warm
+driver, whose whole purpose is to host one SparkContext for several processes through
+PySpark's Py4J internals (its module docstring lists them).
 
 Each wrapper imports its library only when called: Spark's Python workers import
 :mod:`lakehouse_assets.silver.validation`, which uses :func:`parse_regex`, and must not
@@ -121,6 +121,24 @@ def active_spark_context() -> SparkContext | None:
     from pyspark import SparkContext
 
     return SparkContext._active_spark_context
+
+
+# dagster-openlineage ----------------------------------------------------------------------
+
+
+def install_openlineage_sensor_adapter(adapter: Any) -> None:
+    """Make dagster-openlineage's sensor emit through ``adapter``.
+
+    Why: ``openlineage_sensor`` (dagster-openlineage 0.2.1) takes no adapter nor client;
+    every sensor of the process emits through the module's ``_ADAPTER``, built at import
+    from openlineage-python's environment configuration. The lakehouse configures the
+    transport in ``config/lakehouse.yaml`` and names datasets by storage
+    (:class:`resources.lineage.adapter.LakehouseLineageAdapter`), so it replaces it.
+    The sensor reads the global on every tick, so the replacement applies to it.
+    """
+    import dagster_openlineage.sensor as sensor_module
+
+    sensor_module._ADAPTER = adapter
 
 
 # Dagster -----------------------------------------------------------------------------------

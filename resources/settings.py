@@ -42,6 +42,7 @@ from resources.config_sections import (
     KafkaSettings,
     LandingSettings,
     Layer,
+    LineageSettings,
     MaintenanceSettings,
     PartitionSettings,
     QualitySettings,
@@ -100,6 +101,7 @@ class LakehouseSettings(BaseSettings):
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    lineage: LineageSettings = Field(default_factory=LineageSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     datasets: dict[str, DatasetSettings]
 
@@ -156,6 +158,14 @@ class LakehouseSettings(BaseSettings):
     def spark_cluster_url(self) -> str:
         """The master URL of the local stack's Spark cluster (``stack.spark_cluster``)."""
         return f"spark://127.0.0.1:{self.stack.spark_master_port}"
+
+    @property
+    def lineage_dir(self) -> Path:
+        """Where the file transport writes OpenLineage events (``lineage.file_dir``)."""
+        if self.lineage.file_dir is None:
+            return self.data_dir / "lineage"
+        path = Path(self.lineage.file_dir)
+        return path if path.is_absolute() else PROJECT_ROOT / path
 
     @property
     def dagster_home(self) -> Path:

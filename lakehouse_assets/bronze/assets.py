@@ -41,6 +41,28 @@ def bronze_key(dataset: str) -> dg.AssetKey:
     return dg.AssetKey(["bronze", dataset])
 
 
+def kafka_topic_key(topic: str) -> dg.AssetKey:
+    """The asset key of a Kafka topic, a source that bronze lands (``kafka/<topic>``)."""
+    return dg.AssetKey(["kafka", topic])
+
+
+def build_kafka_topic_spec(settings: LakehouseSettings, dataset: str) -> dg.AssetSpec:
+    """The dataset's Kafka topic as an external asset: a node of the lineage, never run.
+
+    Its ``dagster/uri`` (``kafka://<first bootstrap server>/<topic>``) names it as
+    OpenLineage does: namespace ``kafka://host:port``, name the topic.
+    """
+    topic = settings.dataset(dataset).topic
+    broker = settings.kafka.bootstrap_servers.split(",")[0].strip()
+    return dg.AssetSpec(
+        key=kafka_topic_key(topic),
+        group_name="bronze",
+        description=f"Kafka topic `{topic}`, the source of `bronze/{dataset}`.",
+        kinds={"kafka"},
+        metadata={"kafka_topic": topic, "dagster/uri": f"kafka://{broker}/{topic}"},
+    )
+
+
 def landing_run_config(dataset: str, mode: Literal["replace", "append"]) -> dict[str, object]:
     """Run config that sets the landing mode of a dataset's bronze asset."""
     return {"ops": {bronze_key(dataset).to_python_identifier(): {"config": {"mode": mode}}}}
@@ -53,6 +75,7 @@ def build_bronze_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
 
     @dg.asset(
         key=bronze_key(dataset),
+        deps=[kafka_topic_key(topic)],
         group_name="bronze",
         description=(
             f"Records of Kafka topic `{topic}` exactly as received (value and key as bytes, "

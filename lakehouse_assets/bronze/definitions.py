@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lakehouse_assets.bronze.assets import build_bronze_asset
+from lakehouse_assets.bronze.assets import build_bronze_asset, build_kafka_topic_spec
 from lakehouse_assets.bronze.jobs import build_landing_job, build_refresh_job
 from lakehouse_assets.bronze.schedules import build_compaction_schedule
 from lakehouse_assets.bronze.sensors import build_arrivals_sensor
@@ -13,9 +13,11 @@ from resources.settings import LakehouseSettings
 
 def bronze_definitions(settings: LakehouseSettings) -> dg.Definitions:
     """Asset, landing and refresh jobs, arrivals sensor and daily compaction schedule per dataset."""
-    assets, jobs, sensors, schedules = [], [], [], []
+    assets: list[dg.AssetsDefinition | dg.AssetSpec] = []
+    jobs, sensors, schedules = [], [], []
     for dataset in settings.datasets:
         asset = build_bronze_asset(settings, dataset)
+        assets.append(build_kafka_topic_spec(settings, dataset))
         job = build_landing_job(dataset, asset)
         # One run holds one partitions definition: gold joins the refresh run only
         # when its days start on the dataset's first day.

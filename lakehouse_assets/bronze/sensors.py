@@ -162,6 +162,8 @@ def _inputs_exist(context: dg.SensorEvaluationContext, job_name: str) -> bool:
     selected = repository.get_job(job_name).asset_layer.selected_asset_keys
     graph = repository.asset_graph
     outside = {parent for key in selected for parent in graph.get(key).parent_keys} - selected
+    # An external asset (the Kafka topic, kafka/<topic>) is never materialised.
+    outside = {key for key in outside if graph.get(key).is_materializable}
     return all(context.instance.get_latest_materialization_event(key) for key in outside)
 
 

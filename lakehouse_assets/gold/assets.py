@@ -53,6 +53,7 @@ from resources.iceberg.writes import (
     RUN_ID_PROPERTY,
     format_partition_keys,
 )
+from resources.lineage.dbt_columns import iceberg_columns, with_dbt_column_lineage
 from resources.settings import ConfigError, LakehouseSettings
 from resources.spark.resource import SparkResource
 from resources.table_metadata import column_schema
@@ -356,7 +357,10 @@ def _dbt_build(
     )
     with environment(dbt_window(window)), on_branch, carrying:
         invocation = dbt.cli(["build", *vars_argument(settings)], context=context)
-        events = invocation.stream()
+        # OpenLineage: each model's output carries dbt's column lineage (resources.lineage).
+        events = with_dbt_column_lineage(
+            invocation, iceberg_columns(iceberg.load), invocation.stream()
+        )
         try:
             yield from _with_table_metadata(
                 context, events, iceberg, settings.namespace("gold"), branch

@@ -116,6 +116,9 @@ _SECRET_MARKERS = (
     "access-key",
     "access_key",
     "credential",
+    "apikey",
+    "api_key",
+    "api-key",
 )
 # ...except these, which name a provider class, not a credential.
 _NOT_SECRET_SUFFIXES = (".credentials.provider", ".credentials-provider")

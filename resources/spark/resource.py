@@ -27,6 +27,11 @@ from pydantic import Field
 
 from resources.iceberg.catalog import IcebergCatalogResource
 from resources.iceberg.catalog_conf import bootstrap_sqlite_catalog
+from resources.lineage.transport import (
+    OPENLINEAGE_SPARK,
+    spark_listener_conf,
+    spark_listener_secrets,
+)
 from resources.locks import file_lock
 from resources.settings import LakehouseSettings, cache_dir
 from resources.spark.conf import (
@@ -65,6 +70,21 @@ class SparkResource(LazyPySparkResource):
     )
     spark_config: dict[str, Any] = Field(
         default_factory=dict, description="Extra spark.* settings (`spark.conf`); no secrets."
+    )
+    lineage_conf: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "The openlineage-spark listener's settings (`spark.extraListeners`, "
+            "`spark.openlineage.*`; from the `lineage` section); empty: no listener. Its jar "
+            "joins `spark.jars.packages`."
+        ),
+    )
+    lineage_api_key_env: str | None = Field(
+        default=None,
+        description=(
+            "NAME of the variable holding the lineage receiver's API key, read at session "
+            "start (`lineage.api_key_env`); never shown."
+        ),
     )
     shared_driver_dir: str | None = Field(
         default=None,
@@ -176,6 +196,13 @@ class SparkResource(LazyPySparkResource):
                 conf[f"{prefix}.catalog-impl"] = _GLUE_CATALOG
         for key, value in self.catalog.properties.items():
             conf[f"{prefix}.{key}"] = value
+        if self.lineage_conf:
+            listeners = conf.get("spark.extraListeners")
+            conf["spark.jars.packages"] = f"{conf['spark.jars.packages']},{OPENLINEAGE_SPARK}"
+            conf.update(self.lineage_conf)
+            if listeners:  # a listener of `spark.conf` stays, beside OpenLineage's
+                conf["spark.extraListeners"] = f"{listeners},{conf['spark.extraListeners']}"
+            conf.update(spark_listener_secrets(self.lineage_api_key_env))
         if self.udf_cache_dir is not None:
             jar = str(udf_jar(Path(self.udf_cache_dir)))
             conf["spark.jars"] = ",".join(filter(None, [conf.get("spark.jars"), jar]))
@@ -277,6 +304,8 @@ def spark_resource(settings: LakehouseSettings, catalog: IcebergCatalogResource)
         ivy_dir=str(cache_dir() / "ivy"),
         udf_cache_dir=str(cache_dir() / "udfs"),
         spark_config=dict(spark.conf),
+        lineage_conf=spark_listener_conf(settings),
+        lineage_api_key_env=settings.lineage.api_key_env,
         shared_driver_dir=str(shared_drivers_dir(settings))
         if spark.shared_driver and spark.is_local
         else None,

@@ -29,6 +29,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from lakehouse_dev.instance import instance_at
 from resources.run_launcher import run_worker_pid
 from resources.settings import PROJECT_ROOT, LakehouseSettings
 from tests.conftest import TEST_DATA_DIR, _free_port
@@ -68,7 +69,7 @@ class DagsterDev:
         return dict(answer["data"])
 
     def instance(self) -> dg.DagsterInstance:
-        return dg.DagsterInstance.from_config(str(self.home))
+        return instance_at(self.home)
 
     def log_tail(self, chars: int = 6000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
@@ -426,23 +427,14 @@ query Schedules($selector: RepositorySelector!) {
 _REPOSITORY = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
 
 
-def test_a_tables_maintenance_launched_from_the_ui_runs_and_is_scheduled(
-    ui: DagsterDev, settings: LakehouseSettings
-) -> None:
-    """The maintenance asset's Materialize button sends this mutation (with its health
-    check); every table has a running daily schedule, staggered, and the hourly health
-    schedule runs too."""
-    key = ["maintenance", "silver", "plain"]
+def _launch_and_wait(ui: DagsterDev, selector: dict[str, Any], timeout: float) -> str:
+    """Launch a run of ``selector`` (in the project's repository) as the UI's Materialize
+    or Execute button does, wait for it to succeed and return its id."""
     launched = ui.graphql(
         _LAUNCH_RUN,
         {
             "executionParams": {
-                "selector": {
-                    **_REPOSITORY,
-                    "pipelineName": "__ASSET_JOB",
-                    "assetSelection": [{"path": key}],
-                    "assetCheckSelection": [{"assetKey": {"path": key}, "name": "table_health"}],
-                },
+                "selector": {**_REPOSITORY, **selector},
                 "runConfigData": {},
                 "mode": "default",
                 "executionMetadata": {"tags": []},
@@ -450,17 +442,37 @@ def test_a_tables_maintenance_launched_from_the_ui_runs_and_is_scheduled(
         },
     )["launchPipelineExecution"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
+    run_id = str(launched["run"]["runId"])
     instance = ui.instance()
 
     def finished() -> bool:
         run = instance.get_run_by_id(run_id)
         return run is not None and run.is_finished
 
-    ui.wait_for(f"maintenance run {run_id}", finished, 600)
+    ui.wait_for(f"run {run_id} of {selector}", finished, timeout)
     run = instance.get_run_by_id(run_id)
     assert run is not None
     assert run.status == dg.DagsterRunStatus.SUCCESS, ui.log_tail()
+    return run_id
+
+
+def test_a_tables_maintenance_launched_from_the_ui_runs_and_is_scheduled(
+    ui: DagsterDev, settings: LakehouseSettings
+) -> None:
+    """The maintenance asset's Materialize button sends this mutation (with its health
+    check); every table has a running daily schedule, staggered, and the hourly health
+    schedule runs too."""
+    key = ["maintenance", "silver", "plain"]
+    run_id = _launch_and_wait(
+        ui,
+        {
+            "pipelineName": "__ASSET_JOB",
+            "assetSelection": [{"path": key}],
+            "assetCheckSelection": [{"assetKey": {"path": key}, "name": "table_health"}],
+        },
+        600,
+    )
+    instance = ui.instance()
     event = instance.get_latest_materialization_event(dg.AssetKey(key))
     assert event is not None
     assert event.run_id == run_id
@@ -484,6 +496,65 @@ def test_a_tables_maintenance_launched_from_the_ui_runs_and_is_scheduled(
     assert len({schedules[name]["cronSchedule"] for name in maintained}) == len(maintained)
     assert {schedules[name]["scheduleState"]["status"] for name in maintained} == {"RUNNING"}
     assert schedules["table_health"]["scheduleState"]["status"] == "RUNNING"
+
+
+_FRESHNESS = """
+query Freshness($keys: [AssetKeyInput!]) {
+  assetNodes(assetKeys: $keys) {
+    assetKey { path }
+    freshnessStatusInfo { freshnessStatus }
+  }
+}
+"""
+
+
+def test_freshness_is_evaluated_by_the_daemon_and_the_contract_check_by_its_own_job(
+    ui: DagsterDev,
+) -> None:
+    """The daemon's freshness evaluation (the asset's Freshness in the UI) from the
+    contracts' SLA: silver and the gold it feeds are fresh after the flows above, seeds
+    have no policy. No silver run evaluated ``contract_freshness`` (a run rebuilding
+    old days would have called the table stale); its own job, launched as the UI's
+    "Execute" does, evaluates it on every table with an SLA."""
+    keys = [["silver", "plain"], ["gold", "plain_daily_totals"], ["gold", "fx_rates"]]
+
+    def states() -> dict[str, str | None]:
+        nodes = ui.graphql(_FRESHNESS, {"keys": [{"path": k} for k in keys]})["assetNodes"]
+        return {
+            "/".join(n["assetKey"]["path"]): (n["freshnessStatusInfo"] or {}).get("freshnessStatus")
+            for n in nodes
+        }
+
+    expected = {
+        "silver/plain": "HEALTHY",
+        "gold/plain_daily_totals": "HEALTHY",
+        "gold/fx_rates": "NOT_APPLICABLE",
+    }
+    ui.wait_for("the freshness daemon's evaluation", lambda: states() == expected, 180)
+
+    instance = ui.instance()
+    silver_runs = instance.get_runs(
+        dg.RunsFilter(tags={"dagster/from_automation_condition": "true"})
+    )
+    evaluated = {
+        e.dagster_event.asset_check_evaluation_data.check_name
+        for run in silver_runs
+        for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        if e.dagster_event
+    }
+    assert "reconciliation" in evaluated
+    assert "contract_freshness" not in evaluated
+
+    run_id = _launch_and_wait(ui, {"pipelineName": "contract_freshness"}, 300)
+    results = {
+        "/".join(data.asset_key.path): data
+        for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        if e.dagster_event and (data := e.dagster_event.asset_check_evaluation_data)
+    }
+    assert set(results) == {"silver/plain", "silver/orders"}
+    # The flows above produced today's plain events: its newest row is within the SLA.
+    assert results["silver/plain"].passed
+    assert float(str(results["silver/plain"].metadata["lag_seconds"].value)) < 2 * 3600
 
 
 _SCHEDULE_DRY_RUN = """
@@ -587,6 +658,78 @@ def test_a_dataset_added_as_the_readme_says_appears_and_lands(
     ui.wait_for(f"{name}'s records in silver", lambda: in_silver() == len(events), 600)
     landed = sum(r.count for r in resources.bronze_store.landed(name, now.date().isoformat()))
     assert landed == len(events)
+
+
+def _png_size_and_colours(data: bytes) -> tuple[int, int, int]:
+    """Width, height and distinct pixel colours of an 8-bit RGB(A) PNG, as Chromium
+    writes them (decoded here, so the test does not trust the browser that made it)."""
+    import struct
+    import zlib
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, compressed, header = 8, bytearray(), b""
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind == b"IHDR":
+            header = data[pos + 8 : pos + 8 + length]
+        elif kind == b"IDAT":
+            compressed += data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    width, height, depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", header)
+    assert (depth, interlace) == (8, 0), header
+    assert colour_type in (2, 6), header  # RGB or RGBA
+    step = 3 if colour_type == 2 else 4
+    stride = width * step
+    raw = zlib.decompress(bytes(compressed))
+    above, colours = bytearray(stride), set[bytes]()
+    for y in range(height):  # undo each line's filter: None, Sub, Up, Average, Paeth
+        start = y * (stride + 1)
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
+        if kind == 1:
+            for i in range(step, stride):
+                line[i] = (line[i] + line[i - step]) & 0xFF
+        elif kind == 2:
+            line = bytearray((a + b) & 0xFF for a, b in zip(line, above, strict=True))
+        elif kind == 3:
+            for i in range(stride):
+                left = line[i - step] if i >= step else 0
+                line[i] = (line[i] + ((left + above[i]) >> 1)) & 0xFF
+        elif kind == 4:
+            for i in range(stride):
+                a, b = (line[i - step], above[i]) if i >= step else (0, above[i])
+                c = above[i - step] if i >= step else 0
+                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+        colours.update(bytes(line[x : x + step]) for x in range(0, stride, step))
+        above = line
+    return width, height, len(colours)
+
+
+def test_the_ui_shows_the_lineage_plots_and_check_history_of_a_silver_table_in_chromium(
+    ui: DagsterDev,
+) -> None:
+    """`make screenshots` against `make dev` after the flows above: headless Chromium
+    (Debian's package) draws silver/plain's lineage from bronze to gold, its metadata
+    plotted per partition and its reconciliation check's history with the evaluation
+    that passed, and each page is saved as a PNG a person can open."""
+    from lakehouse_assets.silver.assets import RECONCILIATION_CHECK
+    from lakehouse_dev.screenshots import take_screenshots
+
+    out = PROJECT_ROOT / ".lakehouse" / "screenshots"  # gitignored, kept for a person
+    graph, plots, history = take_screenshots(ui.url, out, asset="silver/plain")
+
+    assert {"bronze", "silver", "gold", "plain", "plain_daily_totals"} <= set(graph.shown)
+    # The data-quality history (lakehouse_assets/silver/quality.py), plotted per day.
+    assert {"quarantine_rate", "rows_in", "dagster/partition_row_count"} <= set(plots.shown), (
+        plots.shown
+    )
+    assert history.shown[0] == RECONCILIATION_CHECK, history.shown
+    assert "Passed" in history.shown[1:], history.shown
+    for shot in (graph, plots, history):
+        width, height, colours = _png_size_and_colours(shot.path.read_bytes())
+        assert width >= 800, (shot.path, width, height)
+        assert height >= 500, (shot.path, width, height)
+        assert colours > 50, f"{shot.path} ({shot.page}) is nearly blank: {colours} colours"
 
 
 def _files_containing(marker: bytes, roots: list[Path]) -> list[str]:

@@ -1,0 +1,1 @@
+"""OpenLineage: the transport of every producer, dataset names, the Dagster sensor's adapter."""
