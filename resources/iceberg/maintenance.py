@@ -24,6 +24,7 @@ commit on conflict (:mod:`resources.iceberg.spark_writes`). Nothing is lost eith
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -207,6 +208,26 @@ def _call(spark: SparkSession, catalog: str, procedure: str, arguments: Mapping[
     return spark.sql(f"CALL `{catalog}`.system.{procedure}({named})").collect()
 
 
+#: How Iceberg says that a commit lost a race with another writer's commit.
+_CONFLICTS = ("ValidationException", "CommitFailedException")
+MANIFEST_REWRITE_ATTEMPTS = 4
+
+
+def _rewrite_manifests(spark: SparkSession, catalog: str, name: str) -> list[Any]:
+    """``rewrite_manifests``, again when a concurrent write replaced a manifest it was
+    rewriting (Iceberg refuses such a commit instead of retrying it: "Deleted manifest
+    ... could not be found in the latest snapshot"). The rewrite only regroups
+    metadata, so after the last attempt it is left to the next maintenance run."""
+    for attempt in range(1, MANIFEST_REWRITE_ATTEMPTS + 1):
+        try:
+            return list(_call(spark, catalog, "rewrite_manifests", {"table": name}))
+        except Exception as exc:
+            if not any(conflict in str(exc) for conflict in _CONFLICTS):
+                raise
+            time.sleep(0.5 * attempt)
+    return []
+
+
 def _map(options: Mapping[str, Any]) -> str:
     return "map(" + ", ".join(f"'{k}', '{v}'" for k, v in options.items()) + ")"
 
@@ -249,7 +270,7 @@ def maintain(
                 compacted[key] += int(value or 0)
     manifests = 0
     if measured.health.manifests > 1:
-        for row in _call(spark, catalog, "rewrite_manifests", {"table": name}):
+        for row in _rewrite_manifests(spark, catalog, name):
             manifests += int(row["rewritten_manifests_count"] or 0)
     before = len(table.refresh().snapshots())
     expired = _call(
