@@ -474,8 +474,8 @@ class FreshnessSettings(_Section):
         default="17 * * * *",
         description=(
             "When the contract freshness checks (newest row vs the SLA, on main) run on "
-            "their own (UTC); they are not part of silver runs, so a backfill of old days "
-            "never reports a stale table."
+            "their own (UTC); they are not part of silver's own step, so they never hold "
+            "a publish back."
         ),
     )
 

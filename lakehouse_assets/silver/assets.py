@@ -246,8 +246,8 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
     }
     specs = _output_specs(contract, dataset, common, settings.quality.freshness)
     partitions_def = daily_partitions(settings, dataset)
-    # Freshness is about the table's newest row, not the run's days: it runs on its own
-    # schedule (silver/freshness.py), never in a run that may be rebuilding old days.
+    # Freshness is about the table's newest row, not the run's days: a standalone check
+    # (silver/freshness.py), never in this step, where it could hold a publish back.
     plans = [
         plan
         for plan in _contract_plans(contract, specs, partitions_def)

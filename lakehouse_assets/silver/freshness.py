@@ -11,9 +11,9 @@ Two views of freshness, each where it belongs:
   ``quality.freshness.gold_allowance_minutes``. The UI shows the state on every asset.
 * **The contract freshness check** (``contract_freshness``: the newest row's time
   against the SLA, on ``main``) is about the data, not about a run: it is not part of
-  the silver runs (a backfill rebuilding old days would report the table as stale),
-  but runs on its own, on ``quality.freshness.check_cron`` (job and schedule
-  ``contract_freshness``).
+  silver's own step (it cannot hold a publish back) but a standalone check, run on
+  ``quality.freshness.check_cron`` (job and schedule ``contract_freshness``) and as a
+  step of its own in runs that select the silver tables with their checks.
 """
 
 from __future__ import annotations

@@ -513,9 +513,9 @@ def test_freshness_is_evaluated_by_the_daemon_and_the_contract_check_by_its_own_
 ) -> None:
     """The daemon's freshness evaluation (the asset's Freshness in the UI) from the
     contracts' SLA: silver and the gold it feeds are fresh after the flows above, seeds
-    have no policy. No silver run evaluated ``contract_freshness`` (a run rebuilding
-    old days would have called the table stale); its own job, launched as the UI's
-    "Execute" does, evaluates it on every table with an SLA."""
+    have no policy. ``contract_freshness`` is never evaluated in silver's own step (so it
+    cannot hold a publish back); its own job, launched as the UI's "Execute" does,
+    evaluates it on every table with an SLA."""
     keys = [["silver", "plain"], ["gold", "plain_daily_totals"], ["gold", "fx_rates"]]
 
     def states() -> dict[str, str | None]:
@@ -528,7 +528,7 @@ def test_freshness_is_evaluated_by_the_daemon_and_the_contract_check_by_its_own_
     expected = {
         "silver/plain": "HEALTHY",
         "gold/plain_daily_totals": "HEALTHY",
-        "gold/fx_rates": "NOT_APPLICABLE",
+        "gold/fx_rates": None,  # a seed: no policy, so the UI shows no freshness
     }
     ui.wait_for("the freshness daemon's evaluation", lambda: states() == expected, 180)
 
@@ -536,14 +536,17 @@ def test_freshness_is_evaluated_by_the_daemon_and_the_contract_check_by_its_own_
     silver_runs = instance.get_runs(
         dg.RunsFilter(tags={"dagster/from_automation_condition": "true"})
     )
-    evaluated = {
-        e.dagster_event.asset_check_evaluation_data.check_name
-        for run in silver_runs
-        for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
-        if e.dagster_event
-    }
-    assert "reconciliation" in evaluated
-    assert "contract_freshness" not in evaluated
+    steps: dict[str, set[str]] = {}
+    for run in silver_runs:
+        for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+            if e.dagster_event:
+                name = e.dagster_event.asset_check_evaluation_data.check_name
+                steps.setdefault(name, set()).add(str(e.step_key))
+    # The reconciliation runs in silver's own step, before the publish; the freshness
+    # check never does (it cannot hold a publish back): a step of its own, reading main.
+    assert steps["reconciliation"]
+    assert steps["reconciliation"] <= {"silver_plain", "silver_purchase_orders"}
+    assert all(step.endswith("contract_freshness") for step in steps.get("contract_freshness", ()))
 
     run_id = _launch_and_wait(ui, {"pipelineName": "contract_freshness"}, 300)
     results = {

@@ -106,7 +106,7 @@ def test_freshness_policies_follow_the_contract_sla_and_skip_seeds() -> None:
     assert downstream_policy(["fx_rates"], {"orders": timedelta(hours=2)}, settings) is None
 
 
-def test_contract_freshness_runs_on_its_own_schedule_not_in_silver_runs() -> None:
+def test_contract_freshness_is_a_check_of_its_own_not_in_silvers_step() -> None:
     graph = defs.resolve_asset_graph()
     silver = graph.get(dg.AssetKey(["silver", "orders"]))
     step_checks = {key.name for key in graph.get_check_keys_for_assets({silver.key})}
