@@ -35,6 +35,8 @@ automation = dg.AutomationConditionSensorDefinition(
     ),
 )
 
+resources = build_resources(settings)
+
 defs = dg.Definitions.merge(
     bronze_definitions(settings),
     silver_definitions(settings),
@@ -43,14 +45,12 @@ defs = dg.Definitions.merge(
     serving_definitions(settings),
     # Steps of a run share one process: one Spark session (one JVM) serves every
     # Spark step of a run, instead of one per step process.
-    dg.Definitions(
-        sensors=[automation], resources=build_resources(settings), executor=dg.in_process_executor
-    ),
+    dg.Definitions(sensors=[automation], resources=resources, executor=dg.in_process_executor),
 )
 
 # OpenLineage: every materialisation and check result of the assets above, as events.
 lineage = build_lineage_sensor(
-    settings, defs.resolve_all_asset_specs(), table_locator(build_resources(settings)["iceberg"])
+    settings, defs.resolve_all_asset_specs(), table_locator(resources["iceberg"])
 )
 if lineage is not None:
     defs = dg.Definitions.merge(defs, dg.Definitions(sensors=[lineage]))
