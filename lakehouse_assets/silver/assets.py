@@ -152,7 +152,10 @@ def _reconciliation_spec(events: str) -> dg.AssetCheckSpec:
 
 
 def _contract_plans(
-    contract: Contract, specs: Sequence[dg.AssetSpec], partitions_def: dg.PartitionsDefinition
+    contract: Contract,
+    specs: Sequence[dg.AssetSpec],
+    partitions_def: dg.PartitionsDefinition,
+    current_days: int | None = None,
 ) -> list[CheckPlan]:
     """The contract checks of every table output in ``specs`` (not the quarantine)."""
     quarantine = silver_key(contract.quarantine_table)
@@ -166,6 +169,7 @@ def _contract_plans(
             spec.key,
             partitions_def,
             related_assets={t: silver_key(t) for t in contract.tables},
+            current_days=current_days,
             **spec_check_options(spec),
         )
     ]
@@ -175,10 +179,12 @@ def build_freshness_checks(
     settings: LakehouseSettings, dataset: str
 ) -> list[dg.AssetChecksDefinition]:
     """The ``contract_freshness`` checks of ``dataset``'s tables as standalone checks
-    reading ``main`` (run by the ``contract_freshness`` schedule, or from the UI)."""
+    reading ``main`` (run by the ``contract_freshness`` schedule, or from the UI), judging
+    in other runs only when they reach the days automation keeps current."""
     contract = load_contract(settings.contract_path(dataset))
     specs = _output_specs(contract, dataset, {}, settings.quality.freshness)
-    plans = _contract_plans(contract, specs, daily_partitions(settings, dataset))
+    current = automated_days(settings.late_window_days(dataset))
+    plans = _contract_plans(contract, specs, daily_partitions(settings, dataset), current)
     return [plan.definition() for plan in plans if plan.name == CHECK_FRESHNESS]
 
 

@@ -9,7 +9,7 @@ publishes it (write-audit-publish).
 
 # No `from __future__ import annotations`: Dagster reads the check functions'
 # annotations at definition time.
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,6 +26,11 @@ Clock = Callable[[], datetime]
 #: read (``None``: main).
 Evaluate = Callable[[Any, "str | None"], dg.AssetCheckResult]
 
+#: Whether a standalone check judges in the run of ``context``: ``None`` when it does,
+#: else why not (the step then yields no result and Dagster records the check as
+#: skipped, keeping its last real evaluation as the asset's health).
+Judges = Callable[[Any], "str | None"]
+
 
 @dataclass(frozen=True)
 class CheckPlan:
@@ -34,6 +39,7 @@ class CheckPlan:
     arguments: Mapping[str, Any]
     evaluate: Evaluate
     resource_keys: frozenset[str] = field(default_factory=frozenset)
+    judges: Judges | None = None
 
     @property
     def name(self) -> str:
@@ -50,14 +56,35 @@ class CheckPlan:
         return dg.AssetCheckSpec(**arguments)
 
     def definition(self) -> dg.AssetChecksDefinition:
-        """The check as a standalone ``@asset_check`` step, reading ``main``."""
-        evaluate = self.evaluate
+        """The check as a standalone ``@asset_check`` step, reading ``main``. A plan that
+        does not judge every run (:data:`Judges`) is a one-check ``@multi_asset_check``
+        instead, whose step may end without a result: it logs why and Dagster records
+        the check as skipped."""
+        evaluate, judges, name = self.evaluate, self.judges, self.name
+        if judges is None:
 
-        @dg.asset_check(**self.arguments, required_resource_keys=set(self.resource_keys))
-        def check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-            return evaluate(context, None)
+            @dg.asset_check(**self.arguments, required_resource_keys=set(self.resource_keys))
+            def check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+                return evaluate(context, None)
 
-        return check
+            return check
+
+        spec = dg.AssetCheckSpec(**self.arguments)
+
+        @dg.multi_asset_check(
+            specs=[spec],
+            name=spec.get_python_identifier(),
+            can_subset=True,
+            required_resource_keys=set(self.resource_keys),
+        )
+        def judged_check(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+            reason = judges(context)
+            if reason is not None:
+                context.log.info(f"{name} not judged in this run: {reason}")
+                return
+            yield evaluate(context, None)
+
+        return judged_check
 
 
 @dataclass(frozen=True)
@@ -75,13 +102,18 @@ class CheckSite:
     related_assets: Mapping[str, dg.AssetKey]
     sample_size: int
     clock: Clock
+    #: The newest days (as of ``clock``) a run must reach for the table-wide
+    #: freshness check to judge in it (``None``: every run).
+    current_days: int | None = None
 
     @property
     def label(self) -> str:
         contract = self.contract
         return f"{contract.dataset}.{self.table} (contract {contract.path.name} {contract.version})"
 
-    def plan(self, **arguments: Any) -> Callable[[Evaluate], CheckPlan]:
+    def plan(
+        self, judges: Judges | None = None, **arguments: Any
+    ) -> Callable[[Evaluate], CheckPlan]:
         """Decorates an evaluation into the :class:`CheckPlan` of a check on this table."""
 
         asset_key, name = self.asset_key, arguments["name"]
@@ -100,7 +132,10 @@ class CheckSite:
                 )
 
             return CheckPlan(
-                {"asset": asset_key, **arguments}, named, frozenset({self.target.io_manager_key})
+                {"asset": asset_key, **arguments},
+                named,
+                frozenset({self.target.io_manager_key}),
+                judges,
             )
 
         return wrap

@@ -57,17 +57,24 @@ class _Target:
 
     def table(self, context: Any, key: dg.AssetKey, ref: str | None = None) -> IcebergTable:
         """The table of ``key``, as on branch ``ref`` when given (and existing), else main."""
+        table = self.find(context, key, ref)
+        if table is None:
+            raise dg.Failure(
+                f"Iceberg table {self.table_name(context, key)} (asset {key.to_user_string()}) "
+                "does not exist yet: materialise the asset before checking it"
+            )
+        return table
+
+    def find(self, context: Any, key: dg.AssetKey, ref: str | None = None) -> IcebergTable | None:
+        """:meth:`table`, or ``None`` when the table was never written."""
         from pyiceberg.exceptions import NoSuchTableError
 
         io_manager = self._io_manager(context)
         try:
             table = io_manager.catalog.load().load_table(io_manager.table_identifier(key))
-            return at_branch(table, ref)
         except NoSuchTableError:
-            raise dg.Failure(
-                f"Iceberg table {io_manager.table_name(key)} (asset {key.to_user_string()}) "
-                "does not exist yet: materialise the asset before checking it"
-            ) from None
+            return None
+        return at_branch(table, ref)
 
     def table_name(self, context: Any, key: dg.AssetKey) -> str:
         return self._io_manager(context).table_name(key)

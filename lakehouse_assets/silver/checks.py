@@ -100,7 +100,7 @@ DEFAULT_SAMPLE_SIZE = 5
 # --------------------------------------------------------------------------- factory
 
 
-def contract_check_plans(
+def contract_check_plans(  # noqa: PLR0913 (keyword-only: one per option)
     contract: Contract,
     table: str,
     asset_key: dg.AssetKey,
@@ -112,6 +112,7 @@ def contract_check_plans(
     io_manager_key: str = "iceberg_io_manager",
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     clock: Clock | None = None,
+    current_days: int | None = None,
 ) -> list[CheckPlan]:
     """The checks of contract table ``table`` for the asset ``asset_key``, as plans
     (:class:`~lakehouse_assets.silver.check_plans.CheckPlan`): the specs and evaluations
@@ -135,6 +136,11 @@ def contract_check_plans(
             tables: the checks read where it writes.
         sample_size: Failing keys reported per rule.
         clock: The time freshness is measured against (default: now, UTC).
+        current_days: As a standalone check, ``contract_freshness`` judges only runs
+            without a partition (its own job, the UI's "Execute") and runs whose
+            partitions reach one of the newest ``current_days`` days as of ``clock``;
+            a backfill of older days leaves it skipped, so rebuilding history never
+            reports a stale table (default: every run).
 
     Returns plans of checks named ``contract_schema``, ``contract_row_rules``,
     ``contract_unique``, ``contract_row_count``, ``contract_freshness`` and
@@ -147,20 +153,28 @@ def contract_check_plans(
         warnings.filterwarnings(
             "ignore", message="Specifying a partitions_def on an AssetCheckSpec"
         )
-        return _contract_check_plans(
+        if table not in contract.tables:
+            raise ValueError(
+                f"{contract.path}: {table!r} is not a silver table of the contract "
+                f"(tables: {', '.join(contract.tables)})"
+            )
+        site = CheckSite(
             contract,
             table,
             asset_key,
             partitions_def,
-            partition_column=partition_column
-            or contract.partition_column(table)
-            or DEFAULT_PARTITION_COLUMN,
-            table_wide_keys=table_wide_keys,
-            related_assets=related_assets or {},
-            io_manager_key=io_manager_key,
-            sample_size=sample_size,
-            clock=clock or (lambda: datetime.now(UTC)),
+            _Target(
+                io_manager_key,
+                partition_column or contract.partition_column(table) or DEFAULT_PARTITION_COLUMN,
+            ),
+            contract.keys(table).primary_key,
+            table_wide_keys,
+            related_assets or {},
+            sample_size,
+            clock or (lambda: datetime.now(UTC)),
+            current_days,
         )
+        return _contract_check_plans(site)
 
 
 def build_contract_checks(
@@ -180,36 +194,8 @@ def build_contract_checks(
         return [plan.definition() for plan in plans]
 
 
-def _contract_check_plans(
-    contract: Contract,
-    table: str,
-    asset_key: dg.AssetKey,
-    partitions_def: dg.PartitionsDefinition | None,
-    *,
-    partition_column: str | None,
-    table_wide_keys: bool,
-    related_assets: Mapping[str, dg.AssetKey],
-    io_manager_key: str,
-    sample_size: int,
-    clock: Clock,
-) -> list[CheckPlan]:
-    if table not in contract.tables:
-        raise ValueError(
-            f"{contract.path}: {table!r} is not a silver table of the contract "
-            f"(tables: {', '.join(contract.tables)})"
-        )
-    site = CheckSite(
-        contract,
-        table,
-        asset_key,
-        partitions_def,
-        _Target(io_manager_key, partition_column),
-        contract.keys(table).primary_key,
-        table_wide_keys,
-        related_assets,
-        sample_size,
-        clock,
-    )
+def _contract_check_plans(site: CheckSite) -> list[CheckPlan]:
+    contract, table = site.contract, site.table
     row_rules = contract.row_rules(table)
     checks = [_schema_check(site)]
     if row_rules:

@@ -13,13 +13,17 @@ Two views of freshness, each where it belongs:
   against the SLA, on ``main``) is about the data, not about a run: it is not part of
   silver's own step (it cannot hold a publish back) but a standalone check, run on
   ``quality.freshness.check_cron`` (job and schedule ``contract_freshness``) and as a
-  step of its own in runs that select the silver tables with their checks.
+  step of its own in runs that select the silver tables with their checks. In such a
+  run it judges only when the run reaches one of the days automation keeps current
+  (:func:`not_judged_reason`): a backfill of older days leaves the check skipped
+  (Dagster's ``SKIPPED``), so the table's last real evaluation stays its state and
+  rebuilding history never reports a stale table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -28,6 +32,35 @@ from resources.config_sections import FreshnessSettings
 
 #: The job and schedule of every contract freshness check.
 FRESHNESS_JOB = "contract_freshness"
+
+_PARTITION_TAG = "dagster/partition"
+_RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def not_judged_reason(tags: Mapping[str, str], today: date, current_days: int) -> str | None:
+    """Why the table-wide freshness check does not judge in a run with ``tags`` (``None``:
+    it does).
+
+    It judges in runs without a partition (its own job, the UI's "Execute" on the check)
+    and in runs whose last partition is one of the ``current_days`` newest days up to
+    ``today``: the runs that bring new data. A run rebuilding only older days (a
+    backfill) says nothing about how fresh the table is.
+    """
+    last = tags.get(_RANGE_END_TAG) or tags.get(_PARTITION_TAG)
+    if last is None:
+        return None
+    first_current = today - timedelta(days=current_days - 1)
+    try:
+        last_day = date.fromisoformat(last)
+    except ValueError:
+        return None
+    if last_day >= first_current:
+        return None
+    return (
+        f"the run rebuilt days up to {last}, older than the {current_days} current days "
+        f"({first_current.isoformat()} to {today.isoformat()}): a backfill says nothing about "
+        f"the table's freshness, which the {FRESHNESS_JOB} schedule judges"
+    )
 
 
 def sla_policy(

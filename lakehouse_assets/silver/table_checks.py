@@ -12,7 +12,7 @@ registry (:mod:`lakehouse_assets.contracts.rule_kinds`);
 # No `from __future__ import annotations`: Dagster reads the check functions'
 # annotations at definition time.
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any, cast
 
 import dagster as dg
@@ -36,6 +36,7 @@ from lakehouse_assets.silver.check_reading import (
     _rows_by_partition,
     _window_metadata,
 )
+from lakehouse_assets.silver.freshness import not_judged_reason
 
 CHECK_UNIQUE = "contract_unique"
 CHECK_ROW_COUNT = "contract_row_count"
@@ -147,18 +148,33 @@ def _freshness_checks(site: CheckSite, fresh_rules: Sequence[TableRule]) -> list
     fresh_column = fresh.columns[0]
     max_delay = cast(timedelta, fresh.max_delay)
 
+    current_days = site.current_days
+
+    def judges(context: Any) -> str | None:
+        if current_days is None:
+            return None
+        return not_judged_reason(context.run.tags, now().astimezone(UTC).date(), current_days)
+
     @site.plan(
+        judges,
         name=CHECK_FRESHNESS,
         description=f"{site.label}: the newest {fresh_column} is at most {max_delay} old "
-        "when the check runs (the whole table, whatever partition the run wrote).",
+        "when the check runs (the whole table, whatever partition the run wrote; skipped in "
+        "runs that only rebuilt older days).",
         blocking=blocking([fresh.severity]),
         metadata=rules_metadata(fresh_rules),
     )
     def freshness_check(context: Any, ref: str | None) -> dg.AssetCheckResult:
         name = target.table_name(context, asset_key)
-        iceberg = target.table(context, asset_key, ref)
+        # A table never written yet (a dataset just added) has no fresh data: it warns
+        # like a stale one instead of failing the check's run.
+        iceberg = target.find(context, asset_key, ref)
         checked_at = now()
-        newest = _newest(iceberg, fresh_column, checked_at - max_delay, name)
+        newest = (
+            None
+            if iceberg is None
+            else _newest(iceberg, fresh_column, checked_at - max_delay, name)
+        )
         is_fresh, lag = evaluate_freshness(newest, checked_at, max_delay)
         outcome = RuleOutcome(
             fresh.id,
@@ -174,6 +190,7 @@ def _freshness_checks(site: CheckSite, fresh_rules: Sequence[TableRule]) -> list
                 "dagster/table_name": name,
                 "checked_at": checked_at.isoformat(),
                 "newest": str(newest) if newest is not None else "none",
+                "table_exists": iceberg is not None,
                 "lag_seconds": lag.total_seconds() if lag is not None else -1.0,
                 "max_delay_seconds": max_delay.total_seconds(),
             },

@@ -39,6 +39,8 @@ IO_KEY = "iceberg_io_manager"
 LINES_CHECK = builtin_check_name("order_lines_add_up_to_subtotal")
 #: The time the freshness check measures against: an hour after DAY's events (10:00).
 CHECKED_AT = datetime(2026, 1, 2, 11, tzinfo=UTC)
+#: Runs reaching one of the newest 3 days (as of the check's clock) judge freshness.
+CURRENT_DAYS = 3
 
 Row = dict[str, Any]
 
@@ -106,6 +108,15 @@ class Silver:
     lines_key: dg.AssetKey
     assets: list[Any]
     io_manager: IcebergIOManager
+
+    def check_alone(self, check_name: str) -> dg.ExecuteInProcessResult:
+        """One check of the orders table on its own, as its job or the UI's "Execute" runs it."""
+        return dg.materialize(
+            self.assets,
+            resources={IO_KEY: self.io_manager},
+            raise_on_error=False,
+            selection=dg.AssetSelection.checks(dg.AssetCheckKey(self.orders_key, check_name)),
+        )
 
     def run(self, days: Sequence[str]) -> dg.ExecuteInProcessResult:
         """One day as the UI materialises a partition; several as a single-run backfill."""
@@ -179,6 +190,7 @@ def build_silver(
             table_wide_keys=table_wide_keys,
             related_assets={"order_lines": lines_key},
             clock=lambda: checked_at,
+            current_days=CURRENT_DAYS,
         ),
         *build_contract_checks(contract, "order_lines", lines_key, PARTITIONS),
     ]
@@ -374,6 +386,42 @@ def test_stale_table_warns_without_blocking(
     # The newest event is 2026-01-02 10:00, 25 hours before the check.
     assert meta(freshness, "lag_seconds") == timedelta(hours=25).total_seconds()
     assert "gold/sales" in materialised(result)
+
+
+def test_a_backfill_of_old_days_leaves_freshness_unjudged_and_its_own_run_judges(
+    contract: Contract, io_manager: IcebergIOManager
+) -> None:
+    orders, lines = good_data()
+    ten_days_later = CHECKED_AT + timedelta(days=10)
+    silver = build_silver(contract, io_manager, orders, lines, checked_at=ten_days_later)
+    backfill = silver.run([DAY, NEXT_DAY])
+
+    assert backfill.success
+    judged = evaluations(backfill, silver.orders_key)
+    assert CHECK_FRESHNESS not in judged  # skipped: the days rebuilt are history
+    assert judged[CHECK_SCHEMA].passed  # the run's other checks still judge
+    assert "gold/sales" in materialised(backfill)
+
+    # The contract_freshness job (or the UI's "Execute") judges the table as it is.
+    alone = silver.check_alone(CHECK_FRESHNESS)
+    assert alone.success
+    freshness = evaluations(alone, silver.orders_key)[CHECK_FRESHNESS]
+    assert not freshness.passed
+    assert freshness.severity == dg.AssetCheckSeverity.WARN
+
+
+def test_a_table_never_written_is_not_fresh_and_its_check_run_does_not_fail(
+    contract: Contract, io_manager: IcebergIOManager
+) -> None:
+    silver = build_silver(contract, io_manager, *good_data())
+    alone = silver.check_alone(CHECK_FRESHNESS)
+
+    assert alone.success  # the hourly job keeps running for a dataset just added
+    freshness = evaluations(alone, silver.orders_key)[CHECK_FRESHNESS]
+    assert not freshness.passed
+    assert freshness.severity == dg.AssetCheckSeverity.WARN
+    assert meta(freshness, "table_exists") is False
+    assert meta(freshness, "newest") == "none"
 
 
 def test_table_wide_keys_catch_a_key_repeated_in_another_partition(

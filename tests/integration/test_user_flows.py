@@ -427,7 +427,12 @@ query Schedules($selector: RepositorySelector!) {
 _REPOSITORY = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
 
 
-def _launch_and_wait(ui: DagsterDev, selector: dict[str, Any], timeout: float) -> str:
+def _launch_and_wait(
+    ui: DagsterDev,
+    selector: dict[str, Any],
+    timeout: float,
+    tags: dict[str, str] | None = None,
+) -> str:
     """Launch a run of ``selector`` (in the project's repository) as the UI's Materialize
     or Execute button does, wait for it to succeed and return its id."""
     launched = ui.graphql(
@@ -437,7 +442,9 @@ def _launch_and_wait(ui: DagsterDev, selector: dict[str, Any], timeout: float) -
                 "selector": {**_REPOSITORY, **selector},
                 "runConfigData": {},
                 "mode": "default",
-                "executionMetadata": {"tags": []},
+                "executionMetadata": {
+                    "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]
+                },
             }
         },
     )["launchPipelineExecution"]
@@ -508,14 +515,32 @@ query Freshness($keys: [AssetKeyInput!]) {
 """
 
 
+_CHECKS_OF = """
+query ChecksOf($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode { assetChecksOrError { ... on AssetChecks { checks { name } } } }
+  }
+}
+"""
+
+_CHECK_EXECUTIONS = """
+query CheckExecutions($key: AssetKeyInput!, $name: String!) {
+  assetCheckExecutions(assetKey: $key, checkName: $name, limit: 50) {
+    runId status evaluation { success }
+  }
+}
+"""
+
+
 def test_freshness_is_evaluated_by_the_daemon_and_the_contract_check_by_its_own_job(
     ui: DagsterDev,
 ) -> None:
     """The daemon's freshness evaluation (the asset's Freshness in the UI) from the
     contracts' SLA: silver and the gold it feeds are fresh after the flows above, seeds
     have no policy. ``contract_freshness`` is never evaluated in silver's own step (so it
-    cannot hold a publish back); its own job, launched as the UI's "Execute" does,
-    evaluates it on every table with an SLA."""
+    cannot hold a publish back), is skipped in a run that rebuilt a day long past, and
+    its own job, launched as the UI's "Execute" does, evaluates it on every table with an
+    SLA."""
     keys = [["silver", "plain"], ["gold", "plain_daily_totals"], ["gold", "fx_rates"]]
 
     def states() -> dict[str, str | None]:
@@ -547,6 +572,37 @@ def test_freshness_is_evaluated_by_the_daemon_and_the_contract_check_by_its_own_
     assert steps["reconciliation"]
     assert steps["reconciliation"] <= {"silver_plain", "silver_purchase_orders"}
     assert all(step.endswith("contract_freshness") for step in steps.get("contract_freshness", ()))
+
+    # Materialize of a day long past, with the asset's checks, as the UI sends it: the
+    # freshness check's step runs but does not judge (skipped), the others do.
+    old_day = (datetime.now(UTC).date() - timedelta(days=10)).isoformat()
+    silver_plain = {"path": ["silver", "plain"]}
+    selection = ui.graphql(_CHECKS_OF, {"key": silver_plain})["assetNodeOrError"]
+    old_run = _launch_and_wait(
+        ui,
+        {
+            "pipelineName": "__ASSET_JOB",
+            "assetSelection": [silver_plain, {"path": ["silver", "plain_quarantine"]}],
+            "assetCheckSelection": [
+                {"assetKey": silver_plain, "name": c["name"]}
+                for c in selection["assetChecksOrError"]["checks"]
+            ],
+        },
+        600,
+        tags={"dagster/partition": old_day},
+    )
+    executions = ui.graphql(_CHECK_EXECUTIONS, {"key": silver_plain, "name": "contract_freshness"})[
+        "assetCheckExecutions"
+    ]
+    in_old_run = [e for e in executions if e["runId"] == old_run]
+    assert [(e["status"], e["evaluation"]) for e in in_old_run] == [("SKIPPED", None)]
+    judged = {
+        e.dagster_event.asset_check_evaluation_data.check_name
+        for e in instance.all_logs(old_run, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        if e.dagster_event
+    }
+    assert "reconciliation" in judged
+    assert "contract_freshness" not in judged
 
     run_id = _launch_and_wait(ui, {"pipelineName": "contract_freshness"}, 300)
     results = {

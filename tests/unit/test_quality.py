@@ -8,7 +8,12 @@ import dagster as dg
 import pytest
 
 from lakehouse_assets.definitions import defs
-from lakehouse_assets.silver.freshness import FRESHNESS_JOB, downstream_policy, sla_policy
+from lakehouse_assets.silver.freshness import (
+    FRESHNESS_JOB,
+    downstream_policy,
+    not_judged_reason,
+    sla_policy,
+)
 from lakehouse_assets.silver.quality import DayQuality, day_qualities, evaluate_anomaly
 from resources.config_sections import FreshnessSettings, QuarantineAnomalySettings
 
@@ -120,3 +125,25 @@ def test_contract_freshness_is_a_check_of_its_own_not_in_silvers_step() -> None:
         dg.AssetCheckKey(dg.AssetKey(["silver", "orders"]), "contract_freshness"),
         dg.AssetCheckKey(dg.AssetKey(["silver", "plain"]), "contract_freshness"),
     }
+
+
+def test_contract_freshness_judges_runs_reaching_the_current_days_only() -> None:
+    today = date(2026, 12, 7)
+    judged = not_judged_reason
+    # Its own job, the UI's "Execute" on the check: no partition, always judged.
+    assert judged({}, today, 5) is None
+    # A run reaching one of the 5 current days (2026-12-03 .. today) brings new data.
+    assert judged({"dagster/partition": "2026-12-07"}, today, 5) is None
+    assert judged({"dagster/partition": "2026-12-03"}, today, 5) is None
+    range_tags = {
+        "dagster/asset_partition_range_start": "2026-11-01",
+        "dagster/asset_partition_range_end": "2026-12-04",
+    }
+    assert judged(range_tags, today, 5) is None
+    # A backfill of older days says nothing about freshness.
+    reason = judged({"dagster/partition": "2026-12-02"}, today, 5)
+    assert reason is not None
+    assert "2026-12-02" in reason
+    assert "2026-12-03 to 2026-12-07" in reason
+    range_tags["dagster/asset_partition_range_end"] = "2026-11-30"
+    assert judged(range_tags, today, 5) is not None
