@@ -87,6 +87,20 @@ def jvm(spark: SparkSession | SparkContext) -> Any:
     return context._jvm
 
 
+def jvm_has_class(spark: SparkSession, name: str) -> bool:
+    """Whether the session's JVM can load class ``name``.
+
+    Why: Py4J answers an unknown dotted name with a package view, not an error; only
+    its ``JavaClass`` type tells a loadable class apart.
+    """
+    from py4j.java_gateway import JavaClass
+
+    node: Any = jvm(spark)
+    for part in name.split("."):
+        node = getattr(node, part)
+    return isinstance(node, JavaClass)
+
+
 def java_session(spark: SparkSession) -> Any:
     """The JVM ``SparkSession`` behind a PySpark session (``SparkSession._jsparkSession``).
 

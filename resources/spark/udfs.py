@@ -23,10 +23,10 @@ import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from resources.locks import file_lock
-from resources.private_apis import jvm
+from resources.private_apis import jvm_has_class
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -125,9 +125,4 @@ def udf_jar(cache: Path) -> Path:
 
 def has_class(spark: SparkSession, name: str) -> bool:
     """Whether the session's JVM can load class ``name`` (the UDF jar is on its classpath)."""
-    from py4j.java_gateway import JavaClass
-
-    node: Any = jvm(spark)
-    for part in name.split("."):
-        node = getattr(node, part)
-    return isinstance(node, JavaClass)
+    return jvm_has_class(spark, name)
