@@ -2,6 +2,7 @@
 #   make demo   installs into .venv, starts the local stack, generates events, runs the pipeline
 #   make test   installs into .venv and runs lint, type checks and the whole test suite
 #               (and Debian's chromium for the UI screenshots, if it is missing)
+#   Both install Debian's postgresql (the stack's serving database) if it is missing.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -12,8 +13,9 @@ UV_VERSION := 0.13.9
 DAGSTER_PORT ?= 3000
 export DAGSTER_HOME ?= $(CURDIR)/.lakehouse/dagster_home
 CHROMIUM := /usr/bin/chromium
+DASHBOARD_PORT ?= 8501
 
-.PHONY: install demo test lint typecheck check stack-start stack-stop stack-status dev screenshots chromium bench lock clean
+.PHONY: install demo test lint typecheck check stack-start stack-stop stack-status dev screenshots chromium postgres dashboard silver-job bench lock clean
 
 # Bytecode is compiled at install: every run, step and Spark Python worker is a fresh
 # interpreter, and where bytecode cannot be written next to the sources (read-only
@@ -28,7 +30,7 @@ $(INSTALLED): requirements.lock pyproject.toml Makefile
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
 
-install: $(INSTALLED)
+install: $(INSTALLED) postgres
 
 # Debian's Chromium, which playwright drives for the UI screenshots (lakehouse_dev/screenshots.py
 # and the user-flow tests): a browser build of playwright's own (`playwright install`) is a
@@ -41,6 +43,17 @@ $(CHROMIUM):
 	@test -x $@ || { echo "apt-get installed chromium, but $@ is missing"; exit 1; }
 
 chromium: $(CHROMIUM)
+
+# Debian's PostgreSQL server binaries (/usr/lib/postgresql/<version>/bin), which the local
+# stack runs for the serving export (lakehouse_dev/postgres_server.py). Installed as root,
+# or with sudo; a no-op when initdb and postgres are there.
+postgres:
+	@if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then exit 0; fi; \
+	command -v apt-get >/dev/null || { echo "PostgreSQL is required: install your system's postgresql package (apt-get not found)"; exit 1; }; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null; then sudo=sudo; \
+	else echo "PostgreSQL is required: run 'apt-get install postgresql' as root (no sudo found)"; exit 1; fi; \
+	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
+	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || { echo "apt-get installed postgresql, but /usr/lib/postgresql/*/bin/initdb is missing"; exit 1; }
 
 # The local Dagster instance (run history, schedules, sensor cursors) that the UI and the demo share.
 $(DAGSTER_HOME)/dagster.yaml: config/dagster.yaml
@@ -80,6 +93,18 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 # history) in .lakehouse/screenshots/, taken in headless Chromium.
 screenshots: install $(CHROMIUM)
 	$(BIN)/python -m lakehouse_dev.screenshots --url http://127.0.0.1:$(DAGSTER_PORT)
+
+# The dashboard on the PostgreSQL star schema (lakehouse_dev/dashboard/) on
+# http://127.0.0.1:$(DASHBOARD_PORT), beside `make dev` (whose automation exports gold to
+# PostgreSQL). Ctrl-C stops it.
+dashboard: install
+	$(BIN)/lakehouse-stack start
+	$(BIN)/python -m lakehouse_dev.dashboard --host 127.0.0.1 --port $(DASHBOARD_PORT)
+
+# The silver job's artefacts for AWS Glue and EMR Serverless (README "Deploying"): the
+# bootstrap script and the code archive, in dist/silver-job/, to upload to S3.
+silver-job: install
+	$(BIN)/python -m resources.spark.aws_jobs package --out dist/silver-job
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -293,7 +293,7 @@ def measure_latency(
     settings = lakehouse.settings()
     catalog = build_resources(settings)["iceberg"].load()
     table = (settings.namespace("gold"), "fct_daily_sales")
-    topic = settings.dataset(DATASET).topic
+    topic = settings.dataset(DATASET).kafka_topic
     rng = random.Random(options.events.seed)
     expected: dict[date, int] = defaultdict(int)
     probes: list[dict[str, Any]] = []

@@ -291,7 +291,7 @@ def produce_orders(stack: IsolatedStack, orders_per_day: int, spec: EventSpec) -
     CLIENT_LOG.setLevel(logging.CRITICAL)
     ratio = events_per_order(spec)
     generator_spec = spec.generator_spec(round(orders_per_day * spec.days * ratio))
-    topic = stack.settings().dataset(DATASET).topic
+    topic = stack.settings().dataset(DATASET).kafka_topic
     counter = _OrderCount(generate(DATASET, generator_spec))
     started = time.perf_counter()
     result = produce(counter, topic, stack.bootstrap_servers)

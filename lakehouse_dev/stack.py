@@ -7,6 +7,11 @@ leaves no process behind. Data survives a stop/start, and a kill: Kafka's log
 directories, the S3 objects (written to disk before each write is acknowledged)
 and the catalog file live under ``stack.data_dir``.
 
+With ``serving.postgres.enabled`` the stack also runs a PostgreSQL server (Debian's
+binaries, :mod:`lakehouse_dev.postgres_server`) on ``127.0.0.1:<stack.postgres_port>``,
+its cluster in ``<stack.data_dir>/postgres``: the serving store of the star schema.
+``stop`` stops it whatever the setting says now.
+
 With ``stack.spark_cluster`` (or ``LAKEHOUSE__STACK__SPARK_CLUSTER=true``) the stack
 also runs a Spark standalone cluster on loopback, a master and
 ``stack.spark_workers`` workers (:mod:`lakehouse_dev.spark_cluster`); runs use it
@@ -27,9 +32,16 @@ from functools import cached_property
 from urllib.parse import urlparse
 
 from lakehouse_dev.kafka_broker import KafkaBroker
+from lakehouse_dev.postgres_server import PostgresServer
 from lakehouse_dev.s3_server import S3Server
 from lakehouse_dev.spark_cluster import SparkCluster
-from resources.environments import iceberg_resource, s3_resource
+from lakehouse_dev.weather_api import WeatherApiServer
+from resources.environments import (
+    iceberg_resource,
+    postgres_password,
+    postgres_port,
+    s3_resource,
+)
 from resources.settings import ConfigError, LakehouseSettings, load_settings
 from resources.spark.driver import stop_drivers
 from resources.spark.resource import shared_drivers_dir
@@ -53,6 +65,9 @@ class LocalStack:
             problems.append(f"s3.endpoint_url={settings.s3.endpoint_url}")
         if settings.catalog.type != "sql":
             problems.append(f"catalog.type={settings.catalog.type}")
+        postgres = settings.serving.postgres
+        if postgres.enabled and postgres.host not in ("127.0.0.1", "localhost"):
+            problems.append(f"serving.postgres.host={postgres.host}")
         if problems:
             raise ConfigError(
                 f"environment {settings.environment!r} does not use local services "
@@ -89,8 +104,33 @@ class LocalStack:
         )
 
     @cached_property
+    def postgres(self) -> PostgresServer:
+        postgres = self.settings.serving.postgres
+        return PostgresServer(
+            data_dir=self.settings.data_dir / "postgres",
+            port=postgres_port(self.settings),
+            password=postgres_password(self.settings) or "",
+            host="127.0.0.1",
+            user=postgres.user,
+            database=postgres.database,
+        )
+
+    @cached_property
     def spark_cluster(self) -> SparkCluster:
         return SparkCluster.from_settings(self.settings)
+
+    @cached_property
+    def weather_api(self) -> WeatherApiServer:
+        return WeatherApiServer(self.settings.data_dir, self.settings.stack.weather_port)
+
+    @property
+    def serves_weather(self) -> bool:
+        """Whether a dataset's HTTP source is the local weather API (``stack.weather_port``)."""
+        prefix = f"http://127.0.0.1:{self.settings.stack.weather_port}/"
+        return any(
+            ds.http is not None and ds.http.url.startswith(prefix)
+            for ds in self.settings.datasets.values()
+        )
 
     def start(self) -> None:
         """Start what is not running, then create topics and namespaces (all idempotent)."""
@@ -98,22 +138,31 @@ class LocalStack:
         broker = self.kafka
         broker.start()
         broker.create_topics(
-            {ds.topic: ds.topic_partitions for ds in self.settings.datasets.values()}
+            {ds.topic: ds.topic_partitions for ds in self.settings.datasets.values() if ds.topic}
         )
+        if self.serves_weather:
+            self.weather_api.start()
         catalog = iceberg_resource(self.settings, s3_resource(self.settings))
         catalog.ensure_namespaces(self.settings.catalog.namespaces.values())
+        if self.settings.serving.postgres.enabled:
+            self.postgres.start()
         if self.settings.stack.spark_cluster:
             self.spark_cluster.start()
 
     def stop(self) -> None:
-        """Stop the shared Spark drivers, the Spark cluster (if running), then both services."""
+        """Stop the shared Spark drivers, the Spark cluster and PostgreSQL (if running), then
+        Kafka and S3."""
         stop_drivers(shared_drivers_dir(self.settings))
         self.spark_cluster.stop()
+        self.postgres.stop()
         self.kafka.stop()
         self.s3.stop()
+        self.weather_api.stop()
 
     def status(self) -> dict[str, bool]:
         state = {"kafka": self.kafka.is_running(), "s3": self.s3.is_running()}
+        if self.settings.serving.postgres.enabled or self.postgres.is_running():
+            state["postgres"] = self.postgres.is_running()
         if self.settings.stack.spark_cluster or self.spark_cluster.is_running():
             state["spark_cluster"] = self.spark_cluster.is_running()
         return state
@@ -128,8 +177,17 @@ class LocalStack:
             f"s3               {settings.s3.endpoint_url}  bucket {settings.storage.bucket}  "
             f"[{'running' if state['s3'] else 'stopped'}]",
             f"iceberg catalog  {settings.catalog.name}: {settings.catalog_uri}",
+            *([self.postgres.describe()] if "postgres" in state else []),
             f"warehouse        {settings.warehouse}",
-            f"topics           {', '.join(d.topic for d in settings.datasets.values())}",
+            f"topics           {', '.join(d.topic for d in settings.datasets.values() if d.topic)}",
+            *(
+                [
+                    f"weather API      {self.weather_api.url}  "
+                    f"[{'running' if self.weather_api.is_running() else 'stopped'}]"
+                ]
+                if self.serves_weather
+                else []
+            ),
             f"data dir         {settings.data_dir}",
         ]
         if "spark_cluster" in state:

@@ -20,6 +20,7 @@ from resources.kafka.client import KafkaResource
 from resources.s3.client import S3Resource
 from resources.s3.parquet_store import ParquetStore, S3ParquetIOManager
 from resources.serving.dynamodb import DynamoDbResource
+from resources.serving.postgres import LOCAL_PASSWORD, PostgresResource
 from resources.settings import LakehouseSettings, get_settings
 from resources.spark.resource import spark_resource
 
@@ -108,6 +109,43 @@ def dynamodb_resource(settings: LakehouseSettings, s3: S3Resource) -> DynamoDbRe
     )
 
 
+def _postgres_is_local(settings: LakehouseSettings) -> bool:
+    host = settings.serving.postgres.host or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def postgres_port(settings: LakehouseSettings) -> int:
+    """``serving.postgres.port``, or the local stack's ``stack.postgres_port``."""
+    return settings.serving.postgres.port or settings.stack.postgres_port
+
+
+def postgres_password(settings: LakehouseSettings) -> str | None:
+    """The password's value: from ``password_env``, else the local stack's placeholder for
+    a loopback host, else None."""
+    variable = settings.serving.postgres.password_env
+    value = os.environ.get(variable) if variable else None
+    if value:
+        return value
+    return LOCAL_PASSWORD if _postgres_is_local(settings) else None
+
+
+def postgres_resource(settings: LakehouseSettings) -> PostgresResource:
+    """PostgreSQL of ``serving.postgres``; the password as ``dg.EnvVar`` (never its value)."""
+    postgres = settings.serving.postgres
+    password = _secret(postgres.password_env)
+    if password is None and _postgres_is_local(settings):
+        password = LOCAL_PASSWORD
+    return PostgresResource(
+        host=postgres.host,
+        port=postgres_port(settings),
+        database=postgres.database,
+        user=postgres.user,
+        password=password,
+        password_env=postgres.password_env,
+        sslmode=postgres.sslmode,
+    )
+
+
 def build_resources(settings: LakehouseSettings | None = None) -> dict[str, Any]:
     """Every resource of one environment, keyed as assets and IO managers ask for them."""
     settings = settings or get_settings()
@@ -127,4 +165,5 @@ def build_resources(settings: LakehouseSettings | None = None) -> dict[str, Any]
         "spark": spark_resource(settings, iceberg),
         "dbt": dbt_resource(settings),
         "dynamodb": dynamodb_resource(settings, s3),
+        "postgres": postgres_resource(settings),
     }

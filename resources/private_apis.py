@@ -14,7 +14,7 @@ pay for Dagster or dbt.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -169,6 +169,21 @@ def run_worker_health(alive: bool, reason: str = "") -> CheckRunHealthResult:
     if alive:
         return CheckRunHealthResult(WorkerStatus.RUNNING)
     return CheckRunHealthResult(WorkerStatus.FAILED, reason)
+
+
+def metadata_from_pipes(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Pipes' typed metadata values (``{"type", "raw_value"}``) as Dagster's.
+
+    Why: a Pipes process reports per-day metadata in a custom message (Pipes reports a
+    materialisation per asset, not per partition); Dagster turns typed values into
+    metadata values for its own messages only, in
+    ``dagster._core.definitions.metadata.external_metadata``, which it does not export.
+    """
+    from dagster._core.definitions.metadata.external_metadata import (
+        metadata_map_from_external,
+    )
+
+    return dict(metadata_map_from_external(metadata))
 
 
 # dagster-dbt -------------------------------------------------------------------------------

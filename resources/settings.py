@@ -48,6 +48,7 @@ from resources.config_sections import (
     QualitySettings,
     S3Settings,
     ServingSettings,
+    SilverLauncherSettings,
     SparkSettings,
     StackSettings,
     StorageSettings,
@@ -102,6 +103,7 @@ class LakehouseSettings(BaseSettings):
     quality: QualitySettings = Field(default_factory=QualitySettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     lineage: LineageSettings = Field(default_factory=LineageSettings)
+    silver_launcher: SilverLauncherSettings = Field(default_factory=SilverLauncherSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     datasets: dict[str, DatasetSettings]
 

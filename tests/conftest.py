@@ -1,4 +1,5 @@
-"""Test harness: one local stack (Kafka, S3 server, catalog) and one Spark session per run.
+"""Test harness: one local stack (Kafka, S3 server, catalog, PostgreSQL) and one Spark
+session per run.
 
 The test run gets its own data directory and free loopback ports, set through the
 same ``LAKEHOUSE__...`` overrides a user would use, so a developer's running
@@ -53,6 +54,12 @@ os.environ.update(
         "LAKEHOUSE__STACK__DATA_DIR": str(TEST_DATA_DIR),
         "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{_free_port_pair()}",
         "LAKEHOUSE__S3__ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}",
+        # HTTP sources are served by the tests that need them (test_http_landing.py): the
+        # weather dataset points at a free port of its own, which is not the stack's weather
+        # API port, so no stack of the session starts one, nor reads a developer's.
+        "LAKEHOUSE__STACK__WEATHER_PORT": str(_free_port()),
+        "LAKEHOUSE__DATASETS__WEATHER__HTTP__URL": f"http://127.0.0.1:{_free_port()}/v1/archive",
+        "LAKEHOUSE__STACK__POSTGRES_PORT": str(_free_port()),
         "DAGSTER_HOME": str(TEST_DATA_DIR / "dagster_home"),
     }
 )

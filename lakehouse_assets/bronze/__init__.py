@@ -1,1 +1,2 @@
-"""Bronze: the immutable landing copy of every Kafka-fed dataset (S3 Parquet)."""
+"""Bronze: the immutable landing copy of every dataset (S3 Parquet): Kafka records as
+received, or an HTTP source's responses (kept raw) as typed rows."""

@@ -1,4 +1,5 @@
-"""One bronze asset per Kafka-fed dataset, made by a factory from the dataset's config."""
+"""One bronze asset per Kafka-fed dataset, made by a factory from the dataset's config
+(HTTP datasets: :mod:`lakehouse_assets.bronze.http_assets`)."""
 
 # No `from __future__ import annotations`: Dagster reads these functions' parameter
 # annotations at definition time to find config and resource types.
@@ -52,7 +53,7 @@ def build_kafka_topic_spec(settings: LakehouseSettings, dataset: str) -> dg.Asse
     Its ``dagster/uri`` (``kafka://<first bootstrap server>/<topic>``) names it as
     OpenLineage does: namespace ``kafka://host:port``, name the topic.
     """
-    topic = settings.dataset(dataset).topic
+    topic = settings.dataset(dataset).kafka_topic
     broker = settings.kafka.bootstrap_servers.split(",")[0].strip()
     return dg.AssetSpec(
         key=kafka_topic_key(topic),
@@ -71,7 +72,7 @@ def landing_run_config(dataset: str, mode: Literal["replace", "append"]) -> dict
 def build_bronze_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDefinition:
     """The bronze asset of ``dataset``: its Kafka topic landed byte-for-byte, by day."""
     spec = settings.dataset(dataset)
-    topic = spec.topic
+    topic = spec.kafka_topic
 
     @dg.asset(
         key=bronze_key(dataset),

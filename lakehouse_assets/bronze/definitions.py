@@ -5,6 +5,11 @@ from __future__ import annotations
 import dagster as dg
 
 from lakehouse_assets.bronze.assets import build_bronze_asset, build_kafka_topic_spec
+from lakehouse_assets.bronze.http_assets import (
+    build_fetch_schedule,
+    build_http_bronze_asset,
+    build_http_source_spec,
+)
 from lakehouse_assets.bronze.jobs import build_landing_job, build_refresh_job
 from lakehouse_assets.bronze.schedules import build_compaction_schedule
 from lakehouse_assets.bronze.sensors import build_arrivals_sensor
@@ -12,10 +17,19 @@ from resources.settings import LakehouseSettings
 
 
 def bronze_definitions(settings: LakehouseSettings) -> dg.Definitions:
-    """Asset, landing and refresh jobs, arrivals sensor and daily compaction schedule per dataset."""
+    """Per Kafka dataset: asset, landing and refresh jobs, arrivals sensor and daily
+    compaction schedule. Per HTTP dataset: its source, asset, landing job and the
+    schedule that fetches new days."""
     assets: list[dg.AssetsDefinition | dg.AssetSpec] = []
     jobs, sensors, schedules = [], [], []
-    for dataset in settings.datasets:
+    for dataset, spec in settings.datasets.items():
+        if spec.kind == "http":
+            asset = build_http_bronze_asset(settings, dataset)
+            job = build_landing_job(dataset, asset, source=spec.http_source.url)
+            assets += [build_http_source_spec(settings, dataset), asset]
+            jobs.append(job)
+            schedules.append(build_fetch_schedule(settings, dataset, job))
+            continue
         asset = build_bronze_asset(settings, dataset)
         assets.append(build_kafka_topic_spec(settings, dataset))
         job = build_landing_job(dataset, asset)

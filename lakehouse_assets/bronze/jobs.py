@@ -15,12 +15,16 @@ def landing_job_name(dataset: str) -> str:
     return f"land_{dataset}"
 
 
-def build_landing_job(dataset: str, asset: dg.AssetsDefinition) -> LandingJob:
-    """Lands one dataset's days; launch it from the UI with ``mode: append`` to land now."""
+def build_landing_job(
+    dataset: str, asset: dg.AssetsDefinition, *, source: str | None = None
+) -> LandingJob:
+    """Lands one dataset's days. Kafka datasets: launch it from the UI with ``mode: append``
+    to land now. HTTP datasets (``source``: the URL): each day is fetched and replaced."""
+    what = f"Kafka records of {dataset}" if source is None else f"{dataset} from {source}"
     return dg.define_asset_job(
         name=landing_job_name(dataset),
         selection=[asset.key],
-        description=f"Land Kafka records of {dataset} into bronze (S3 Parquet).",
+        description=f"Land {what} into bronze (S3 Parquet).",
     )
 
 

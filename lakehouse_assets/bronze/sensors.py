@@ -184,7 +184,7 @@ def build_arrivals_sensor(
     one run at a time); after that, the next run may start while silver and gold of
     the previous one are still running, up to :data:`MAX_RUNS_IN_FLIGHT` runs.
     """
-    topic = settings.dataset(dataset).topic
+    topic = settings.dataset(dataset).kafka_topic
 
     @dg.sensor(
         name=sensor_name(dataset),

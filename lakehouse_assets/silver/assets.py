@@ -22,6 +22,7 @@ from typing import Any
 import dagster as dg
 
 from lakehouse_assets.bronze.assets import bronze_key
+from lakehouse_assets.bronze.typed import TypedBronze
 from lakehouse_assets.contracts.loading import load_contract
 from lakehouse_assets.contracts.model import Contract
 from lakehouse_assets.partitions import (
@@ -238,6 +239,7 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
     contract = load_contract(settings.contract_path(dataset))
     late_window = settings.late_window_days(dataset)
     builder = table_builder(contract.dataset)
+    typed, source_property = _bronze_source(settings, dataset, contract)
     events = event_table(contract)
     events_partition = contract.partition_column(events)
     if events_partition is None:
@@ -324,6 +326,7 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
                 days,
                 lambda frame: classify(parse_payload(contract, frame), contract, late_window),
                 on_retry=context.log.warning,
+                typed=typed,
             )
             classified = bronze.rows
             counts = _outcome_counts(classified)
@@ -333,7 +336,7 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
         mine = classified.where(in_window(first, last))
         tables = builder(mine.where(f"{STATUS} = '{ACCEPTED}'"), contract)
         properties = {
-            "lakehouse.source_topic": settings.dataset(dataset).topic,
+            **source_property,
             "lakehouse.source_offsets": json.dumps(bronze.offsets, sort_keys=True),
             "lakehouse.late_window_days": str(late_window),
             "lakehouse.contract": f"{contract.path.name} {contract.version}",
@@ -406,6 +409,20 @@ def build_silver_asset(settings: LakehouseSettings, dataset: str) -> dg.AssetsDe
             publish_tables(iceberg, published_order, branch, context.log)
 
     return _silver
+
+
+def _bronze_source(
+    settings: LakehouseSettings, dataset: str, contract: Contract
+) -> tuple[TypedBronze | None, dict[str, str]]:
+    """How silver reads the dataset's bronze, and the snapshot property naming its source.
+
+    An HTTP dataset's bronze is typed rows, read as records of the Kafka shape so that
+    they take the same contract path (validation, quarantine, dedupe, reconciliation).
+    """
+    source = settings.dataset(dataset)
+    if source.kind == "http":
+        return TypedBronze(dataset, contract), {"lakehouse.source_url": source.http_source.url}
+    return None, {"lakehouse.source_topic": source.kafka_topic}
 
 
 def _bronze_dep(dataset: str, late_window: int) -> dg.AssetDep:

@@ -6,6 +6,8 @@ multi-asset: they run in the asset's own step, on the run's branch, before the r
 publishes (see :mod:`lakehouse_assets.silver.publishing`). Freshness is the
 exception: it is about the table's newest row, not a run's days, so it runs on the
 ``contract_freshness`` schedule (see :mod:`lakehouse_assets.silver.freshness`).
+Where the silver work runs is ``silver_launcher.kind``: in the run's process, or as a
+Spark job launched through Pipes (:mod:`lakehouse_assets.silver.launched`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ import dagster as dg
 
 from lakehouse_assets.silver.assets import build_freshness_checks, build_silver_asset
 from lakehouse_assets.silver.freshness import FRESHNESS_JOB
+from lakehouse_assets.silver.launched import build_launched_silver_asset
 from resources.settings import LakehouseSettings
 
 
 def silver_definitions(settings: LakehouseSettings) -> dg.Definitions:
     """The silver multi-asset of every configured dataset, and the freshness checks."""
-    assets = [build_silver_asset(settings, name) for name in settings.datasets]
+    build = build_silver_asset
+    if settings.silver_launcher.kind != "session":
+        build = build_launched_silver_asset
+    assets = [build(settings, name) for name in settings.datasets]
     checks = [
         check for name in settings.datasets for check in build_freshness_checks(settings, name)
     ]

@@ -280,10 +280,22 @@ def judge_quarantine_rates(
 ) -> dg.AssetCheckResult:
     """``quarantine_rate_anomaly`` for a run's ``days``: each against the rates recorded
     for the days before it (this run's own events aside) and the run's earlier days."""
-    first, last = days[0].day, days[-1].day
-    span = (last - first).days + settings.window_days
-    candidates = [last - timedelta(days=i) for i in range(span, -1, -1)]
-    recorded = recorded_rates(
-        context.instance, asset_key, candidates, exclude_run=context.run.run_id
+    recorded = history_rates(
+        context.instance, asset_key, days[0].day, days[-1].day, settings, context.run.run_id
     )
     return anomaly_result(asset_key, evaluate_anomaly(days, recorded, settings), settings)
+
+
+def history_rates(
+    instance: dg.DagsterInstance,
+    asset_key: dg.AssetKey,
+    first: date,
+    last: date,
+    settings: QuarantineAnomalySettings,
+    run_id: str,
+) -> dict[date, float]:
+    """The recorded rates the anomaly check of run ``run_id`` over ``first``..``last``
+    reads: each day of the range and of the window before it (the run's own aside)."""
+    span = (last - first).days + settings.window_days
+    candidates = [last - timedelta(days=i) for i in range(span, -1, -1)]
+    return recorded_rates(instance, asset_key, candidates, exclude_run=run_id)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
+    from lakehouse_assets.bronze.typed import TypedBronze
     from resources.s3.offset_files import ReadPlan
     from resources.s3.parquet_store import ParquetStore
 
@@ -72,9 +73,17 @@ class BronzeInput:
 
 
 def read_bronze(
-    spark: SparkSession, store: ParquetStore, dataset: str, days: Sequence[str]
+    spark: SparkSession,
+    store: ParquetStore,
+    dataset: str,
+    days: Sequence[str],
+    typed: TypedBronze | None = None,
 ) -> BronzeInput:
-    """Every landed record of ``days`` exactly once (overlapping files resolved as the store does)."""
+    """Every landed record of ``days`` exactly once (overlapping files resolved as the store does).
+
+    ``typed``: the dataset's bronze is typed rows of an HTTP source, read as records of
+    the Kafka shape (:meth:`~lakehouse_assets.bronze.typed.TypedBronze.as_bronze_records`).
+    """
     from pyspark.sql import functions as F
 
     schema = bronze_spark_schema()
@@ -88,7 +97,10 @@ def read_bronze(
     if not plans:
         return BronzeInput(spark.createDataFrame([], schema), [], offsets, plans)
     paths = [f"s3a://{directory}/{plan.range.file_name}" for directory, plan in plans]
-    frame = spark.read.schema(schema).parquet(*paths)
+    if typed is None:
+        frame = spark.read.schema(schema).parquet(*paths)
+    else:
+        frame = typed.as_bronze_records(spark.read.schema(typed.spark_schema()).parquet(*paths))
     overlapping = [
         (plan.range.file_name, plan.read_from)
         for _, plan in plans
@@ -140,6 +152,7 @@ def read_bronze_once(
     *,
     attempts: int = BRONZE_READ_ATTEMPTS,
     on_retry: Callable[[str], None] | None = None,
+    typed: TypedBronze | None = None,
 ) -> BronzeRead:
     """``prepare`` applied to every landed record of ``days``, each offset exactly once,
     computed in one Spark job from one listing of the store.
@@ -166,7 +179,7 @@ def read_bronze_once(
 
     for attempt in range(1, attempts + 1):
         try:
-            bronze = read_bronze(spark, store, dataset, days)
+            bronze = read_bronze(spark, store, dataset, days, typed)
             in_files = rows_in_files(store, bronze.plans)
             rows = prepare(bronze.frame).localCheckpoint(eager=True)
         except Exception as exc:

@@ -27,7 +27,8 @@ last complete day, which is also the last daily partition that exists.
 Modules: :mod:`~lakehouse_dev.generator.spec` (what to generate, the record, kinds),
 :mod:`~lakehouse_dev.generator.records` (:func:`generate`, summaries, expected results),
 one module per dataset (:mod:`~lakehouse_dev.generator.plain`,
-:mod:`~lakehouse_dev.generator.purchase_orders`), arrivals and malformations they
+:mod:`~lakehouse_dev.generator.purchase_orders`; :mod:`~lakehouse_dev.generator.weather`
+makes the HTTP dataset's API documents), arrivals and malformations they
 share, :mod:`~lakehouse_dev.generator.kafka` (:func:`produce`) and the CLI
 (:mod:`~lakehouse_dev.generator.cli`, also ``python -m lakehouse_dev.generator``).
 """

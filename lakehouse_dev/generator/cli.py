@@ -147,7 +147,7 @@ def _kafka_targets(
         # Imported by name: the settings module is optional for the generator.
         settings = importlib.import_module("resources.settings").load_settings()
         if args.topic is None:
-            topics = {name: settings.datasets[name].topic for name in datasets}
+            topics = {name: settings.datasets[name].kafka_topic for name in datasets}
         if bootstrap is None:
             bootstrap = settings.kafka.bootstrap_servers
             if not args.dry_run:

@@ -199,6 +199,44 @@ def expected_daily_sales(
     return result
 
 
+def expected_customer_sales(documents: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """fct_customer_sales computed from the accepted events: fct_daily_sales' sales and
+    refunds, per customer of the order's newest version."""
+    rates = _fx_rates()
+    by_order: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+    for document in documents:
+        by_order[document["order_id"]].append(document)
+    figures: defaultdict[str, defaultdict[str, Any]] = defaultdict(lambda: defaultdict(Decimal))
+    for events in by_order.values():
+        latest = max(events, key=lambda e: e["version"])
+        ordered = min(datetime.fromisoformat(e["event_time"]) for e in events).date()
+        customer, currency = latest["customer"]["customer_id"], latest["currency"]
+        subtotal = Decimal(latest["totals"]["subtotal"])
+        # A customer has a row once an order of theirs counts: a sale or a refund.
+        if latest["status"] != "cancelled":
+            figures[customer]["orders"] += 1
+            figures[customer]["net_sales"] += subtotal * _rate(rates, currency, ordered)
+            figures[customer].setdefault("days", []).append(ordered)
+        if latest["status"] == "refunded":
+            refund = max(e["event_time"] for e in events if e["event_type"] == "order_refunded")
+            refund_day = datetime.fromisoformat(refund).date()
+            figures[customer]["refunds"] += subtotal * _rate(rates, currency, refund_day)
+    result = {}
+    for customer, values in figures.items():
+        net_sales = values["net_sales"].quantize(CENT, ROUND_HALF_UP)
+        refunds = values["refunds"].quantize(CENT, ROUND_HALF_UP)
+        days = values.get("days") or [None]
+        result[customer] = {
+            "orders": values["orders"],
+            "net_sales": net_sales,
+            "refunds": refunds,
+            "net_revenue": net_sales - refunds,
+            "first_order_date": min(days) if days != [None] else None,
+            "last_order_date": max(days) if days != [None] else None,
+        }
+    return result
+
+
 def _sales(table: pa.Table) -> dict[tuple[date, str], dict[str, Any]]:
     return {(row["sales_date"], row["country"]): row for row in table.to_pylist()}
 
@@ -226,6 +264,14 @@ def test_gold_daily_sales_match_the_generated_events(lakehouse: Lakehouse) -> No
             aov = values["net_sales"] / values["orders"]
             assert abs(row["average_order_value"] - aov) <= CENT
         assert row["net_revenue"] <= row["gross_revenue"]
+
+    customers = {r["customer_id"]: r for r in lakehouse.table("fct_customer_sales").to_pylist()}
+    expected_customers = expected_customer_sales(_accepted_documents(records, late_window=3))
+    assert set(customers) == set(expected_customers)
+    for customer, values in expected_customers.items():
+        for name, value in values.items():
+            got = customers[customer][name]
+            assert got == value, f"{name} of {customer}: gold {got}, expected {value}"
 
     orders = lakehouse.table("fct_orders")
     latest = expected_orders(records)

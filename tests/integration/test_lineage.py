@@ -66,7 +66,7 @@ def lineage_env(
         monkeypatch.setenv(name, value)
     settings = load_settings("local")
     admin = build_resources(settings)["kafka"].admin()
-    topic = settings.dataset(DATASET).topic
+    topic = settings.dataset(DATASET).kafka_topic
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
     return dict(os.environ)
 
@@ -75,7 +75,7 @@ def _run_every_layer(settings: LakehouseSettings, instance: dg.DagsterInstance) 
     """Bronze, silver, then gold's models over silver, for one day, as single runs."""
     resources = build_resources(settings)
     producer = resources["kafka"].producer()
-    topic = settings.dataset(DATASET).topic
+    topic = settings.dataset(DATASET).kafka_topic
     for i in range(5):
         event = plain_event(f"e{i}", _at(0, 10, i), amount=f"{i + 1}.25")
         producer.produce(topic, value=json.dumps(event).encode(), timestamp=_ms(_at(0, 11)))

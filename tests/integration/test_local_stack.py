@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -20,29 +22,35 @@ from tests.conftest import _free_port, _free_port_pair
 pytestmark = pytest.mark.integration
 
 
-def _own_stack(tmp_path: Path) -> LocalStack:
-    """A second stack with its own ports and data, beside the session's."""
+def _own_stack(data_dir: Path) -> LocalStack:
+    """A second stack with its own ports and data, beside the session's.
+
+    Its data directory is a directory of its own under the temporary directory, not
+    pytest's ``tmp_path``: when tests run as root, PostgreSQL runs as the ``postgres``
+    user, which must be able to pass every directory above its cluster
+    (``/tmp/pytest-of-root`` is private to root)."""
     environ = dict(os.environ)
     environ.update(
         {
-            "LAKEHOUSE__STACK__DATA_DIR": str(tmp_path / "stack"),
+            "LAKEHOUSE__STACK__DATA_DIR": str(data_dir),
             "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{_free_port_pair()}",
             "LAKEHOUSE__S3__ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}",
+            "LAKEHOUSE__STACK__POSTGRES_PORT": str(_free_port()),
         }
     )
     return LocalStack.from_settings(load_settings("local", environ=environ))
 
 
-def test_start_twice_stop_restart_keeps_data_and_leaves_no_process(tmp_path: Path) -> None:
-    stack = _own_stack(tmp_path)
+def test_start_twice_stop_restart_keeps_data_and_leaves_no_process() -> None:
+    stack = _own_stack(Path(tempfile.mkdtemp(prefix="lakehouse-own-stack-")))
     settings = stack.settings
     data_dir = str(settings.data_dir)
     try:
         stack.start()
-        first_pids = (stack.kafka.pid, stack.s3.process.pid())
-        stack.start()  # a second start finds both services and changes nothing
-        assert (stack.kafka.pid, stack.s3.process.pid()) == first_pids
-        assert stack.status() == {"kafka": True, "s3": True}
+        first_pids = (stack.kafka.pid, stack.s3.process.pid(), stack.postgres.process.pid())
+        stack.start()  # a second start finds every service and changes nothing
+        assert (stack.kafka.pid, stack.s3.process.pid(), stack.postgres.process.pid()) == first_pids
+        assert stack.status() == {"kafka": True, "s3": True, "postgres": True}
 
         resources = build_resources(settings)
         key = f"survives/{uuid.uuid4().hex}"
@@ -51,9 +59,12 @@ def test_start_twice_stop_restart_keeps_data_and_leaves_no_process(tmp_path: Pat
         producer.produce("plain-events", key=b"k", value=b"kept")
         assert producer.flush(30) == 0
         del producer  # its connection must not outlive the broker it talks to
+        with resources["postgres"].connect() as conn:
+            conn.execute("create table survives (value text)")
+            conn.execute("insert into survives values ('kept')")
 
         stack.stop()
-        assert stack.status() == {"kafka": False, "s3": False}
+        assert stack.status() == {"kafka": False, "s3": False, "postgres": False}
         assert pids_running(data_dir) == [], "a process of the stopped stack is still running"
 
         stack.start()
@@ -69,11 +80,15 @@ def test_start_twice_stop_restart_keeps_data_and_leaves_no_process(tmp_path: Pat
                 break
         consumer.close()
         assert values == [b"kept"]
+        with resources["postgres"].connect() as conn:
+            assert conn.execute("select value from survives").fetchall() == [("kept",)]
         namespaces = {".".join(ns) for ns in resources["iceberg"].load().list_namespaces()}
         assert {"bronze", "silver", "gold"} <= namespaces
     finally:
         stack.stop()
-    assert pids_running(data_dir) == []
+        left_running = pids_running(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+    assert left_running == []
 
 
 def test_stack_refuses_an_environment_with_remote_endpoints() -> None:

@@ -91,7 +91,7 @@ def _edit(old: str, new: str) -> tuple[str, int]:
 
 def test_shipped_contracts_load_keyed_by_dataset() -> None:
     contracts = load_contracts(CONTRACTS_DIR)
-    assert set(contracts) == {"plain", "purchase_orders"}
+    assert set(contracts) == {"plain", "purchase_orders", "weather"}
     assert contracts["purchase_orders"].tables == [
         "order_events",
         "orders",

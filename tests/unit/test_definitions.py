@@ -25,19 +25,35 @@ def test_definitions_load_and_resolve() -> None:
     dg.Definitions.validate_loadable(defs)
 
 
-def test_every_dataset_gets_a_sensor_a_job_and_a_compaction_schedule() -> None:
+def test_every_kafka_dataset_gets_a_sensor_a_job_and_a_compaction_schedule() -> None:
     repository = defs.get_repository_def()
-    for name in settings.datasets:
+    for name, spec in settings.datasets.items():
+        if spec.kind != "kafka":
+            continue
         assert repository.has_sensor_def(f"{name}_kafka_arrivals")
         assert repository.has_job(f"land_{name}")
         assert repository.has_schedule_def(f"compact_{name}_bronze")
+
+
+def test_every_http_dataset_gets_a_source_a_job_and_a_fetch_schedule_but_no_sensor() -> None:
+    repository = defs.get_repository_def()
+    http = [name for name, spec in settings.datasets.items() if spec.kind == "http"]
+    assert http, "the configuration ships an HTTP dataset (weather)"
+    keys = repository.asset_graph.get_all_asset_keys()
+    for name in http:
+        assert dg.AssetKey(["http", name]) in keys
+        assert repository.has_job(f"land_{name}")
+        assert repository.has_schedule_def(f"fetch_{name}")
+        assert not repository.has_sensor_def(f"{name}_kafka_arrivals")
 
 
 def test_a_refresh_rebuilds_the_pipeline_layers_only() -> None:
     """Table maintenance and serving exports are downstream of silver and gold but run on
     their own schedules and automation, never in every refresh of today's records."""
     repository = defs.get_repository_def()
-    for name in settings.datasets:
+    for name, spec in settings.datasets.items():
+        if spec.kind != "kafka":
+            continue
         job = repository.get_job(f"refresh_{name}")
         keys = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
         assert f"bronze/{name}" in keys

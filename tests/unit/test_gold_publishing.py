@@ -27,12 +27,14 @@ def test_gold_tables_come_upstream_first_without_views_seeds_or_ephemeral_models
         "fct_orders",
         "fct_order_lines",
         "fct_daily_sales",
+        "fct_customer_sales",
         "plain_daily_totals",
     }
     # A reader who sees this run's figures finds the tables they came from published.
     assert tables.index("fct_orders") < tables.index("fct_daily_sales")
     assert tables.index("fct_order_lines") < tables.index("fct_daily_sales")
     assert tables.index("customers_snapshot") < tables.index("dim_customers")
+    assert tables.index("fct_orders") < tables.index("fct_customer_sales")
 
 
 def test_every_model_of_the_project_writes_through_the_audit_branch(

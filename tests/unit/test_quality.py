@@ -124,6 +124,7 @@ def test_contract_freshness_is_a_check_of_its_own_not_in_silvers_step() -> None:
     assert job.asset_layer.asset_graph.asset_check_keys == {
         dg.AssetCheckKey(dg.AssetKey(["silver", "orders"]), "contract_freshness"),
         dg.AssetCheckKey(dg.AssetKey(["silver", "plain"]), "contract_freshness"),
+        dg.AssetCheckKey(dg.AssetKey(["silver", "weather_hourly"]), "contract_freshness"),
     }
 
 

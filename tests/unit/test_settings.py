@@ -117,7 +117,8 @@ def test_broken_yaml_names_the_file(tmp_path: Path) -> None:
 def test_unknown_dataset_lists_the_configured_ones() -> None:
     settings = load_settings("local", environ={})
     with pytest.raises(
-        ConfigError, match=r"unknown dataset 'clicks' \(configured: plain, purchase_orders\)"
+        ConfigError,
+        match=r"unknown dataset 'clicks' \(configured: plain, purchase_orders, weather\)",
     ):
         settings.dataset("clicks")
 
