@@ -170,7 +170,9 @@ def build_launched_silver_asset(settings: LakehouseSettings, dataset: str) -> dg
     def _silver(context: dg.AssetExecutionContext) -> Iterator[Any]:
         window = context.partition_time_window
         first, last = window.start.date(), (window.end - timedelta(days=1)).date()
-        rates = history_rates(context.instance, events_key, first, last, anomaly, context.run_id)
+        rates = history_rates(
+            context.instance, events_key, first, last, anomaly, context.run.run_id
+        )
         extras = {
             job.ANOMALY_HISTORY: {
                 events_key.to_user_string(): {d.isoformat(): r for d, r in rates.items()}
