@@ -1,4 +1,5 @@
-"""An HTTP dataset end to end: the weather API → typed bronze → silver (Spark → Iceberg).
+"""An HTTP dataset end to end: the weather API → typed bronze → silver (Spark → Iceberg)
+→ gold (dbt's weather_daily).
 
 The silver asset reads the typed bronze rows through the same contract path as Kafka
 records: validation and quarantine, dedupe by the contract's key, and the
@@ -11,17 +12,23 @@ from typing import Any
 
 import dagster as dg
 
+from lakehouse_assets.gold.assets import build_gold_assets
 from lakehouse_assets.silver.assets import RECONCILIATION_CHECK, build_silver_asset
 from lakehouse_dev.stack import LocalStack
 from lakehouse_dev.weather_api import RunningApi
+from resources.dbt.project import dbt_project
 from resources.environments import build_resources
 from resources.settings import LakehouseSettings
 from tests.integration.test_http_landing import (
+    LATITUDE,
+    LONGITUDE,
     HttpDataset,
     _day,
     _expected,
     weather_api,  # noqa: F401 (the module's server fixture)
 )
+
+WEATHER_DAILY = dg.AssetKey(["gold", "weather_daily"])
 
 
 def _bad_and_repeated_hours(document: dict[str, Any]) -> dict[str, Any]:
@@ -41,7 +48,11 @@ def test_weather_bronze_reaches_silver_with_every_record_accounted_for(
 ) -> None:
     dataset = HttpDataset(settings, weather_api)
     suffix = uuid.uuid4().hex[:8]
-    namespaces = {**dataset.settings.catalog.namespaces, "silver": f"silver_{suffix}"}
+    namespaces = {
+        **dataset.settings.catalog.namespaces,
+        "silver": f"silver_{suffix}",
+        "gold": f"gold_{suffix}",
+    }
     dataset.settings = dataset.settings.model_copy(
         update={"catalog": dataset.settings.catalog.model_copy(update={"namespaces": namespaces})}
     )
@@ -102,3 +113,28 @@ def test_weather_bronze_reaches_silver_with_every_record_accounted_for(
     assert metadata["quarantined_in_table"] == 1
     assert metadata["duplicates_removed"] == 1
     assert metadata["accepted_in_table"] == 23
+
+    # Gold from the contract's silver table, as for Kafka datasets: weather_daily.
+    gold = [
+        a
+        for a in build_gold_assets(dataset.settings, dbt_project(dataset.settings))
+        if WEATHER_DAILY in a.keys
+    ]
+    built = dg.materialize(
+        gold,
+        selection=[WEATHER_DAILY],
+        resources=dataset.resources,
+        partition_key=_day(0),
+        raise_on_error=False,
+    )
+    assert built.success
+    (row,) = catalog.load_table((f"gold_{suffix}", "weather_daily")).scan().to_arrow().to_pylist()
+    temperatures = [hour[1] for hour in expected]
+    assert (row["latitude"], row["longitude"], row["hours"]) == (LATITUDE, LONGITUDE, 23)
+    assert row["weather_date"] == table.column("event_date").to_pylist()[0]
+    assert row["temperature_min"] == min(temperatures)
+    assert row["temperature_max"] == max(temperatures)
+    assert abs(row["temperature_mean"] - sum(temperatures) / len(temperatures)) <= 0.005 + 1e-9
+    precipitation = sum(hour[3] for hour in expected)
+    assert abs(row["precipitation_sum"] - precipitation) <= 0.005 + 1e-9
+    assert row["wind_speed_max"] == max(hour[4] for hour in expected)
