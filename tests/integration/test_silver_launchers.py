@@ -88,7 +88,10 @@ def _snapshots(
     """Each table's current snapshot on main: its summary, or None."""
     catalog = orders.resources["iceberg"].load()
     out: dict[str, dict[str, str] | None] = {}
-    for identifier in catalog.list_tables(settings.namespace("silver")):
+    namespace = settings.namespace("silver")
+    if (namespace,) not in catalog.list_namespaces():
+        return out
+    for identifier in catalog.list_tables(namespace):
         snapshot = catalog.load_table(identifier).current_snapshot()
         out[identifier[-1]] = (
             None if snapshot is None else dict(snapshot.summary.additional_properties)
@@ -178,6 +181,16 @@ def test_the_launched_job_writes_and_reports_what_the_session_launcher_does(
     assert any(m.startswith("reconciliation of ") for m in messages), messages[-20:]
 
 
+def _assert_main_as_before(
+    before: dict[str, dict[str, str] | None], after: dict[str, dict[str, str] | None]
+) -> None:
+    """Main is as it was: the same snapshots, and tables created since hold no row there
+    (a new table's first commit on main is empty; the run's rows went to its branch)."""
+    assert {t: after[t] for t in before} == before
+    created = {t: (after[t] or {}).get("total-records", "0") for t in after.keys() - before.keys()}
+    assert set(created.values()) <= {"0"}, created
+
+
 def _job_pids() -> list[int]:
     """Python processes running the job file (spark-submit's driver), by /proc."""
     pids = []
@@ -238,7 +251,45 @@ def test_a_job_killed_mid_way_leaves_the_tables_and_fails_the_run(
     error = failure.step_failure_data.error
     assert error is not None
     assert "spark-submit" in error.to_string() or "exit" in error.to_string().lower()
-    # Main is as it was: the same snapshots, and tables the job created have none.
-    after = _snapshots(orders, launched_settings)
-    assert {t: after[t] for t in before} == before
-    assert all(after[t] is None for t in after.keys() - before.keys())
+    _assert_main_as_before(before, _snapshots(orders, launched_settings))
+
+
+def test_a_failed_blocking_check_fails_the_launched_step_as_in_a_session_run(
+    orders: SilverDataset,
+    launched_settings: LakehouseSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A contract whose row-count bound (severity error) the data breaks: the job reports
+    the failed check and ends normally, and Dagster fails the step for that blocking check,
+    as it does in a ``session`` run; ``main`` keeps what it had."""
+    contract = Path("contracts/purchase_orders.yaml").read_text(encoding="utf-8")
+    bound = "        mustBeBetween: [0, 5000000]\n        severity: warning\n"
+    assert contract.count(bound) == 1
+    strict = tmp_path / "purchase_orders.yaml"
+    strict.write_text(
+        contract.replace(bound, "        mustBeBetween: [0, 2]\n        severity: error\n"),
+        encoding="utf-8",
+    )
+    variable = f"LAKEHOUSE__DATASETS__{orders.name.upper()}__CONTRACT"
+    monkeypatch.setenv(variable, str(strict))
+    settings = load_settings("local", environ={**os.environ, variable: str(strict)})
+    before = _snapshots(orders, settings)
+
+    result = dg.materialize(
+        [build_launched_silver_asset(settings, orders.name)],
+        tags=range_tags(FIRST, LAST),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
+    assert {(c.check_name, c.severity) for c in failed} >= {
+        ("contract_row_count", dg.AssetCheckSeverity.ERROR)
+    }
+    (failure,) = result.get_step_failure_events()
+    error = failure.step_failure_data.error
+    assert error is not None
+    assert error.cls_name == "DagsterAssetCheckFailedError", error.to_string()
+    _assert_main_as_before(before, _snapshots(orders, settings))
