@@ -15,13 +15,7 @@ with
 
 fx_rates as (
 
-    select
-        currency,
-        rate,
-        valid_from,
-        lead(valid_from) over (partition by currency order by valid_from) as valid_until
-    from {{ ref('fx_rates') }}
-    where reporting_currency = '{{ reporting_currency }}'
+    {{ reporting_fx_rates() }}
 
 ),
 
@@ -40,17 +34,7 @@ order_facts as (
 -- a missing rate fails the run instead of silently dropping amounts
 converted as (
 
-    select
-        f.*,
-        coalesce(fx.rate, raise_error(concat(
-            'fx_rates has no rate from ', f.currency, ' to {{ reporting_currency }} valid on ',
-            cast(f.sales_date as string)
-        ))) as rate
-    from order_facts as f
-    left join fx_rates as fx
-        on fx.currency = f.currency
-        and f.sales_date >= fx.valid_from
-        and (fx.valid_until is null or f.sales_date < fx.valid_until)
+    {{ with_fx_rate('order_facts') }}
 
 ),
 

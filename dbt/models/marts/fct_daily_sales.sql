@@ -48,13 +48,7 @@ with
 
 fx_rates as (
 
-    select
-        currency,
-        rate,
-        valid_from,
-        lead(valid_from) over (partition by currency order by valid_from) as valid_until
-    from {{ ref('fx_rates') }}
-    where reporting_currency = '{{ reporting_currency }}'
+    {{ reporting_fx_rates() }}
 
 ),
 
@@ -88,17 +82,7 @@ order_days as (
 -- silently dropping amounts
 order_facts as (
 
-    select
-        d.*,
-        coalesce(fx.rate, raise_error(concat(
-            'fx_rates has no rate from ', d.currency, ' to {{ reporting_currency }} valid on ',
-            cast(d.sales_date as string)
-        ))) as rate
-    from order_days as d
-    left join fx_rates as fx
-        on fx.currency = d.currency
-        and d.sales_date >= fx.valid_from
-        and (fx.valid_until is null or d.sales_date < fx.valid_until)
+    {{ with_fx_rate('order_days') }}
 
 ),
 
