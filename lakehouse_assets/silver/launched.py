@@ -62,7 +62,8 @@ def spark_submit_command(
 
     launcher = settings.silver_launcher.subprocess
     spark = spark_resource(settings, iceberg_resource(settings, s3_resource(settings)))
-    conf = launch_conf(spark.session_conf())
+    full = spark.session_conf()
+    conf = launch_conf(full)
     submit = launcher.spark_submit or str(Path(pyspark.__file__).parent / "bin" / "spark-submit")
     command = [submit, "--master", spark.master, "--name", f"lakehouse-silver-{arguments[1]}"]
     for key, value in sorted(conf.items()):
@@ -72,7 +73,7 @@ def spark_submit_command(
     environ = {
         # The driver's Python (spark-submit runs the file with it) and the workers'.
         "PYSPARK_DRIVER_PYTHON": sys.executable,
-        "PYSPARK_PYTHON": spark.session_conf().get("spark.pyspark.python", sys.executable),
+        "PYSPARK_PYTHON": full.get("spark.pyspark.python", sys.executable),
         "LAKEHOUSE__SPARK__SHARED_DRIVER": "false",
     }
     return command, environ
