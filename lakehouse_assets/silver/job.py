@@ -192,31 +192,26 @@ def to_pipes(metadata: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {key: pipes_value(value) for key, value in metadata.items()}
 
 
-def pipes_value(value: Any) -> dict[str, Any]:  # noqa: PLR0911 (one branch per type)
+def pipes_value(value: Any) -> dict[str, Any]:
     """One Dagster metadata value as Pipes' ``{"type", "raw_value"}``; a kind Pipes has
     no type for travels as its text."""
     import dagster as dg
 
-    if isinstance(value, dg.BoolMetadataValue):
-        return {"type": "bool", "raw_value": value.value}
-    if isinstance(value, dg.IntMetadataValue):
-        return {"type": "int", "raw_value": value.value}
-    if isinstance(value, dg.FloatMetadataValue):
-        return {"type": "float", "raw_value": value.value}
-    if isinstance(value, dg.TextMetadataValue):
-        return {"type": "text", "raw_value": value.value}
-    if isinstance(value, dg.JsonMetadataValue):
-        return {"type": "json", "raw_value": value.value}
-    if isinstance(value, dg.MarkdownMetadataValue):
-        return {"type": "md", "raw_value": value.value}
-    if isinstance(value, dg.UrlMetadataValue):
-        return {"type": "url", "raw_value": value.value}
-    if isinstance(value, dg.PathMetadataValue):
-        return {"type": "path", "raw_value": value.value}
-    if isinstance(value, dg.TimestampMetadataValue):
-        return {"type": "timestamp", "raw_value": value.value}
-    if isinstance(value, dg.NullMetadataValue):
-        return {"type": "null", "raw_value": None}
+    plain = (
+        (dg.BoolMetadataValue, "bool"),
+        (dg.IntMetadataValue, "int"),
+        (dg.FloatMetadataValue, "float"),
+        (dg.TextMetadataValue, "text"),
+        (dg.JsonMetadataValue, "json"),
+        (dg.MarkdownMetadataValue, "md"),
+        (dg.UrlMetadataValue, "url"),
+        (dg.PathMetadataValue, "path"),
+        (dg.TimestampMetadataValue, "timestamp"),
+        (dg.NullMetadataValue, "null"),
+    )
+    for kind, name in plain:
+        if isinstance(value, kind):
+            return {"type": name, "raw_value": value.value}
     if isinstance(value, dg.TableSchemaMetadataValue):
         return {"type": "table_schema", "raw_value": {"columns": _columns(value.schema)}}
     if isinstance(value, dg.TableColumnLineageMetadataValue):
